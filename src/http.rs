@@ -1,0 +1,555 @@
+//! The one HTTP client every request goes through — source pages, sink reads and
+//! writes, actions, OAuth2 tokens. It owns authentication, timeouts, retries with
+//! backoff and `Retry-After`, the rate limit and the response size limit.
+
+use std::sync::Mutex;
+use std::time::{Duration, Instant, SystemTime};
+
+use anyhow::{Context, Result, anyhow, bail};
+use secrecy::{ExposeSecret, SecretString};
+use url::Url;
+
+use crate::redact;
+
+/// Largest response body read into memory.
+pub(crate) const MAX_BODY_BYTES: u64 = 64 * 1024 * 1024;
+
+/// How a request proves who it is. Secret parts never appear in `Debug`.
+#[derive(Debug)]
+pub(crate) enum Auth {
+    Bearer(SecretString),
+    Basic {
+        username: String,
+        password: SecretString,
+    },
+    Header {
+        name: String,
+        value: SecretString,
+    },
+    OAuth2(OAuth2),
+}
+
+/// OAuth2 client-credentials grant (RFC 6749 §4.4).
+#[derive(Debug)]
+pub(crate) struct OAuth2 {
+    pub token_url: Url,
+    pub client_id: String,
+    pub client_secret: SecretString,
+    pub scope: Option<String>,
+    /// Send the client credentials as HTTP Basic (true) or in the form body.
+    pub basic_client_auth: bool,
+}
+
+/// Per-endpoint behaviour from the config.
+#[derive(Debug, Clone)]
+pub(crate) struct Settings {
+    pub timeout: Duration,
+    pub retries: u32,
+    pub max_retry_wait: Duration,
+    /// Requests per second; 0 means unlimited.
+    pub rate_limit: f64,
+    /// First backoff step; doubled on each retry.
+    pub backoff_base: Duration,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            timeout: Duration::from_secs(30),
+            retries: 3,
+            max_retry_wait: Duration::from_secs(60),
+            rate_limit: 0.0,
+            backoff_base: Duration::from_millis(500),
+        }
+    }
+}
+
+/// One request, fully rendered.
+#[derive(Debug, Clone)]
+pub(crate) struct Request {
+    pub method: String,
+    pub url: Url,
+    pub headers: Vec<(String, String)>,
+    pub body: Option<Vec<u8>>,
+    /// May this request be sent twice? GET, PUT, PATCH of one attribute: yes. A POST
+    /// of an action: only when it surely never reached the server.
+    pub idempotent: bool,
+}
+
+impl Request {
+    pub(crate) fn get(url: Url) -> Self {
+        Request {
+            method: "GET".into(),
+            url,
+            headers: Vec::new(),
+            body: None,
+            idempotent: true,
+        }
+    }
+
+    pub(crate) fn header(mut self, name: &str, value: &str) -> Self {
+        self.headers.push((name.to_owned(), value.to_owned()));
+        self
+    }
+
+    fn has_header(&self, name: &str) -> bool {
+        self.headers.iter().any(|(n, _)| n.eq_ignore_ascii_case(name))
+    }
+}
+
+/// A response read in full.
+#[derive(Debug)]
+pub(crate) struct Response {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Response {
+    pub(crate) fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub(crate) fn headers_named<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> {
+        self.headers
+            .iter()
+            .filter(move |(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub(crate) fn is_success(&self) -> bool {
+        (200..300).contains(&self.status)
+    }
+
+    pub(crate) fn content_type(&self) -> &str {
+        self.header("content-type").unwrap_or("none")
+    }
+
+    /// The first bytes of the body as text, for error messages.
+    pub(crate) fn body_start(&self) -> String {
+        const MAX: usize = 300;
+        let text = String::from_utf8_lossy(&self.body[..self.body.len().min(MAX)]);
+        let text = text.split_whitespace().collect::<Vec<_>>().join(" ");
+        if self.body.len() > MAX {
+            format!("{text}…")
+        } else {
+            text
+        }
+    }
+
+    /// Turn a non-2xx answer into an error naming the status, the URL and the
+    /// start of the body.
+    pub(crate) fn error_for_status(self, method: &str, url: &Url) -> Result<Response> {
+        if self.is_success() {
+            return Ok(self);
+        }
+        bail!(
+            "{method} {} answered HTTP {}: {}",
+            display_url(url),
+            self.status,
+            self.body_start()
+        )
+    }
+}
+
+/// A URL as it may be shown: no user info; secrets masked by the caller's redaction.
+pub(crate) fn display_url(url: &Url) -> String {
+    let mut shown = url.clone();
+    let _ = shown.set_username("");
+    let _ = shown.set_password(None);
+    redact::redact(shown.as_str())
+}
+
+/// Sends requests with auth, rate limit and retries. Shared by reference across
+/// the page-fetching threads.
+#[derive(Debug)]
+pub(crate) struct Client {
+    agent: ureq::Agent,
+    settings: Settings,
+    auth: Option<Auth>,
+    /// The earliest instant the next request may start (rate limit, no burst).
+    next_slot: Mutex<Instant>,
+    token: Mutex<Option<CachedToken>>,
+}
+
+#[derive(Debug)]
+struct CachedToken {
+    token: SecretString,
+    expires: Option<Instant>,
+}
+
+/// Why an attempt failed, and whether another try may help.
+enum Attempt {
+    Done(Response),
+    Retry {
+        reason: String,
+        wait: Option<Duration>,
+        last: Option<Response>,
+    },
+}
+
+impl Client {
+    pub(crate) fn new(settings: Settings, auth: Option<Auth>) -> Self {
+        let config = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_global(Some(settings.timeout))
+            .user_agent(concat!("agentsync/", env!("CARGO_PKG_VERSION")))
+            .max_idle_connections_per_host(16)
+            .build();
+        Client {
+            agent: ureq::Agent::new_with_config(config),
+            settings,
+            auth,
+            next_slot: Mutex::new(Instant::now()),
+            token: Mutex::new(None),
+        }
+    }
+
+    pub(crate) fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    /// Send `req`, retrying what may be retried. Returns the final response
+    /// whatever its status; transport failures that outlast the retries are errors.
+    pub(crate) fn send(&self, req: &Request) -> Result<Response> {
+        let mut refreshed_token = false;
+        let mut attempt = 0u32;
+        loop {
+            match self.attempt(req)? {
+                Attempt::Done(resp) => {
+                    if resp.status == 401
+                        && matches!(self.auth, Some(Auth::OAuth2(_)))
+                        && !refreshed_token
+                    {
+                        // The token may have been revoked or expired early: fetch
+                        // a new one, once.
+                        refreshed_token = true;
+                        self.drop_token();
+                        continue;
+                    }
+                    return Ok(resp);
+                }
+                Attempt::Retry { reason, wait, last } => {
+                    if attempt >= self.settings.retries {
+                        if let Some(resp) = last {
+                            return Ok(resp);
+                        }
+                        bail!(
+                            "{} {}: {reason} (after {} attempt{})",
+                            req.method,
+                            display_url(&req.url),
+                            attempt + 1,
+                            if attempt == 0 { "" } else { "s" }
+                        );
+                    }
+                    let wait = wait
+                        .unwrap_or_else(|| self.backoff(attempt))
+                        .min(self.settings.max_retry_wait);
+                    crate::progress::debug(&format!(
+                        "{} {}: {reason}; retrying in {:.1}s",
+                        req.method,
+                        display_url(&req.url),
+                        wait.as_secs_f64()
+                    ));
+                    std::thread::sleep(wait);
+                    attempt += 1;
+                }
+            }
+        }
+    }
+
+    /// Exponential backoff with full jitter: a random wait in [0, base·2^n].
+    fn backoff(&self, attempt: u32) -> Duration {
+        let ceiling = self
+            .settings
+            .backoff_base
+            .saturating_mul(1u32 << attempt.min(16))
+            .min(self.settings.max_retry_wait);
+        ceiling.mul_f64(fastrand::f64().max(0.05))
+    }
+
+    fn wait_for_slot(&self) {
+        if self.settings.rate_limit <= 0.0 {
+            return;
+        }
+        let interval = Duration::from_secs_f64(1.0 / self.settings.rate_limit);
+        let start = {
+            let mut next = self.next_slot.lock().unwrap_or_else(|e| e.into_inner());
+            let now = Instant::now();
+            let start = (*next).max(now);
+            *next = start + interval;
+            start
+        };
+        let now = Instant::now();
+        if start > now {
+            std::thread::sleep(start - now);
+        }
+    }
+
+    fn attempt(&self, req: &Request) -> Result<Attempt> {
+        let auth_header = self.auth_header()?;
+        self.wait_for_slot();
+
+        let mut builder = ureq::http::Request::builder()
+            .method(req.method.as_str())
+            .uri(req.url.as_str());
+        for (name, value) in &req.headers {
+            builder = builder.header(name, value);
+        }
+        if let Some((name, value)) = &auth_header
+            && !req.has_header(name)
+        {
+            builder = builder.header(name.as_str(), value.expose_secret());
+        }
+        let result = match &req.body {
+            Some(body) => builder
+                .body(body.as_slice())
+                .map_err(|e| anyhow!("invalid request: {e}"))
+                .map(|r| self.agent.run(r)),
+            None => builder
+                .body(())
+                .map_err(|e| anyhow!("invalid request: {e}"))
+                .map(|r| self.agent.run(r)),
+        };
+        let mut resp = match result? {
+            Ok(resp) => resp,
+            Err(err) => return self.transport_failure(req, err),
+        };
+
+        let status = resp.status().as_u16();
+        let headers = resp
+            .headers()
+            .iter()
+            .map(|(n, v)| (n.as_str().to_owned(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
+            .collect();
+        let body = match resp.body_mut().with_config().limit(MAX_BODY_BYTES).read_to_vec() {
+            Ok(body) => body,
+            Err(ureq::Error::BodyExceedsLimit(limit)) => bail!(
+                "{} {}: response body is larger than the {limit}-byte limit",
+                req.method,
+                display_url(&req.url)
+            ),
+            Err(err) => {
+                // The server answered, so a non-idempotent request did arrive.
+                if !req.idempotent {
+                    bail!(
+                        "{} {}: response body could not be read: {err}",
+                        req.method,
+                        display_url(&req.url)
+                    );
+                }
+                return Ok(Attempt::Retry {
+                    reason: format!("response body could not be read (HTTP {status}): {err}"),
+                    wait: None,
+                    last: None,
+                });
+            }
+        };
+        let resp = Response {
+            status,
+            headers,
+            body,
+        };
+        let retryable = match status {
+            429 => true,
+            502..=504 => req.idempotent,
+            _ => false,
+        };
+        if !retryable {
+            return Ok(Attempt::Done(resp));
+        }
+        let wait = resp
+            .header("retry-after")
+            .and_then(|v| parse_retry_after(v, SystemTime::now()));
+        Ok(Attempt::Retry {
+            reason: format!("HTTP {status}"),
+            wait,
+            last: Some(resp),
+        })
+    }
+
+    fn transport_failure(&self, req: &Request, err: ureq::Error) -> Result<Attempt> {
+        let never_sent = matches!(
+            err,
+            ureq::Error::ConnectionFailed
+                | ureq::Error::HostNotFound
+                | ureq::Error::Timeout(ureq::Timeout::Connect | ureq::Timeout::Resolve)
+        ) || matches!(&err, ureq::Error::Io(e) if e.kind() == std::io::ErrorKind::ConnectionRefused);
+        let reason = match &err {
+            ureq::Error::Timeout(_) => format!("timed out after {}s", self.settings.timeout.as_secs_f64()),
+            ureq::Error::ConnectionFailed => "connection failed".to_owned(),
+            other => other.to_string(),
+        };
+        let transient = !matches!(
+            err,
+            ureq::Error::BadUri(_) | ureq::Error::Http(_) | ureq::Error::InvalidProxyUrl | ureq::Error::Tls(_)
+        );
+        if transient && (req.idempotent || never_sent) {
+            Ok(Attempt::Retry {
+                reason,
+                wait: None,
+                last: None,
+            })
+        } else {
+            bail!("{} {}: {reason}", req.method, display_url(&req.url))
+        }
+    }
+
+    /// The header that carries the credentials, fetching an OAuth2 token if needed.
+    fn auth_header(&self) -> Result<Option<(String, SecretString)>> {
+        Ok(match &self.auth {
+            None => None,
+            Some(Auth::Bearer(token)) => Some((
+                "Authorization".into(),
+                format!("Bearer {}", token.expose_secret()).into(),
+            )),
+            Some(Auth::Basic { username, password }) => Some((
+                "Authorization".into(),
+                basic_auth(username, password.expose_secret()).into(),
+            )),
+            Some(Auth::Header { name, value }) => Some((name.clone(), value.clone())),
+            Some(Auth::OAuth2(oauth)) => {
+                let token = self.oauth_token(oauth)?;
+                Some((
+                    "Authorization".into(),
+                    format!("Bearer {}", token.expose_secret()).into(),
+                ))
+            }
+        })
+    }
+
+    fn drop_token(&self) {
+        *self.token.lock().unwrap_or_else(|e| e.into_inner()) = None;
+    }
+
+    fn oauth_token(&self, oauth: &OAuth2) -> Result<SecretString> {
+        let mut cached = self.token.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(tok) = cached.as_ref()
+            && tok.expires.is_none_or(|at| Instant::now() < at)
+        {
+            return Ok(tok.token.clone());
+        }
+        let fresh = fetch_token(&self.agent, oauth)?;
+        let token = fresh.token.clone();
+        *cached = Some(fresh);
+        Ok(token)
+    }
+}
+
+fn basic_auth(user: &str, pass: &str) -> String {
+    use base64::Engine as _;
+    let encoded = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pass}"));
+    format!("Basic {encoded}")
+}
+
+fn fetch_token(agent: &ureq::Agent, oauth: &OAuth2) -> Result<CachedToken> {
+    let enc = |s: &str| url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
+    let mut form = "grant_type=client_credentials".to_owned();
+    if let Some(scope) = &oauth.scope {
+        form.push_str(&format!("&scope={}", enc(scope)));
+    }
+    let mut builder = ureq::http::Request::builder()
+        .method("POST")
+        .uri(oauth.token_url.as_str())
+        .header("Content-Type", "application/x-www-form-urlencoded")
+        .header("Accept", "application/json");
+    if oauth.basic_client_auth {
+        builder = builder.header(
+            "Authorization",
+            basic_auth(&enc(&oauth.client_id), &enc(oauth.client_secret.expose_secret())),
+        );
+    } else {
+        form.push_str(&format!(
+            "&client_id={}&client_secret={}",
+            enc(&oauth.client_id),
+            enc(oauth.client_secret.expose_secret())
+        ));
+    }
+    let url = display_url(&oauth.token_url);
+    let request = builder
+        .body(form.into_bytes())
+        .map_err(|e| anyhow!("invalid token request: {e}"))?;
+    let started = Instant::now();
+    let mut resp = agent
+        .run(request)
+        .map_err(|e| anyhow!("OAuth2 token request to {url} failed: {e}"))?;
+    let status = resp.status().as_u16();
+    let body = resp
+        .body_mut()
+        .with_config()
+        .limit(1024 * 1024)
+        .read_to_vec()
+        .with_context(|| format!("reading the OAuth2 token response of {url}"))?;
+    if !(200..300).contains(&status) {
+        let text = String::from_utf8_lossy(&body[..body.len().min(300)]).into_owned();
+        bail!(
+            "OAuth2 token request to {url} answered HTTP {status}: {}",
+            redact::redact(&text)
+        );
+    }
+    let json: serde_json::Value = serde_json::from_slice(&body)
+        .with_context(|| format!("the OAuth2 token response of {url} is not JSON"))?;
+    let token = json
+        .get("access_token")
+        .and_then(|t| t.as_str())
+        .ok_or_else(|| anyhow!("the OAuth2 token response of {url} has no access_token"))?;
+    redact::register(token);
+    let expires = json
+        .get("expires_in")
+        .and_then(|e| e.as_u64())
+        // Renew a little early so a token never expires mid-request.
+        .map(|secs| started + Duration::from_secs(secs.saturating_sub(30).max(1)));
+    Ok(CachedToken {
+        token: token.to_owned().into(),
+        expires,
+    })
+}
+
+/// `Retry-After` as delta-seconds or an HTTP date (RFC 9110 §10.2.3).
+pub(crate) fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
+    let value = value.trim();
+    if let Ok(secs) = value.parse::<u64>() {
+        return Some(Duration::from_secs(secs));
+    }
+    let at = httpdate::parse_http_date(value).ok()?;
+    Some(at.duration_since(now).unwrap_or(Duration::ZERO))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_after_seconds_and_date() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        assert_eq!(parse_retry_after("7", now), Some(Duration::from_secs(7)));
+        let later = httpdate::fmt_http_date(now + Duration::from_secs(12));
+        assert_eq!(parse_retry_after(&later, now), Some(Duration::from_secs(12)));
+        let past = httpdate::fmt_http_date(now - Duration::from_secs(12));
+        assert_eq!(parse_retry_after(&past, now), Some(Duration::ZERO));
+        assert_eq!(parse_retry_after("soon", now), None);
+    }
+
+    #[test]
+    fn basic_auth_encodes_like_rfc7617() {
+        assert_eq!(basic_auth("Aladdin", "open sesame"), "Basic QWxhZGRpbjpvcGVuIHNlc2FtZQ==");
+        assert_eq!(basic_auth("a", ""), "Basic YTo=");
+    }
+
+    #[test]
+    fn backoff_stays_under_the_cap() {
+        let client = Client::new(
+            Settings {
+                max_retry_wait: Duration::from_secs(2),
+                ..Settings::default()
+            },
+            None,
+        );
+        for n in 0..20 {
+            assert!(client.backoff(n) <= Duration::from_secs(2));
+        }
+    }
+}

@@ -1,0 +1,292 @@
+//! jq in agentsync: every expression of the config is compiled once when the
+//! config is validated ([`Jq::compile`]) and run per page or per record. The
+//! mapping turns each record into `{id, email}` users ([`map_record`]).
+
+use anyhow::{Result, anyhow, bail};
+use jaq_core::load::{Arena, File, Loader};
+use jaq_core::{Compiler, Ctx, Vars, data};
+use jaq_json::{Num, Val};
+
+type Data = data::JustLut<Val>;
+
+/// A compiled jq filter with the text it came from.
+pub(crate) struct Jq {
+    source: String,
+    filter: jaq_core::Filter<Data>,
+}
+
+impl std::fmt::Debug for Jq {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Jq({:?})", self.source)
+    }
+}
+
+/// A jq compile error with its byte offset inside the expression.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct JqError {
+    pub offset: usize,
+    pub message: String,
+}
+
+impl Jq {
+    pub(crate) fn compile(code: &str) -> Result<Self, JqError> {
+        let defs = jaq_core::defs().chain(jaq_std::defs()).chain(jaq_json::defs());
+        let funs = jaq_core::funs().chain(jaq_std::funs()).chain(jaq_json::funs());
+        let arena = Arena::default();
+        let loader = Loader::new(defs);
+        let offset_of = |part: &str| jaq_core::load::span(code, part).start;
+        let modules = loader.load(&arena, File { code, path: () }).map_err(|errs| {
+            let (_, err) = errs.into_iter().next().expect("a failed load has an error");
+            use jaq_core::load::Error;
+            match err {
+                Error::Lex(errs) => {
+                    let (expect, at) = &errs[0];
+                    JqError {
+                        offset: offset_of(at),
+                        message: format!("expected {}", expect.as_str()),
+                    }
+                }
+                Error::Parse(errs) => {
+                    // `found` is the rest of the expression from the unexpected token.
+                    let (expect, found) = &errs[0];
+                    let token: String = found.split_whitespace().next().unwrap_or("").chars().take(12).collect();
+                    if token.is_empty() {
+                        JqError {
+                            offset: code.len(),
+                            message: format!("expected {}, found the end of the expression", expect.as_str()),
+                        }
+                    } else {
+                        JqError {
+                            offset: offset_of(found),
+                            message: format!("expected {}, found `{token}`", expect.as_str()),
+                        }
+                    }
+                }
+                Error::Io(errs) => JqError {
+                    offset: errs.first().map(|(at, _)| offset_of(at)).unwrap_or(0),
+                    message: errs
+                        .first()
+                        .map(|(_, m)| m.clone())
+                        .unwrap_or_else(|| "cannot load module".into()),
+                },
+            }
+        })?;
+        let filter = Compiler::default().with_funs(funs).compile(modules).map_err(|errs| {
+            let (_, errs) = errs.into_iter().next().expect("a failed compile has an error");
+            let (name, undefined) = &errs[0];
+            JqError {
+                offset: offset_of(name),
+                message: format!("undefined {} `{name}`", undefined.as_str()),
+            }
+        })?;
+        Ok(Jq {
+            source: code.to_owned(),
+            filter,
+        })
+    }
+
+    pub(crate) fn source(&self) -> &str {
+        &self.source
+    }
+
+    /// Every output of the filter on `input`, or the first runtime error.
+    pub(crate) fn run(&self, input: Val) -> Result<Vec<Val>> {
+        let ctx = Ctx::<Data>::new(&self.filter.lut, Vars::new([]));
+        self.filter
+            .id
+            .run((ctx, input))
+            .map(|out| jaq_core::unwrap_valr(out).map_err(|e| anyhow!("{e}")))
+            .collect()
+    }
+
+    /// The single output of the filter, for page-level values (`total`, `cursor`…).
+    pub(crate) fn run_one(&self, input: &Val) -> Result<Val> {
+        let mut outs = self.run(input.clone())?;
+        match outs.len() {
+            1 => Ok(outs.pop().expect("one output")),
+            0 => Ok(Val::Null),
+            n => bail!("`{}` gave {n} values, expected one", self.source),
+        }
+    }
+}
+
+/// One user of the source: the external ID and the email it belongs to.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub(crate) struct User {
+    pub id: String,
+    pub email: String,
+}
+
+/// Run the mapping on one record: zero or more users, or the reason it failed.
+pub(crate) fn map_record(mapping: &Jq, record: Val) -> Result<Vec<User>, String> {
+    let outputs = mapping.run(record).map_err(|e| format!("jq error: {e}"))?;
+    outputs.into_iter().map(|out| to_user(&out)).collect()
+}
+
+fn to_user(out: &Val) -> Result<User, String> {
+    let Val::Obj(obj) = out else {
+        return Err(format!("mapping output is {}, not an object", kind(out)));
+    };
+    let get = |key: &str| obj.get(&Val::utf8_str(key.as_bytes().to_vec()));
+    let id = match get("id") {
+        None | Some(Val::Null) => return Err("id is missing".into()),
+        Some(v) => id_string(v)?,
+    };
+    let email = match get("email") {
+        Some(Val::TStr(s)) => String::from_utf8_lossy(s).into_owned(),
+        None | Some(Val::Null) => return Err("email is missing".into()),
+        Some(other) => return Err(format!("email is not a string (it is {})", kind(other))),
+    };
+    if email.matches('@').count() != 1 || email.starts_with('@') || email.ends_with('@') {
+        return Err(format!("email {email:?} is not an address with one @"));
+    }
+    Ok(User { id, email })
+}
+
+fn id_string(v: &Val) -> Result<String, String> {
+    match v {
+        Val::TStr(s) => {
+            let id = String::from_utf8_lossy(s).into_owned();
+            if id.trim().is_empty() {
+                Err("id is an empty string".into())
+            } else {
+                Ok(id)
+            }
+        }
+        Val::Num(Num::Int(i)) => Ok(i.to_string()),
+        Val::Num(Num::BigInt(i)) => Ok(i.to_string()),
+        Val::Num(Num::Dec(d)) if d.bytes().all(|b| b.is_ascii_digit() || b == b'-') => Ok(d.to_string()),
+        Val::Num(Num::Float(f)) if f.fract() == 0.0 && f.abs() < 9.0e15 => Ok(format!("{}", *f as i64)),
+        Val::Num(n) => Err(format!("id {n} is not an integer")),
+        other => Err(format!("id is not a string or an integer (it is {})", kind(other))),
+    }
+}
+
+/// The jq type name of a value, for messages.
+pub(crate) fn kind(v: &Val) -> &'static str {
+    match v {
+        Val::Null => "null",
+        Val::Bool(_) => "a boolean",
+        Val::Num(_) => "a number",
+        Val::TStr(_) | Val::BStr(_) => "a string",
+        Val::Arr(_) => "an array",
+        Val::Obj(_) => "an object",
+    }
+}
+
+/// A page-level value as a count (`total`, `count`): a non-negative integer.
+pub(crate) fn as_count(v: &Val, what: &str) -> Result<Option<u64>> {
+    match v {
+        Val::Null => Ok(None),
+        Val::Num(n) => match n.as_isize() {
+            Some(i) if i >= 0 => Ok(Some(i as u64)),
+            _ => match n {
+                Num::Float(f) if *f >= 0.0 && f.fract() == 0.0 => Ok(Some(*f as u64)),
+                Num::Dec(d) => d.parse::<u64>().map(Some).map_err(|_| anyhow!("{what} is {d}, not a count")),
+                _ => bail!("{what} is {n}, not a count"),
+            },
+        },
+        Val::TStr(s) => {
+            let s = String::from_utf8_lossy(s);
+            s.trim()
+                .parse::<u64>()
+                .map(Some)
+                .map_err(|_| anyhow!("{what} is the string {s:?}, not a count"))
+        }
+        other => bail!("{what} is {}, not a number", kind(other)),
+    }
+}
+
+/// A page-level value as a boolean (`has_more`).
+pub(crate) fn as_bool(v: &Val, what: &str) -> Result<Option<bool>> {
+    match v {
+        Val::Null => Ok(None),
+        Val::Bool(b) => Ok(Some(*b)),
+        other => bail!("{what} is {}, not a boolean", kind(other)),
+    }
+}
+
+/// A page-level value as text (`cursor`, `next_url`); null and "" mean none.
+pub(crate) fn as_text(v: &Val, what: &str) -> Result<Option<String>> {
+    match v {
+        Val::Null => Ok(None),
+        Val::TStr(s) | Val::BStr(s) if s.is_empty() => Ok(None),
+        Val::TStr(s) | Val::BStr(s) => Ok(Some(String::from_utf8_lossy(s).into_owned())),
+        Val::Num(n) => Ok(Some(n.to_string())),
+        other => bail!("{what} is {}, not a string", kind(other)),
+    }
+}
+
+/// Parse a response body as JSON.
+pub(crate) fn parse_json(bytes: &[u8]) -> Result<Val> {
+    jaq_json::read::parse_single(bytes).map_err(|e| anyhow!("{e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn json(s: &str) -> Val {
+        parse_json(s.as_bytes()).unwrap()
+    }
+
+    #[test]
+    fn maps_integer_ids_to_strings() {
+        let jq = Jq::compile("{id: .punch_clock_id, email: .punch_clock_email}").unwrap();
+        let users = map_record(&jq, json(r#"{"punch_clock_id": 7, "punch_clock_email": "a@x.com"}"#)).unwrap();
+        assert_eq!(
+            users,
+            [User {
+                id: "7".into(),
+                email: "a@x.com".into()
+            }]
+        );
+    }
+
+    #[test]
+    fn zero_or_many_outputs() {
+        let jq = Jq::compile("select(.active) | {id, email}").unwrap();
+        assert_eq!(map_record(&jq, json(r#"{"active": false, "id": "1", "email": "a@x"}"#)).unwrap(), []);
+        let jq = Jq::compile(".ids[] as $i | {id: $i, email}").unwrap();
+        let users = map_record(&jq, json(r#"{"ids": [1, "b"], "email": "a@x"}"#)).unwrap();
+        assert_eq!(users.len(), 2);
+        assert_eq!(users[1].id, "b");
+    }
+
+    #[test]
+    fn invalid_outputs_are_reasons() {
+        let jq = Jq::compile("{id, email}").unwrap();
+        let reason = |s: &str| map_record(&jq, json(s)).unwrap_err();
+        assert_eq!(reason(r#"{"id": 1, "email": 5}"#), "email is not a string (it is a number)");
+        assert_eq!(reason(r#"{"email": "a@x"}"#), "id is missing");
+        assert!(reason(r#"{"id": 1, "email": "ax"}"#).contains("one @"));
+        assert!(reason(r#"{"id": 1.5, "email": "a@x"}"#).contains("not an integer"));
+        assert!(reason(r#"{"id": true, "email": "a@x"}"#).contains("not a string or an integer"));
+        let jq = Jq::compile(".email").unwrap();
+        assert!(map_record(&jq, json(r#"{"email": "a@x"}"#)).unwrap_err().contains("not an object"));
+        let jq = Jq::compile("error(\"boom\")").unwrap();
+        assert!(map_record(&jq, json("{}")).unwrap_err().starts_with("jq error"));
+    }
+
+    #[test]
+    fn compile_errors_have_positions() {
+        let err = Jq::compile("{id: .a, email: .b").unwrap_err();
+        assert_eq!(err.offset, 18, "{err:?}");
+        let err = Jq::compile(".a | nosuchfn").unwrap_err();
+        assert_eq!(err.offset, 5);
+        assert!(err.message.contains("undefined filter `nosuchfn`"), "{err:?}");
+        let err = Jq::compile(".a | )").unwrap_err();
+        assert_eq!(err.offset, 5, "{err:?}");
+    }
+
+    #[test]
+    fn page_values() {
+        assert_eq!(as_count(&json("250"), "total").unwrap(), Some(250));
+        assert_eq!(as_count(&json("\"12\""), "total").unwrap(), Some(12));
+        assert!(as_count(&json("-1"), "total").is_err());
+        assert_eq!(as_text(&json("\"\""), "cursor").unwrap(), None);
+        assert_eq!(as_text(&json("\"abc\""), "cursor").unwrap().as_deref(), Some("abc"));
+        assert_eq!(as_bool(&json("false"), "has_more").unwrap(), Some(false));
+        assert!(as_bool(&json("1"), "has_more").is_err());
+    }
+}

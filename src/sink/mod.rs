@@ -1,0 +1,41 @@
+//! The agent directory that receives external IDs. Everything the plan needs from
+//! it sits behind [`Sink`]: list the agents, set or clear one agent's external ID.
+//! Applying a plan is the only code that calls the writing half.
+
+pub(crate) mod file;
+pub(crate) mod scim;
+
+use anyhow::Result;
+
+use crate::progress::Progress;
+
+/// One agent as the directory holds it.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Agent {
+    /// The directory's own identifier (SCIM `id`, or the row number of a file).
+    pub id: String,
+    /// The email as the directory holds it (not normalised).
+    pub email: String,
+    pub external_id: Option<String>,
+    /// The resource as read, for writes that send it back whole (SCIM PUT).
+    pub raw: Option<serde_json::Value>,
+}
+
+pub(crate) trait Sink {
+    /// Every agent of the directory. An incomplete listing is an error, never a
+    /// shorter list.
+    fn list_agents(&mut self, progress: &Progress) -> Result<Vec<Agent>>;
+
+    /// Set (`Some`) or clear (`None`) the external ID of one agent previously
+    /// returned by `list_agents`.
+    fn set_external_id(&mut self, agent: &Agent, external_id: Option<&str>) -> Result<()>;
+
+    /// Make the writes durable (a file sink writes its file here). Called once
+    /// after the last `set_external_id`, also when some of them failed.
+    fn commit(&mut self) -> Result<()> {
+        Ok(())
+    }
+
+    /// A short description for logs, e.g. `SCIM http://host/scim/v2`.
+    fn describe(&self) -> String;
+}

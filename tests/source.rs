@@ -1,0 +1,547 @@
+//! The source side end to end: the real binary reads APIs served in-process,
+//! in every pagination style, and refuses what it must refuse.
+
+mod common;
+
+use common::{Job, Resp, Server, fixture, run, run_env};
+use serde_json::{Value, json};
+
+/// `fetch --output json` of a config against a server; returns the report.
+fn fetch_json(config: &str, server: &Server) -> Value {
+    let job = Job::new(config, &server.base);
+    let out = run(&["fetch", "--config", job.config(), "--output", "json", "-q"]);
+    out.expect(0);
+    out.json()
+}
+
+fn emails(report: &Value) -> Vec<String> {
+    report["users"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u["email"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+fn not_found() -> Resp {
+    Resp::status(404, "application/json", r#"{"error": "not found"}"#)
+}
+
+const PAGE: &str = r#"
+[source]
+base_url = "BASE"
+path = "/users"
+query = { page = "{{page}}" }
+records = ".users"
+retries = 0
+
+[pagination]
+kind = "page"
+total = ".total"
+count = ".count"
+"#;
+
+#[test]
+fn page_numbers_stop_at_the_total() {
+    let server = Server::start(|req| match req.query("page").as_deref() {
+        Some(n @ ("1" | "2" | "3")) => Resp::json(fixture(&format!("page/{n}.json"))),
+        _ => not_found(),
+    });
+    let report = fetch_json(PAGE, &server);
+    assert_eq!(report["pages"], 3);
+    assert_eq!(
+        report["users"],
+        json!([
+            {"id": "101", "email": "ana@example.com"},
+            {"id": "102", "email": "bo@example.com"},
+            {"id": "103", "email": "cy@example.com"},
+            {"id": "104", "email": "di@example.com"},
+            {"id": "105", "email": "ed@example.com"},
+        ])
+    );
+    assert_eq!(report["skipped"], json!([]));
+    let pages: Vec<_> = server.requests().iter().map(|r| r.query("page").unwrap()).collect();
+    assert_eq!(pages, ["1", "2", "3"]);
+}
+
+#[test]
+fn page_numbers_stop_on_has_more_false() {
+    let server = Server::start(|req| {
+        let n: u32 = req.query("p").unwrap().parse().unwrap();
+        Resp::value(&json!({
+            "results": [{"id": n, "email": format!("u{n}@example.com")}],
+            "has_more": n < 4,
+        }))
+    });
+    let config = r#"
+[source]
+base_url = "BASE"
+path = "/people"
+query = { p = "{{page}}" }
+records = ".results"
+[pagination]
+kind = "page"
+start = 0
+has_more = ".has_more"
+"#;
+    let report = fetch_json(config, &server);
+    assert_eq!(report["pages"], 5);
+    assert_eq!(emails(&report).last().unwrap(), "u4@example.com");
+    assert_eq!(report["users"][0]["id"], "0");
+}
+
+#[test]
+fn page_numbers_stop_on_an_empty_page() {
+    let server = Server::start(|req| {
+        let n: usize = req.query("page").unwrap().parse().unwrap();
+        let users: Vec<_> = (0..if n <= 2 { 3 } else { 0 })
+            .map(|i| json!({"id": format!("{n}-{i}"), "email": format!("u{n}.{i}@example.com")}))
+            .collect();
+        Resp::value(&json!({ "users": users }))
+    });
+    let config = PAGE.replace("total = \".total\"\ncount = \".count\"\n", "");
+    let report = fetch_json(&config, &server);
+    assert_eq!(report["pages"], 3);
+    assert_eq!(report["users"].as_array().unwrap().len(), 6);
+    assert_eq!(server.request_count(), 3);
+}
+
+/// An API with 7 users served by `offset`/`limit`.
+fn offset_server(with_total: bool) -> Server {
+    Server::start(move |req| {
+        let offset: usize = req.query("offset").unwrap().parse().unwrap();
+        let limit: usize = req.query("limit").unwrap().parse().unwrap();
+        let users: Vec<_> = (offset..(offset + limit).min(7))
+            .map(|i| json!({"id": i, "email": format!("u{i}@example.com")}))
+            .collect();
+        let mut page = json!({ "entries": users });
+        if with_total {
+            page["paging"] = json!({"total": 7});
+        }
+        Resp::value(&page)
+    })
+}
+
+#[test]
+fn offsets_stop_at_the_total() {
+    let server = offset_server(true);
+    let config = r#"
+[source]
+base_url = "BASE"
+path = "/members"
+query = { offset = "{{offset}}", limit = "{{limit}}" }
+records = ".entries"
+[pagination]
+kind = "offset"
+limit = 3
+total = ".paging.total"
+"#;
+    let report = fetch_json(config, &server);
+    assert_eq!(report["pages"], 3);
+    assert_eq!(report["users"].as_array().unwrap().len(), 7);
+    let offsets: Vec<_> = server.requests().iter().map(|r| r.query("offset").unwrap()).collect();
+    assert_eq!(offsets, ["0", "3", "6"]);
+}
+
+#[test]
+fn offsets_stop_on_an_empty_page() {
+    let server = offset_server(false);
+    let config = r#"
+[source]
+base_url = "BASE"
+path = "/members"
+query = { offset = "{{offset}}", limit = "{{limit}}" }
+records = ".entries"
+[pagination]
+kind = "offset"
+limit = 3
+"#;
+    let report = fetch_json(config, &server);
+    assert_eq!(report["users"].as_array().unwrap().len(), 7);
+    let offsets: Vec<_> = server.requests().iter().map(|r| r.query("offset").unwrap()).collect();
+    assert_eq!(offsets, ["0", "3", "6", "9"]);
+}
+
+#[test]
+fn cursors_are_followed_until_null() {
+    let server = Server::start(|req| match req.query("cursor").as_deref() {
+        None | Some("") => Resp::json(fixture("cursor/first.json")),
+        Some(c) => Resp::json(fixture(&format!("cursor/{c}.json"))),
+    });
+    let config = r#"
+[source]
+base_url = "BASE"
+path = "/api/users"
+query = { cursor = "{{cursor}}", size = 2 }
+records = ".data"
+[pagination]
+kind = "cursor"
+cursor = ".meta.next_cursor"
+[mapping]
+jq = '{id: .uid, email: .mail}'
+"#;
+    let report = fetch_json(config, &server);
+    assert_eq!(report["pages"], 3);
+    assert_eq!(emails(&report).len(), 5);
+    assert_eq!(report["users"][4], json!({"id": "5", "email": "ed@example.com"}));
+    let cursors: Vec<_> = server.requests().iter().map(|r| r.query("cursor").unwrap()).collect();
+    assert_eq!(cursors, ["", "b2Zmc2V0PTI=", "b2Zmc2V0PTQ="]);
+    assert!(server.requests().iter().all(|r| r.query("size").as_deref() == Some("2")));
+}
+
+#[test]
+fn an_empty_string_cursor_stops() {
+    let server = Server::start(|_| Resp::json(r#"{"data": [{"id": "1", "email": "a@example.com"}], "next": ""}"#));
+    let config = r#"
+[source]
+base_url = "BASE"
+query = { after = "{{cursor}}" }
+records = ".data"
+[pagination]
+kind = "cursor"
+cursor = ".next"
+"#;
+    let report = fetch_json(config, &server);
+    assert_eq!(report["pages"], 1);
+}
+
+#[test]
+fn next_urls_relative_and_absolute() {
+    let base = std::sync::Arc::new(std::sync::OnceLock::<String>::new());
+    let b = base.clone();
+    let server = Server::start(move |req| match req.query("page_token").as_deref() {
+        None => Resp::json(fixture("next_url/1.json")),
+        Some("t2") => Resp::json(fixture("next_url/2.json").replace("BASE", b.get().unwrap())),
+        Some("t3") => Resp::json(fixture("next_url/3.json")),
+        _ => not_found(),
+    });
+    base.set(server.base.clone()).unwrap();
+    let config = r#"
+[source]
+base_url = "BASE/v2"
+path = "/people"
+records = ".items"
+[pagination]
+kind = "next_url"
+next_url = "._links.next.href"
+"#;
+    let report = fetch_json(config, &server);
+    assert_eq!(report["pages"], 3);
+    assert_eq!(emails(&report), ["ana@example.com", "bo@example.com", "cy@example.com", "di@example.com"]);
+    let urls: Vec<_> = server.requests().iter().map(|r| r.url.clone()).collect();
+    assert_eq!(urls, ["/v2/people", "/v2/people?page_token=t2", "/v2/people?page_token=t3"]);
+}
+
+#[test]
+fn link_headers_rel_next() {
+    let server = Server::start(|req| match req.query("page").as_deref() {
+        None => Resp::json(fixture("link/1.json")).with_header(
+            "Link",
+            r#"</orgs/acme/members?page=2&per_page=2>; rel="next", </orgs/acme/members?page=2&per_page=2>; rel="last""#,
+        ),
+        Some("2") => Resp::json(fixture("link/2.json"))
+            .with_header("Link", r#"</orgs/acme/members?page=1&per_page=2>; rel="prev""#),
+        _ => not_found(),
+    });
+    let config = r#"
+[source]
+base_url = "BASE"
+path = "/orgs/acme/members"
+query = { per_page = 2 }
+[pagination]
+kind = "link_header"
+[mapping]
+jq = '{id, email}'
+"#;
+    let report = fetch_json(config, &server);
+    assert_eq!(report["pages"], 2);
+    assert_eq!(report["users"][2], json!({"id": "13", "email": "cy@example.com"}));
+}
+
+#[test]
+fn no_pagination_reads_one_page() {
+    let server = Server::start(|_| Resp::json(fixture("page/1.json")));
+    let config = r#"
+[source]
+base_url = "BASE"
+path = "/all"
+records = ".users"
+"#;
+    let report = fetch_json(config, &server);
+    assert_eq!(report["pages"], 1);
+    assert_eq!(server.request_count(), 1);
+}
+
+#[test]
+fn post_body_templates_carry_the_page() {
+    let server = Server::start(|req| {
+        let body: Value = serde_json::from_str(&req.body).unwrap();
+        let page = body["page"].as_u64().unwrap();
+        Resp::value(&json!({"total": 4, "rows": [
+            {"id": page * 2, "email": format!("a{page}@example.com")},
+            {"id": page * 2 + 1, "email": format!("b{page}@example.com")},
+        ]}))
+    });
+    let config = r#"
+[source]
+base_url = "BASE"
+method = "post"
+path = "/search"
+body = '{"page": {{page}}, "filter": "active"}'
+records = ".rows"
+[pagination]
+kind = "page"
+total = ".total"
+"#;
+    let report = fetch_json(config, &server);
+    assert_eq!(report["pages"], 2);
+    let reqs = server.requests();
+    assert!(reqs.iter().all(|r| r.method == "POST"));
+    assert_eq!(reqs[0].header("content-type"), Some("application/json"));
+}
+
+#[test]
+fn max_pages_with_pages_left_is_an_error() {
+    let server = Server::start(|req| match req.query("page").as_deref() {
+        Some(n @ ("1" | "2" | "3")) => Resp::json(fixture(&format!("page/{n}.json"))),
+        _ => not_found(),
+    });
+    let job = Job::new(&format!("{PAGE}max_pages = 2\n"), &server.base);
+    let out = run(&["fetch", "--config", job.config()]);
+    out.expect(1);
+    assert!(out.stderr.contains("max_pages (2) reached"), "{}", out.stderr);
+    assert!(out.stderr.contains("4 of 5 records"), "{}", out.stderr);
+    assert_eq!(out.stdout, "", "no partial list is printed");
+}
+
+#[test]
+fn a_repeated_cursor_is_a_loop() {
+    // "" -> A -> B -> A: the server sends the reader back to a page it read.
+    let server = Server::start(|req| {
+        let here = req.query("c").unwrap_or_default();
+        let next = if here.is_empty() || here == "B" { "A" } else { "B" };
+        let n = server_page_user(&here);
+        Resp::value(&json!({"data": [{"id": n, "email": format!("{n}@example.com")}], "next": next}))
+    });
+    let config = r#"
+[source]
+base_url = "BASE"
+query = { c = "{{cursor}}" }
+records = ".data"
+[pagination]
+kind = "cursor"
+cursor = ".next"
+"#;
+    let job = Job::new(config, &server.base);
+    let out = run(&["fetch", "--config", job.config()]);
+    out.expect(1);
+    assert!(out.stderr.contains("pagination loop"), "{}", out.stderr);
+    assert!(out.stderr.contains("the cursor \"A\" came back"), "{}", out.stderr);
+}
+
+/// A distinct user per cursor, so only the loop (not a shifted listing) is seen.
+fn server_page_user(cursor: &str) -> String {
+    format!("user-{cursor}")
+}
+
+#[test]
+fn a_page_that_is_not_json_is_an_error() {
+    let server = Server::start(|req| match req.query("page").as_deref() {
+        Some("1") => Resp::json(fixture("page/1.json")),
+        _ => Resp::status(200, "text/html; charset=utf-8", fixture("maintenance.html")),
+    });
+    let job = Job::new(PAGE, &server.base);
+    let out = run(&["fetch", "--config", job.config()]);
+    out.expect(1);
+    assert!(out.stderr.contains("source page 2"), "{}", out.stderr);
+    assert!(out.stderr.contains("not JSON"), "{}", out.stderr);
+    assert!(out.stderr.contains("text/html"), "{}", out.stderr);
+}
+
+#[test]
+fn a_non_2xx_page_names_status_url_and_body() {
+    let server = Server::start(|_| Resp::status(500, "application/json", r#"{"message": "database unavailable"}"#));
+    let job = Job::new(PAGE, &server.base);
+    let out = run(&["fetch", "--config", job.config()]);
+    out.expect(1);
+    assert!(out.stderr.contains("HTTP 500"), "{}", out.stderr);
+    assert!(out.stderr.contains(&format!("{}/users?page=1", server.base)), "{}", out.stderr);
+    assert!(out.stderr.contains("database unavailable"), "{}", out.stderr);
+}
+
+#[test]
+fn a_total_that_does_not_add_up_is_an_error() {
+    let server = Server::start(|req| match req.query("page").as_deref() {
+        Some("1") => Resp::json(fixture("page/1.json")),
+        _ => Resp::json(r#"{"total": 5, "count": 0, "users": []}"#),
+    });
+    let job = Job::new(PAGE, &server.base);
+    let out = run(&["fetch", "--config", job.config()]);
+    out.expect(1);
+    assert!(out.stderr.contains("total of 5 records but 2 were read"), "{}", out.stderr);
+}
+
+#[test]
+fn records_that_fail_the_mapping_are_skipped_with_a_reason() {
+    let server = Server::start(|_| Resp::json(fixture("skipped.json")));
+    let config = r#"
+[source]
+base_url = "BASE"
+records = ".users"
+"#;
+    let report = fetch_json(config, &server);
+    assert_eq!(emails(&report), ["ok@example.com", "five@example.com"]);
+    assert_eq!(report["users"][1]["id"], "5");
+    assert_eq!(
+        report["skipped"],
+        json!([
+            {"page": 1, "index": 1, "reason": "email is not a string (it is a number)"},
+            {"page": 1, "index": 2, "reason": "id is missing"},
+            {"page": 1, "index": 3, "reason": "email \"not-an-address\" is not an address with one @"},
+        ])
+    );
+}
+
+#[test]
+fn records_of_the_wrong_shape_are_an_error() {
+    let server = Server::start(|_| Resp::json(r#"{"data": {"users": []}}"#));
+    let config = "[source]\nbase_url = \"BASE\"\nrecords = \".users\"\n";
+    let job = Job::new(config, &server.base);
+    let out = run(&["fetch", "--config", job.config()]);
+    out.expect(1);
+    assert!(out.stderr.contains("gave null, not an array"), "{}", out.stderr);
+}
+
+#[test]
+fn pages_flag_samples_without_error() {
+    let server = Server::start(|req| Resp::json(fixture(&format!("page/{}.json", req.query("page").unwrap()))));
+    let job = Job::new(PAGE, &server.base);
+    let out = run(&["fetch", "--config", job.config(), "--pages", "1"]);
+    out.expect(0);
+    assert!(out.stdout.contains("101  ana@example.com"), "{}", out.stdout);
+    assert!(out.stdout.contains("2 users from 2 records in 1 page (sample"), "{}", out.stdout);
+    assert_eq!(server.request_count(), 1);
+}
+
+#[test]
+fn env_placeholders_and_bearer_auth_are_sent_and_never_printed() {
+    let server = Server::start(|_| Resp::status(403, "application/json", r#"{"error": "forbidden"}"#));
+    let config = r#"
+[source]
+base_url = "BASE"
+path = "/t/{{env.TENANT}}/users"
+query = { key = "{{env.API_KEY}}" }
+records = ".users"
+auth = { kind = "bearer", token_env = "PUNCH_TOKEN" }
+"#;
+    let job = Job::new(config, &server.base);
+    let env = [("TENANT", "acme corp"), ("API_KEY", "key-0123456789"), ("PUNCH_TOKEN", "tok-abcdefghij")];
+    let out = run_env(&["fetch", "--config", job.config(), "-v"], &env);
+    out.expect(1);
+    let req = &server.requests()[0];
+    assert_eq!(req.path(), "/t/acme%20corp/users");
+    assert_eq!(req.query("key").as_deref(), Some("key-0123456789"));
+    assert_eq!(req.header("authorization"), Some("Bearer tok-abcdefghij"));
+    assert!(out.stderr.contains("HTTP 403"), "{}", out.stderr);
+    for secret in ["key-0123456789", "tok-abcdefghij"] {
+        assert!(!out.stderr.contains(secret), "{secret} printed: {}", out.stderr);
+        assert!(!out.stdout.contains(secret));
+    }
+}
+
+// --- invalid configs: exit 2 with a position, and no request sent ---------
+
+fn expect_config_error(config: &str, line_col: &str, message: &str) {
+    let server = Server::start(|_| Resp::json(fixture("page/1.json")));
+    let job = Job::new(config, &server.base);
+    for cmd in ["fetch", "check", "sync"] {
+        let out = run(&[cmd, "--config", job.config()]);
+        out.expect(2);
+        let expected = format!("{}:{line_col}: ", job.config());
+        assert!(out.stderr.contains(&expected), "{cmd}: want {expected:?} in {}", out.stderr);
+        assert!(out.stderr.contains(message), "{cmd}: want {message:?} in {}", out.stderr);
+    }
+    assert_eq!(server.request_count(), 0, "a request was sent");
+}
+
+#[test]
+fn unknown_key_is_exit_2_with_line_and_column() {
+    let config = PAGE.replace("count = \".count\"", "count = \".count\"\n  max_page = 3");
+    expect_config_error(&config, "13:3", "unknown field `max_page`");
+}
+
+#[test]
+fn bad_toml_is_exit_2_with_line() {
+    let config = PAGE.replace("records = \".users\"", "records = \".users");
+    expect_config_error(&config, "6:18", "invalid basic string");
+}
+
+#[test]
+fn bad_jq_is_exit_2_with_key_and_position() {
+    let config = format!("{PAGE}\n[mapping]\njq = '{{id: .punch_clock_id, email: .punch_clock_email'\n");
+    expect_config_error(&config, "15:54", "[mapping] jq: invalid jq at character 48");
+    let config = PAGE.replace("total = \".total\"", "total = \".total | lenght\"");
+    expect_config_error(&config, "11:19", "[pagination] total: invalid jq at character 10");
+}
+
+#[test]
+fn unknown_placeholder_is_exit_2() {
+    let config = PAGE.replace("{{page}}", "{{page_number}}");
+    expect_config_error(&config, "5:19", "unknown placeholder `{{page_number}}`");
+}
+
+#[test]
+fn missing_env_var_is_exit_2_and_named() {
+    let config = PAGE.replace("path = \"/users\"", "path = \"/{{env.AGENTSYNC_TEST_UNSET}}/users\"");
+    expect_config_error(&config, "4:10", "environment variable AGENTSYNC_TEST_UNSET is not set");
+}
+
+#[test]
+fn missing_config_is_exit_2() {
+    let out = run(&["fetch"]);
+    out.expect(2);
+    assert!(out.stderr.contains("--config"), "{}", out.stderr);
+    let out = run(&["fetch", "--config", "/nonexistent/agentsync.toml"]);
+    out.expect(2);
+    assert!(out.stderr.contains("cannot read the config"), "{}", out.stderr);
+}
+
+#[test]
+fn check_describes_the_job_without_network() {
+    let job = Job::new(PAGE, "http://127.0.0.1:9");
+    let out = run(&["check", "--config", job.config()]);
+    out.expect(0);
+    assert!(out.stdout.contains("GET http://127.0.0.1:9/users"), "{}", out.stdout);
+    assert!(out.stdout.contains("page = {{page}}"), "{}", out.stdout);
+    assert!(out.stdout.contains("records read reach total `.total`"), "{}", out.stdout);
+    assert!(out.stdout.contains("mapping    {id: .id, email: .email}"), "{}", out.stdout);
+    let out = run(&["check", "--config", job.config(), "--output", "json"]);
+    out.expect(0);
+    assert_eq!(out.json()["pagination"]["kind"], "page");
+}
+
+#[test]
+fn every_bundled_config_is_valid() {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/configs");
+    let mut configs: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .chain(std::fs::read_dir(format!("{dir}/examples")).unwrap())
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "toml"))
+        .collect();
+    configs.sort();
+    assert!(configs.len() >= 8, "{configs:?}");
+    // The secrets the examples read from the environment.
+    let env: Vec<(&str, &str)> = [
+        "WORKFORCE_TOKEN", "ROSTER_API_KEY", "TALKDESK_CLIENT_ID", "TALKDESK_CLIENT_SECRET", "PEOPLE_USER",
+        "PEOPLE_PASSWORD", "GIT_TOKEN", "TALKDESK_SCIM_TOKEN", "TIMECLOCK_TOKEN", "SCHEDULER_TOKEN",
+    ]
+    .iter()
+    .map(|k| (*k, "secret-value"))
+    .collect();
+    for config in &configs {
+        let out = run_env(&["check", "--config", config.to_str().unwrap()], &env);
+        assert_eq!(out.code, 0, "{}: {}", config.display(), out.stderr);
+        assert!(!out.stdout.contains("secret-value"), "{}", out.stdout);
+    }
+}
