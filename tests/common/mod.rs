@@ -2,7 +2,6 @@
 //! the test on 127.0.0.1 with a handler closure, recording every request.
 #![allow(dead_code)]
 
-use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -303,6 +302,11 @@ pub struct Scim {
 
 impl Scim {
     pub fn start(agents: &[(&str, &str, Option<&str>)], fail_ids: &[&str]) -> Self {
+        Self::start_slow(agents, fail_ids, Duration::ZERO)
+    }
+
+    /// As `start`, with every write taking `write_delay`.
+    pub fn start_slow(agents: &[(&str, &str, Option<&str>)], fail_ids: &[&str], write_delay: Duration) -> Self {
         use serde_json::json;
         let users: Vec<_> = agents
             .iter()
@@ -329,6 +333,9 @@ impl Scim {
             let scim = |status: u16, v: serde_json::Value| {
                 Resp::status(status, "application/scim+json", v.to_string())
             };
+            if req.method != "GET" {
+                std::thread::sleep(write_delay);
+            }
             let mut users = state.lock().unwrap();
             let path = req.path().to_owned();
             if path == "/scim/v2/Users" && req.method == "GET" {
