@@ -104,7 +104,8 @@ pub(crate) fn send(
         .and_then(|url| render_request(&spec.request, url, &values))
         .and_then(|mut request| {
             // An action is not safe to repeat unless its method says so.
-            request.idempotent = matches!(request.method.as_str(), "GET" | "HEAD" | "PUT" | "DELETE");
+            request.idempotent =
+                matches!(request.method.as_str(), "GET" | "HEAD" | "PUT" | "DELETE");
             let url = display_url(&request.url);
             let resp = client.send(&request)?;
             Ok((request.method, url, resp))
@@ -122,11 +123,16 @@ pub(crate) fn send(
             outcome.status = Some(resp.status);
             outcome.ok = resp.is_success();
             if !outcome.ok {
-                outcome.error = Some(format!("{method} {url} answered HTTP {}: {}", resp.status, resp.body_start()));
+                outcome.error = Some(format!(
+                    "{method} {url} answered HTTP {}: {}",
+                    resp.status,
+                    resp.body_start()
+                ));
             }
-            outcome.response = serde_json::from_slice(&resp.body)
-                .ok()
-                .or_else(|| (!resp.body.is_empty()).then(|| String::from_utf8_lossy(&resp.body).into_owned().into()));
+            outcome.response = serde_json::from_slice(&resp.body).ok().or_else(|| {
+                (!resp.body.is_empty())
+                    .then(|| String::from_utf8_lossy(&resp.body).into_owned().into())
+            });
         }
         Err(e) => outcome.error = Some(crate::redact::redact(&format!("{e:#}"))),
     }
@@ -141,8 +147,12 @@ pub(crate) fn read_events(reader: impl BufRead, name: &str) -> Result<Vec<Event>
         if line.trim().is_empty() {
             continue;
         }
-        let event: Event = serde_json::from_str(&line)
-            .map_err(|e| anyhow!("{name}: line {}: not an event {{\"email\", \"vars\"}}: {e}", n + 1))?;
+        let event: Event = serde_json::from_str(&line).map_err(|e| {
+            anyhow!(
+                "{name}: line {}: not an event {{\"email\", \"vars\"}}: {e}",
+                n + 1
+            )
+        })?;
         events.push(event);
     }
     Ok(events)
@@ -171,14 +181,30 @@ mod tests {
         ];
         let dir = Directory::new(&agents);
         assert_eq!(dir.find(" ann@X.com").unwrap().1, "7");
-        assert!(dir.find("bob@x.com").unwrap_err().to_string().contains("has no external ID"));
-        assert!(dir.find("zed@x.com").unwrap_err().to_string().contains("no agent has the email"));
-        assert!(dir.find("dup@x.com").unwrap_err().to_string().contains("ambiguous"));
+        assert!(
+            dir.find("bob@x.com")
+                .unwrap_err()
+                .to_string()
+                .contains("has no external ID")
+        );
+        assert!(
+            dir.find("zed@x.com")
+                .unwrap_err()
+                .to_string()
+                .contains("no agent has the email")
+        );
+        assert!(
+            dir.find("dup@x.com")
+                .unwrap_err()
+                .to_string()
+                .contains("ambiguous")
+        );
     }
 
     #[test]
     fn events_are_json_lines() {
-        let text = "{\"email\": \"a@x\", \"vars\": {\"event\": \"login\"}}\n\n{\"email\": \"b@x\"}\n";
+        let text =
+            "{\"email\": \"a@x\", \"vars\": {\"event\": \"login\"}}\n\n{\"email\": \"b@x\"}\n";
         let events = read_events(text.as_bytes(), "events").unwrap();
         assert_eq!(events.len(), 2);
         assert_eq!(events[0].vars["event"], "login");

@@ -102,7 +102,12 @@ pub(crate) enum Command {
         #[command(flatten)]
         config: ConfigArg,
         /// The agent's email (case-insensitive).
-        #[arg(long, value_name = "EMAIL", required_unless_present = "events", conflicts_with = "events")]
+        #[arg(
+            long,
+            value_name = "EMAIL",
+            required_unless_present = "events",
+            conflicts_with = "events"
+        )]
         agent: Option<String>,
         /// A `{{var.K}}` value: `--set event=login`. Repeatable.
         #[arg(long = "set", value_name = "K=V", value_parser = parse_var)]

@@ -277,7 +277,7 @@ pub(crate) struct PaginationSpec {
 #[derive(Debug)]
 pub(crate) enum SinkSpec {
     Scim {
-        endpoint: Endpoint,
+        endpoint: Box<Endpoint>,
         page_size: usize,
         update: UpdateMode,
         email_attribute: EmailAttribute,
@@ -319,7 +319,8 @@ pub(crate) fn parse(text: &str, path: &Path, env: EnvLookup) -> Result<Job, Conf
         file: path.display().to_string(),
         env,
     };
-    let raw: RawConfig = toml::from_str(text).map_err(|e| v.error(e.span(), e.message().trim_end().to_owned()))?;
+    let raw: RawConfig =
+        toml::from_str(text).map_err(|e| v.error(e.span(), e.message().trim_end().to_owned()))?;
     v.job(raw, path)
 }
 
@@ -374,7 +375,12 @@ impl Validator<'_> {
         })
     }
 
-    fn template(&self, key: &str, value: &Spanned<String>, scope: Scope) -> Result<Template, ConfigError> {
+    fn template(
+        &self,
+        key: &str,
+        value: &Spanned<String>,
+        scope: Scope,
+    ) -> Result<Template, ConfigError> {
         Template::parse(value.get_ref(), scope, self.env).map_err(|e| {
             let at = self.inside_string(value, e.offset);
             ConfigError {
@@ -385,14 +391,24 @@ impl Validator<'_> {
         })
     }
 
-    fn scalar_template(&self, key: &str, value: &Spanned<Scalar>, scope: Scope) -> Result<Template, ConfigError> {
+    fn scalar_template(
+        &self,
+        key: &str,
+        value: &Spanned<Scalar>,
+        scope: Scope,
+    ) -> Result<Template, ConfigError> {
         match value.get_ref() {
             Scalar::Text(s) => self.template(key, &Spanned::new(value.span(), s.clone()), scope),
             other => Ok(Template::literal(&other.text())),
         }
     }
 
-    fn env_secret(&self, spanned_at: Range<usize>, var: &str, what: &str) -> Result<SecretString, ConfigError> {
+    fn env_secret(
+        &self,
+        spanned_at: Range<usize>,
+        var: &str,
+        what: &str,
+    ) -> Result<SecretString, ConfigError> {
         match (self.env)(var) {
             Some(v) if !v.is_empty() => {
                 redact::register(&v);
@@ -406,8 +422,12 @@ impl Validator<'_> {
     }
 
     fn url(&self, key: &str, value: &Spanned<String>) -> Result<Url, ConfigError> {
-        let url = Url::parse(value.get_ref().trim())
-            .map_err(|e| self.err_at(value, format!("{key}: invalid URL {:?}: {e}", value.get_ref())))?;
+        let url = Url::parse(value.get_ref().trim()).map_err(|e| {
+            self.err_at(
+                value,
+                format!("{key}: invalid URL {:?}: {e}", value.get_ref()),
+            )
+        })?;
         if !matches!(url.scheme(), "http" | "https") {
             return Err(self.err_at(value, format!("{key}: the URL must be http:// or https://")));
         }
@@ -430,7 +450,10 @@ impl Validator<'_> {
             }
             RawAuth::Header { name, value_env } => {
                 if ureq::http::HeaderName::from_bytes(name.as_bytes()).is_err() {
-                    return Err(self.error(Some(at), format!("{key}: {name:?} is not a valid header name")));
+                    return Err(self.error(
+                        Some(at),
+                        format!("{key}: {name:?} is not a valid header name"),
+                    ));
                 }
                 Auth::Header {
                     name: name.clone(),
@@ -444,7 +467,10 @@ impl Validator<'_> {
                 scope,
                 client_auth,
             } => {
-                let token_url = self.url(&format!("{key}.token_url"), &Spanned::new(at.clone(), token_url.clone()))?;
+                let token_url = self.url(
+                    &format!("{key}.token_url"),
+                    &Spanned::new(at.clone(), token_url.clone()),
+                )?;
                 let client_id = self.env_secret(at.clone(), client_id_env, key)?;
                 Auth::OAuth2(OAuth2 {
                     token_url,
@@ -471,8 +497,14 @@ impl Validator<'_> {
         auth: Option<&Spanned<RawAuth>>,
     ) -> Result<Endpoint, ConfigError> {
         let base = self.url(&format!("[{table}] base_url"), base_url)?;
-        let auth = auth.map(|a| self.auth(&format!("[{table}.auth]"), a)).transpose()?;
-        if auth.is_some() && base.scheme() == "http" && !is_loopback(&base) && allow_insecure_http != Some(true) {
+        let auth = auth
+            .map(|a| self.auth(&format!("[{table}.auth]"), a))
+            .transpose()?;
+        if auth.is_some()
+            && base.scheme() == "http"
+            && !is_loopback(&base)
+            && allow_insecure_http != Some(true)
+        {
             return Err(self.err_at(
                 base_url,
                 format!(
@@ -484,7 +516,10 @@ impl Validator<'_> {
         if let Some(rate) = rate_limit
             && !(rate.get_ref().is_finite() && *rate.get_ref() >= 0.0)
         {
-            return Err(self.err_at(rate, format!("[{table}] rate_limit must be 0 or a positive number")));
+            return Err(self.err_at(
+                rate,
+                format!("[{table}] rate_limit must be 0 or a positive number"),
+            ));
         }
         if let Some(c) = concurrency
             && *c.get_ref() == 0
@@ -495,7 +530,9 @@ impl Validator<'_> {
         Ok(Endpoint {
             base_url: base,
             settings: http::Settings {
-                timeout: timeout_secs.map(Duration::from_secs).unwrap_or(defaults.timeout),
+                timeout: timeout_secs
+                    .map(Duration::from_secs)
+                    .unwrap_or(defaults.timeout),
                 retries: retries.unwrap_or(defaults.retries),
                 max_retry_wait: max_retry_wait_secs
                     .map(Duration::from_secs)
@@ -508,7 +545,12 @@ impl Validator<'_> {
         })
     }
 
-    fn method(&self, key: &str, method: Option<&Spanned<String>>, default: &str) -> Result<String, ConfigError> {
+    fn method(
+        &self,
+        key: &str,
+        method: Option<&Spanned<String>>,
+        default: &str,
+    ) -> Result<String, ConfigError> {
         let Some(m) = method else {
             return Ok(default.to_owned());
         };
@@ -519,6 +561,7 @@ impl Validator<'_> {
         Ok(upper)
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn request(
         &self,
         table: &str,
@@ -535,15 +578,26 @@ impl Validator<'_> {
         };
         let query = query
             .iter()
-            .map(|(k, v)| Ok((k.clone(), self.scalar_template(&format!("[{table}] query.{k}"), v, scope)?)))
+            .map(|(k, v)| {
+                Ok((
+                    k.clone(),
+                    self.scalar_template(&format!("[{table}] query.{k}"), v, scope)?,
+                ))
+            })
             .collect::<Result<_, ConfigError>>()?;
         let headers = headers
             .iter()
             .map(|(k, v)| {
                 if ureq::http::HeaderName::from_bytes(k.as_bytes()).is_err() {
-                    return Err(self.err_at(v, format!("[{table}] headers: {k:?} is not a valid header name")));
+                    return Err(self.err_at(
+                        v,
+                        format!("[{table}] headers: {k:?} is not a valid header name"),
+                    ));
                 }
-                Ok((k.clone(), self.scalar_template(&format!("[{table}] headers.{k}"), v, scope)?))
+                Ok((
+                    k.clone(),
+                    self.scalar_template(&format!("[{table}] headers.{k}"), v, scope)?,
+                ))
             })
             .collect::<Result<_, ConfigError>>()?;
         let body = body
@@ -650,7 +704,10 @@ impl Validator<'_> {
             if present && !allowed.contains(&kind) {
                 Err(self.err_at(
                     &p.kind,
-                    format!("[pagination] {key} has no meaning for kind = \"{}\"", kind_name(kind)),
+                    format!(
+                        "[pagination] {key} has no meaning for kind = \"{}\"",
+                        kind_name(kind)
+                    ),
                 ))
             } else {
                 Ok(())
@@ -680,7 +737,11 @@ impl Validator<'_> {
             _ => {}
         }
         let stop_on_empty = p.stop_on_empty.unwrap_or(true);
-        if matches!(kind, K::Page | K::Offset) && !stop_on_empty && p.total.is_none() && p.has_more.is_none() {
+        if matches!(kind, K::Page | K::Offset)
+            && !stop_on_empty
+            && p.total.is_none()
+            && p.has_more.is_none()
+        {
             return Err(self.err_at(
                 &p.kind,
                 "[pagination] nothing would stop this listing: set `total`, `has_more`, or stop_on_empty = true",
@@ -710,12 +771,16 @@ impl Validator<'_> {
             ));
         }
         let max_pages = match &p.max_pages {
-            Some(m) if *m.get_ref() == 0 => return Err(self.err_at(m, "[pagination] max_pages must be at least 1")),
+            Some(m) if *m.get_ref() == 0 => {
+                return Err(self.err_at(m, "[pagination] max_pages must be at least 1"));
+            }
             Some(m) => *m.get_ref(),
             None => 10_000,
         };
         let limit = match &p.limit {
-            Some(l) if *l.get_ref() == 0 => return Err(self.err_at(l, "[pagination] limit must be at least 1")),
+            Some(l) if *l.get_ref() == 0 => {
+                return Err(self.err_at(l, "[pagination] limit must be at least 1"));
+            }
             l => l.as_ref().map(|l| *l.get_ref()),
         };
         Ok(PaginationSpec {
@@ -765,12 +830,14 @@ impl Validator<'_> {
                     s.auth.as_ref(),
                 )?;
                 let page_size = match &s.page_size {
-                    Some(p) if *p.get_ref() == 0 => return Err(self.err_at(p, "[sink] page_size must be at least 1")),
+                    Some(p) if *p.get_ref() == 0 => {
+                        return Err(self.err_at(p, "[sink] page_size must be at least 1"));
+                    }
                     Some(p) => *p.get_ref(),
                     None => 100,
                 };
                 Ok(SinkSpec::Scim {
-                    endpoint,
+                    endpoint: Box::new(endpoint),
                     page_size,
                     update: s.update.unwrap_or(UpdateMode::Put),
                     email_attribute: s.email_attribute.unwrap_or(EmailAttribute::UserName),
@@ -816,16 +883,39 @@ impl Validator<'_> {
         let a = raw.get_ref();
         let table = format!("actions.{name}");
         let endpoint = match &a.base_url {
-            Some(url) => Some(self.endpoint(&table, url, None, None, None, None, None, None, a.auth.as_ref())?),
+            Some(url) => Some(self.endpoint(
+                &table,
+                url,
+                None,
+                None,
+                None,
+                None,
+                None,
+                None,
+                a.auth.as_ref(),
+            )?),
             None => {
                 if let Some(auth) = &a.auth {
-                    return Err(self.err_at(auth, format!("[{table}] auth needs its own base_url (else the source's auth is used)")));
+                    return Err(self.err_at(
+                        auth,
+                        format!(
+                            "[{table}] auth needs its own base_url (else the source's auth is used)"
+                        ),
+                    ));
                 }
                 None
             }
         };
         let method = self.method(&format!("[{table}] method"), a.method.as_ref(), "POST")?;
-        let request = self.request(&table, method, Some(&a.path), &a.query, &a.headers, a.body.as_ref(), Scope::Action)?;
+        let request = self.request(
+            &table,
+            method,
+            Some(&a.path),
+            &a.query,
+            &a.headers,
+            a.body.as_ref(),
+            Scope::Action,
+        )?;
         Ok(ActionSpec { endpoint, request })
     }
 }
@@ -936,7 +1026,10 @@ total = ".total"
         assert!(!job.sync.unlink_missing);
         assert_eq!(job.sync.max_changes, 500);
         assert_eq!(job.sync.max_unlink_percent, 20.0);
-        assert_eq!(job.sync.journal, Path::new("/etc/agentsync/t.journal.jsonl"));
+        assert_eq!(
+            job.sync.journal,
+            Path::new("/etc/agentsync/t.journal.jsonl")
+        );
     }
 
     #[test]
@@ -958,7 +1051,10 @@ total = ".total"
         let text = format!("{MINIMAL}\n[mapping]\njq = '{{id: .a, email: .b'\n");
         let err = parse_str(&text).unwrap_err();
         let msg = err.to_string();
-        assert!(msg.contains("[mapping] jq: invalid jq at character 19"), "{msg}");
+        assert!(
+            msg.contains("[mapping] jq: invalid jq at character 19"),
+            "{msg}"
+        );
         // Line of `jq = ...`, column of the end of the expression.
         assert_eq!(err.at, Some((13, 25)), "{msg}");
     }
@@ -968,14 +1064,21 @@ total = ".total"
         let text = MINIMAL.replace("\"{{page}}\"", "\"{{paeg}}\"");
         let err = parse_str(&text).unwrap_err();
         assert_eq!(err.at, Some((5, 19)), "{err}");
-        assert!(err.message.contains("unknown placeholder `{{paeg}}`"), "{err}");
+        assert!(
+            err.message.contains("unknown placeholder `{{paeg}}`"),
+            "{err}"
+        );
     }
 
     #[test]
     fn pagination_keys_are_checked_against_the_kind() {
         let text = MINIMAL.replace("total = \".total\"", "cursor = \".next\"");
         let err = parse_str(&text).unwrap_err();
-        assert!(err.message.contains("cursor has no meaning for kind = \"page\""), "{err}");
+        assert!(
+            err.message
+                .contains("cursor has no meaning for kind = \"page\""),
+            "{err}"
+        );
 
         let text = MINIMAL.replace("kind = \"page\"", "kind = \"cursor\"");
         let err = parse_str(&text).unwrap_err();
@@ -993,7 +1096,10 @@ total = ".total"
             "records = \".users\"\nauth = { kind = \"bearer\", token_env = \"NOPE\" }",
         );
         let err = parse_str(&text).unwrap_err();
-        assert!(err.message.contains("environment variable NOPE is not set"), "{err}");
+        assert!(
+            err.message.contains("environment variable NOPE is not set"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -1007,7 +1113,10 @@ total = ".total"
         let err = parse_str(&text).unwrap_err();
         assert!(err.message.contains("unencrypted"), "{err}");
         assert!(!err.to_string().contains("tok-secret-1"));
-        let ok = text.replace("records = \".users\"", "records = \".users\"\nallow_insecure_http = true");
+        let ok = text.replace(
+            "records = \".users\"",
+            "records = \".users\"\nallow_insecure_http = true",
+        );
         parse_str(&ok).unwrap();
     }
 
@@ -1016,7 +1125,9 @@ total = ".total"
         let text = format!("{MINIMAL}\n[sink]\nkind = \"file\"\npath = \"agents.csv\"\n");
         let job = parse_str(&text).unwrap();
         match job.sink {
-            Some(SinkSpec::File { path }) => assert_eq!(path, Path::new("/etc/agentsync/agents.csv")),
+            Some(SinkSpec::File { path }) => {
+                assert_eq!(path, Path::new("/etc/agentsync/agents.csv"))
+            }
             other => panic!("{other:?}"),
         }
     }
@@ -1024,8 +1135,14 @@ total = ".total"
     #[test]
     fn join_url_keeps_the_base_path() {
         let base = Url::parse("https://api.talkdeskapp.com/scim/v2").unwrap();
-        assert_eq!(join_url(&base, "/Users").as_str(), "https://api.talkdeskapp.com/scim/v2/Users");
+        assert_eq!(
+            join_url(&base, "/Users").as_str(),
+            "https://api.talkdeskapp.com/scim/v2/Users"
+        );
         let base = Url::parse("http://h/api/?key=1").unwrap();
-        assert_eq!(join_url(&base, "users?x=2").as_str(), "http://h/api/users?key=1&x=2");
+        assert_eq!(
+            join_url(&base, "users?x=2").as_str(),
+            "http://h/api/users?key=1&x=2"
+        );
     }
 }

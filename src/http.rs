@@ -93,7 +93,9 @@ impl Request {
     }
 
     fn has_header(&self, name: &str) -> bool {
-        self.headers.iter().any(|(n, _)| n.eq_ignore_ascii_case(name))
+        self.headers
+            .iter()
+            .any(|(n, _)| n.eq_ignore_ascii_case(name))
     }
 }
 
@@ -208,10 +210,6 @@ impl Client {
         }
     }
 
-    pub(crate) fn settings(&self) -> &Settings {
-        &self.settings
-    }
-
     /// Send `req`, retrying what may be retried. Returns the final response
     /// whatever its status; transport failures that outlast the retries are errors.
     pub(crate) fn send(&self, req: &Request) -> Result<Response> {
@@ -323,9 +321,19 @@ impl Client {
         let headers = resp
             .headers()
             .iter()
-            .map(|(n, v)| (n.as_str().to_owned(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
+            .map(|(n, v)| {
+                (
+                    n.as_str().to_owned(),
+                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                )
+            })
             .collect();
-        let body = match resp.body_mut().with_config().limit(MAX_BODY_BYTES).read_to_vec() {
+        let body = match resp
+            .body_mut()
+            .with_config()
+            .limit(MAX_BODY_BYTES)
+            .read_to_vec()
+        {
             Ok(body) => body,
             Err(ureq::Error::BodyExceedsLimit(limit)) => bail!(
                 "{} {}: response body is larger than the {limit}-byte limit",
@@ -379,13 +387,18 @@ impl Client {
                 | ureq::Error::Timeout(ureq::Timeout::Connect | ureq::Timeout::Resolve)
         ) || matches!(&err, ureq::Error::Io(e) if e.kind() == std::io::ErrorKind::ConnectionRefused);
         let reason = match &err {
-            ureq::Error::Timeout(_) => format!("timed out after {}s", self.settings.timeout.as_secs_f64()),
+            ureq::Error::Timeout(_) => {
+                format!("timed out after {}s", self.settings.timeout.as_secs_f64())
+            }
             ureq::Error::ConnectionFailed => "connection failed".to_owned(),
             other => other.to_string(),
         };
         let transient = !matches!(
             err,
-            ureq::Error::BadUri(_) | ureq::Error::Http(_) | ureq::Error::InvalidProxyUrl | ureq::Error::Tls(_)
+            ureq::Error::BadUri(_)
+                | ureq::Error::Http(_)
+                | ureq::Error::InvalidProxyUrl
+                | ureq::Error::Tls(_)
         );
         if transient && (req.idempotent || never_sent) {
             Ok(Attempt::Retry {
@@ -459,7 +472,10 @@ fn fetch_token(agent: &ureq::Agent, oauth: &OAuth2) -> Result<CachedToken> {
     if oauth.basic_client_auth {
         builder = builder.header(
             "Authorization",
-            basic_auth(&enc(&oauth.client_id), &enc(oauth.client_secret.expose_secret())),
+            basic_auth(
+                &enc(&oauth.client_id),
+                &enc(oauth.client_secret.expose_secret()),
+            ),
         );
     } else {
         form.push_str(&format!(
@@ -527,7 +543,10 @@ mod tests {
         let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
         assert_eq!(parse_retry_after("7", now), Some(Duration::from_secs(7)));
         let later = httpdate::fmt_http_date(now + Duration::from_secs(12));
-        assert_eq!(parse_retry_after(&later, now), Some(Duration::from_secs(12)));
+        assert_eq!(
+            parse_retry_after(&later, now),
+            Some(Duration::from_secs(12))
+        );
         let past = httpdate::fmt_http_date(now - Duration::from_secs(12));
         assert_eq!(parse_retry_after(&past, now), Some(Duration::ZERO));
         assert_eq!(parse_retry_after("soon", now), None);
@@ -535,7 +554,10 @@ mod tests {
 
     #[test]
     fn basic_auth_encodes_like_rfc7617() {
-        assert_eq!(basic_auth("Aladdin", "open sesame"), "Basic QWxhZGRpbjpvcGVuIHNlc2FtZQ==");
+        assert_eq!(
+            basic_auth("Aladdin", "open sesame"),
+            "Basic QWxhZGRpbjpvcGVuIHNlc2FtZQ=="
+        );
         assert_eq!(basic_auth("a", ""), "Basic YTo=");
     }
 

@@ -49,7 +49,12 @@ pub(crate) struct Change {
 fn new_run_id(now: SystemTime) -> String {
     let stamp = humantime::format_rfc3339_seconds(now).to_string();
     let compact: String = stamp.chars().filter(|c| c.is_ascii_digit()).collect();
-    format!("{}-{}-{:04x}", &compact[..8], &compact[8..14], fastrand::u16(..))
+    format!(
+        "{}-{}-{:04x}",
+        &compact[..8],
+        &compact[8..14],
+        fastrand::u16(..)
+    )
 }
 
 /// The journal entry of an applied report.
@@ -111,8 +116,9 @@ pub(crate) fn read(path: &Path) -> Result<Vec<Entry>> {
         if line.trim().is_empty() {
             continue;
         }
-        let entry = serde_json::from_str(&line)
-            .with_context(|| format!("{}: line {} is not a journal entry", path.display(), n + 1))?;
+        let entry = serde_json::from_str(&line).with_context(|| {
+            format!("{}: line {} is not a journal entry", path.display(), n + 1)
+        })?;
         entries.push(entry);
     }
     Ok(entries)
@@ -121,7 +127,9 @@ pub(crate) fn read(path: &Path) -> Result<Vec<Entry>> {
 /// Find a run by ID (a unique prefix is enough) or `last`.
 pub(crate) fn find<'a>(entries: &'a [Entry], run: &str) -> Result<&'a Entry> {
     if run == "last" {
-        return entries.last().ok_or_else(|| anyhow::anyhow!("the journal has no runs yet"));
+        return entries
+            .last()
+            .ok_or_else(|| anyhow::anyhow!("the journal has no runs yet"));
     }
     let matches: Vec<_> = entries.iter().filter(|e| e.run.starts_with(run)).collect();
     match matches.as_slice() {
@@ -163,7 +171,10 @@ mod tests {
         let entries = read(&path).unwrap();
         assert_eq!(entries.len(), 2);
         assert_eq!(find(&entries, "last").unwrap().run, "20260102-000000-bbbb");
-        assert_eq!(find(&entries, "20260101").unwrap().run, "20260101-000000-aaaa");
+        assert_eq!(
+            find(&entries, "20260101").unwrap().run,
+            "20260101-000000-aaaa"
+        );
         assert!(find(&entries, "2026").is_err());
         assert!(find(&entries, "1999").is_err());
     }

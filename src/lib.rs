@@ -52,7 +52,9 @@ pub fn main() -> ExitCode {
 
 /// The exit code of an error: every exit code is decided here.
 fn exit_code(err: &anyhow::Error) -> u8 {
-    if err.downcast_ref::<config::ConfigError>().is_some() || err.downcast_ref::<run::UsageError>().is_some() {
+    if err.downcast_ref::<config::ConfigError>().is_some()
+        || err.downcast_ref::<run::UsageError>().is_some()
+    {
         2
     } else if err.downcast_ref::<run::Refused>().is_some() {
         4

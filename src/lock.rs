@@ -77,7 +77,10 @@ mod tests {
         std::fs::write(&config, "").unwrap();
         let first = acquire(&config).unwrap();
         let err = acquire(&config).unwrap_err().to_string();
-        assert!(err.contains("another agentsync run holds the lock"), "{err}");
+        assert!(
+            err.contains("another agentsync run holds the lock"),
+            "{err}"
+        );
         drop(first);
         acquire(&config).unwrap();
     }

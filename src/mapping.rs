@@ -30,55 +30,76 @@ pub(crate) struct JqError {
 
 impl Jq {
     pub(crate) fn compile(code: &str) -> Result<Self, JqError> {
-        let defs = jaq_core::defs().chain(jaq_std::defs()).chain(jaq_json::defs());
-        let funs = jaq_core::funs().chain(jaq_std::funs()).chain(jaq_json::funs());
+        let defs = jaq_core::defs()
+            .chain(jaq_std::defs())
+            .chain(jaq_json::defs());
+        let funs = jaq_core::funs()
+            .chain(jaq_std::funs())
+            .chain(jaq_json::funs());
         let arena = Arena::default();
         let loader = Loader::new(defs);
         let offset_of = |part: &str| jaq_core::load::span(code, part).start;
-        let modules = loader.load(&arena, File { code, path: () }).map_err(|errs| {
-            let (_, err) = errs.into_iter().next().expect("a failed load has an error");
-            use jaq_core::load::Error;
-            match err {
-                Error::Lex(errs) => {
-                    let (expect, at) = &errs[0];
-                    JqError {
-                        offset: offset_of(at),
-                        message: format!("expected {}", expect.as_str()),
-                    }
-                }
-                Error::Parse(errs) => {
-                    // `found` is the rest of the expression from the unexpected token.
-                    let (expect, found) = &errs[0];
-                    let token: String = found.split_whitespace().next().unwrap_or("").chars().take(12).collect();
-                    if token.is_empty() {
+        let modules = loader
+            .load(&arena, File { code, path: () })
+            .map_err(|errs| {
+                let (_, err) = errs.into_iter().next().expect("a failed load has an error");
+                use jaq_core::load::Error;
+                match err {
+                    Error::Lex(errs) => {
+                        let (expect, at) = &errs[0];
                         JqError {
-                            offset: code.len(),
-                            message: format!("expected {}, found the end of the expression", expect.as_str()),
-                        }
-                    } else {
-                        JqError {
-                            offset: offset_of(found),
-                            message: format!("expected {}, found `{token}`", expect.as_str()),
+                            offset: offset_of(at),
+                            message: format!("expected {}", expect.as_str()),
                         }
                     }
+                    Error::Parse(errs) => {
+                        // `found` is the rest of the expression from the unexpected token.
+                        let (expect, found) = &errs[0];
+                        let token: String = found
+                            .split_whitespace()
+                            .next()
+                            .unwrap_or("")
+                            .chars()
+                            .take(12)
+                            .collect();
+                        if token.is_empty() {
+                            JqError {
+                                offset: code.len(),
+                                message: format!(
+                                    "expected {}, found the end of the expression",
+                                    expect.as_str()
+                                ),
+                            }
+                        } else {
+                            JqError {
+                                offset: offset_of(found),
+                                message: format!("expected {}, found `{token}`", expect.as_str()),
+                            }
+                        }
+                    }
+                    Error::Io(errs) => JqError {
+                        offset: errs.first().map(|(at, _)| offset_of(at)).unwrap_or(0),
+                        message: errs
+                            .first()
+                            .map(|(_, m)| m.clone())
+                            .unwrap_or_else(|| "cannot load module".into()),
+                    },
                 }
-                Error::Io(errs) => JqError {
-                    offset: errs.first().map(|(at, _)| offset_of(at)).unwrap_or(0),
-                    message: errs
-                        .first()
-                        .map(|(_, m)| m.clone())
-                        .unwrap_or_else(|| "cannot load module".into()),
-                },
-            }
-        })?;
-        let filter = Compiler::default().with_funs(funs).compile(modules).map_err(|errs| {
-            let (_, errs) = errs.into_iter().next().expect("a failed compile has an error");
-            let (name, undefined) = &errs[0];
-            JqError {
-                offset: offset_of(name),
-                message: format!("undefined {} `{name}`", undefined.as_str()),
-            }
-        })?;
+            })?;
+        let filter = Compiler::default()
+            .with_funs(funs)
+            .compile(modules)
+            .map_err(|errs| {
+                let (_, errs) = errs
+                    .into_iter()
+                    .next()
+                    .expect("a failed compile has an error");
+                let (name, undefined) = &errs[0];
+                JqError {
+                    offset: offset_of(name),
+                    message: format!("undefined {} `{name}`", undefined.as_str()),
+                }
+            })?;
         Ok(Jq {
             source: code.to_owned(),
             filter,
@@ -155,10 +176,17 @@ fn id_string(v: &Val) -> Result<String, String> {
         }
         Val::Num(Num::Int(i)) => Ok(i.to_string()),
         Val::Num(Num::BigInt(i)) => Ok(i.to_string()),
-        Val::Num(Num::Dec(d)) if d.bytes().all(|b| b.is_ascii_digit() || b == b'-') => Ok(d.to_string()),
-        Val::Num(Num::Float(f)) if f.fract() == 0.0 && f.abs() < 9.0e15 => Ok(format!("{}", *f as i64)),
+        Val::Num(Num::Dec(d)) if d.bytes().all(|b| b.is_ascii_digit() || b == b'-') => {
+            Ok(d.to_string())
+        }
+        Val::Num(Num::Float(f)) if f.fract() == 0.0 && f.abs() < 9.0e15 => {
+            Ok(format!("{}", *f as i64))
+        }
         Val::Num(n) => Err(format!("id {n} is not an integer")),
-        other => Err(format!("id is not a string or an integer (it is {})", kind(other))),
+        other => Err(format!(
+            "id is not a string or an integer (it is {})",
+            kind(other)
+        )),
     }
 }
 
@@ -182,7 +210,10 @@ pub(crate) fn as_count(v: &Val, what: &str) -> Result<Option<u64>> {
             Some(i) if i >= 0 => Ok(Some(i as u64)),
             _ => match n {
                 Num::Float(f) if *f >= 0.0 && f.fract() == 0.0 => Ok(Some(*f as u64)),
-                Num::Dec(d) => d.parse::<u64>().map(Some).map_err(|_| anyhow!("{what} is {d}, not a count")),
+                Num::Dec(d) => d
+                    .parse::<u64>()
+                    .map(Some)
+                    .map_err(|_| anyhow!("{what} is {d}, not a count")),
                 _ => bail!("{what} is {n}, not a count"),
             },
         },
@@ -233,7 +264,11 @@ mod tests {
     #[test]
     fn maps_integer_ids_to_strings() {
         let jq = Jq::compile("{id: .punch_clock_id, email: .punch_clock_email}").unwrap();
-        let users = map_record(&jq, json(r#"{"punch_clock_id": 7, "punch_clock_email": "a@x.com"}"#)).unwrap();
+        let users = map_record(
+            &jq,
+            json(r#"{"punch_clock_id": 7, "punch_clock_email": "a@x.com"}"#),
+        )
+        .unwrap();
         assert_eq!(
             users,
             [User {
@@ -246,7 +281,10 @@ mod tests {
     #[test]
     fn zero_or_many_outputs() {
         let jq = Jq::compile("select(.active) | {id, email}").unwrap();
-        assert_eq!(map_record(&jq, json(r#"{"active": false, "id": "1", "email": "a@x"}"#)).unwrap(), []);
+        assert_eq!(
+            map_record(&jq, json(r#"{"active": false, "id": "1", "email": "a@x"}"#)).unwrap(),
+            []
+        );
         let jq = Jq::compile(".ids[] as $i | {id: $i, email}").unwrap();
         let users = map_record(&jq, json(r#"{"ids": [1, "b"], "email": "a@x"}"#)).unwrap();
         assert_eq!(users.len(), 2);
@@ -257,15 +295,26 @@ mod tests {
     fn invalid_outputs_are_reasons() {
         let jq = Jq::compile("{id, email}").unwrap();
         let reason = |s: &str| map_record(&jq, json(s)).unwrap_err();
-        assert_eq!(reason(r#"{"id": 1, "email": 5}"#), "email is not a string (it is a number)");
+        assert_eq!(
+            reason(r#"{"id": 1, "email": 5}"#),
+            "email is not a string (it is a number)"
+        );
         assert_eq!(reason(r#"{"email": "a@x"}"#), "id is missing");
         assert!(reason(r#"{"id": 1, "email": "ax"}"#).contains("one @"));
         assert!(reason(r#"{"id": 1.5, "email": "a@x"}"#).contains("not an integer"));
         assert!(reason(r#"{"id": true, "email": "a@x"}"#).contains("not a string or an integer"));
         let jq = Jq::compile(".email").unwrap();
-        assert!(map_record(&jq, json(r#"{"email": "a@x"}"#)).unwrap_err().contains("not an object"));
+        assert!(
+            map_record(&jq, json(r#"{"email": "a@x"}"#))
+                .unwrap_err()
+                .contains("not an object")
+        );
         let jq = Jq::compile("error(\"boom\")").unwrap();
-        assert!(map_record(&jq, json("{}")).unwrap_err().starts_with("jq error"));
+        assert!(
+            map_record(&jq, json("{}"))
+                .unwrap_err()
+                .starts_with("jq error")
+        );
     }
 
     #[test]
@@ -274,7 +323,10 @@ mod tests {
         assert_eq!(err.offset, 18, "{err:?}");
         let err = Jq::compile(".a | nosuchfn").unwrap_err();
         assert_eq!(err.offset, 5);
-        assert!(err.message.contains("undefined filter `nosuchfn`"), "{err:?}");
+        assert!(
+            err.message.contains("undefined filter `nosuchfn`"),
+            "{err:?}"
+        );
         let err = Jq::compile(".a | )").unwrap_err();
         assert_eq!(err.offset, 5, "{err:?}");
     }
@@ -285,7 +337,10 @@ mod tests {
         assert_eq!(as_count(&json("\"12\""), "total").unwrap(), Some(12));
         assert!(as_count(&json("-1"), "total").is_err());
         assert_eq!(as_text(&json("\"\""), "cursor").unwrap(), None);
-        assert_eq!(as_text(&json("\"abc\""), "cursor").unwrap().as_deref(), Some("abc"));
+        assert_eq!(
+            as_text(&json("\"abc\""), "cursor").unwrap().as_deref(),
+            Some("abc")
+        );
         assert_eq!(as_bool(&json("false"), "has_more").unwrap(), Some(false));
         assert!(as_bool(&json("1"), "has_more").is_err());
     }

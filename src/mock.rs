@@ -1,0 +1,742 @@
+//! The bundled mock: the systems of the reference flow, in memory, on loopback.
+//!
+//! - `GET /users/formatted?page=N`: time-clock users already shaped `{id, email}`;
+//! - `GET /users/not-formatted?page=N`: the same users with the time clock's own keys;
+//! - `POST /users/{id}/punch-clock`: records a punch (201), `GET /punches` lists them;
+//! - `/scim/v2/Users`: a SCIM 2.0 directory (list, get, PUT, PATCH).
+//!
+//! The directory is seeded so that a first sync has something of every kind to
+//! do: agents to link, stale IDs to update, agents already linked, source users
+//! without an agent and agents without a source user.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, SystemTime};
+
+use anyhow::{Context, Result, anyhow, bail};
+use serde_json::{Map, Value, json};
+use tiny_http::{Header, Method, Request, Response};
+
+const WORKERS: usize = 4;
+const USER_SCHEMA: &str = "urn:ietf:params:scim:schemas:core:2.0:User";
+const LIST_SCHEMA: &str = "urn:ietf:params:scim:api:messages:2.0:ListResponse";
+const ERROR_SCHEMA: &str = "urn:ietf:params:scim:api:messages:2.0:Error";
+const PATCH_SCHEMA: &str = "urn:ietf:params:scim:api:messages:2.0:PatchOp";
+/// The most users one SCIM page returns, whatever `count` asks.
+const MAX_SCIM_PAGE: usize = 1000;
+
+#[derive(Debug, Clone)]
+pub(crate) struct MockOptions {
+    pub addr: String,
+    pub users: usize,
+    pub agents: usize,
+    pub page_size: usize,
+    pub latency_ms: u64,
+}
+
+impl Default for MockOptions {
+    fn default() -> Self {
+        MockOptions {
+            addr: "127.0.0.1:8787".into(),
+            users: 25,
+            agents: 25,
+            page_size: 10,
+            latency_ms: 0,
+        }
+    }
+}
+
+/// A running mock; stopped when dropped.
+pub(crate) struct MockServer {
+    server: Arc<tiny_http::Server>,
+    addr: SocketAddr,
+    stop: Arc<AtomicBool>,
+    workers: Vec<JoinHandle<()>>,
+}
+
+impl MockServer {
+    pub(crate) fn base_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    fn wait(mut self) {
+        for worker in self.workers.drain(..) {
+            let _ = worker.join();
+        }
+    }
+}
+
+impl Drop for MockServer {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        for _ in &self.workers {
+            self.server.unblock();
+        }
+        for worker in self.workers.drain(..) {
+            let _ = worker.join();
+        }
+    }
+}
+
+/// Start the mock on `opts.addr` (loopback only; port 0 picks a free port).
+pub(crate) fn start(opts: MockOptions) -> Result<MockServer> {
+    let addr: SocketAddr = opts
+        .addr
+        .parse()
+        .with_context(|| format!("--addr {:?} is not an IP address and port", opts.addr))?;
+    if !addr.ip().is_loopback() {
+        bail!("the mock listens on loopback only (e.g. 127.0.0.1:8787), not {addr}");
+    }
+    if opts.page_size == 0 {
+        bail!("the page size must be at least 1");
+    }
+    let server = tiny_http::Server::http(addr).map_err(|e| anyhow!("listening on {addr}: {e}"))?;
+    let addr = server
+        .server_addr()
+        .to_ip()
+        .ok_or_else(|| anyhow!("the mock is not listening on an IP address"))?;
+    let server = Arc::new(server);
+    let state = Arc::new(State::new(&opts, &format!("http://{addr}")));
+    let stop = Arc::new(AtomicBool::new(false));
+    let latency = Duration::from_millis(opts.latency_ms);
+    let workers = (0..WORKERS)
+        .map(|_| {
+            let (server, state, stop) = (server.clone(), state.clone(), stop.clone());
+            std::thread::spawn(move || {
+                loop {
+                    match server.recv() {
+                        Ok(req) => {
+                            std::thread::sleep(latency);
+                            state.handle(req);
+                        }
+                        Err(_) if stop.load(Ordering::SeqCst) => break,
+                        Err(_) => continue,
+                    }
+                }
+            })
+        })
+        .collect();
+    Ok(MockServer {
+        server,
+        addr,
+        stop,
+        workers,
+    })
+}
+
+/// `agentsync mock`: serve until killed.
+pub(crate) fn serve(opts: MockOptions) -> Result<()> {
+    let (users, agents, page_size) = (opts.users, opts.agents, opts.page_size);
+    let server = start(opts)?;
+    eprintln!("agentsync mock listening on {}", server.base_url());
+    eprintln!("  {users} source users ({page_size} per page), {agents} directory agents");
+    eprintln!("  GET  /users/formatted?page=N   GET /users/not-formatted?page=N");
+    eprintln!("  POST /users/{{id}}/punch-clock   GET /punches");
+    eprintln!("  GET|PUT|PATCH /scim/v2/Users[/{{id}}]");
+    server.wait();
+    Ok(())
+}
+
+/// What the mock holds.
+struct State {
+    users: usize,
+    page_size: usize,
+    agents: Mutex<Vec<Value>>,
+    punches: Mutex<Vec<Value>>,
+}
+
+/// A response before it is sent.
+struct Reply {
+    status: u16,
+    content_type: &'static str,
+    body: String,
+}
+
+impl Reply {
+    fn json(status: u16, body: Value) -> Self {
+        Reply {
+            status,
+            content_type: "application/json",
+            body: body.to_string(),
+        }
+    }
+
+    fn scim(status: u16, body: Value) -> Self {
+        Reply {
+            status,
+            content_type: "application/scim+json",
+            body: body.to_string(),
+        }
+    }
+
+    fn scim_error(status: u16, scim_type: Option<&str>, detail: &str) -> Self {
+        let mut body =
+            json!({"schemas": [ERROR_SCHEMA], "status": status.to_string(), "detail": detail});
+        if let Some(t) = scim_type {
+            body["scimType"] = json!(t);
+        }
+        Reply::scim(status, body)
+    }
+
+    fn not_found(what: &str) -> Self {
+        Reply::json(404, json!({"error": format!("{what} not found")}))
+    }
+}
+
+fn email(n: usize) -> String {
+    format!("user+{n}@talkdesk.com")
+}
+
+fn now() -> String {
+    humantime::format_rfc3339_seconds(SystemTime::now()).to_string()
+}
+
+impl State {
+    fn new(opts: &MockOptions, base: &str) -> Self {
+        let mut agents = Vec::new();
+        let mut seed = |n: usize, external_id: Option<String>| {
+            agents.push(agent_resource(base, n, external_id));
+        };
+        for n in 1..=opts.agents {
+            if n % 10 == 0 {
+                continue; // its source user stays unmatched
+            }
+            let external_id = if n > opts.users {
+                None
+            } else if n % 7 == 0 {
+                Some(format!("old-{n}")) // stale: updated by a sync
+            } else if n % 3 == 0 {
+                Some(n.to_string()) // already linked
+            } else {
+                None // to link
+            };
+            seed(n, external_id);
+        }
+        // Agents the time clock does not know.
+        let first_extra = opts.users.max(opts.agents) + 1;
+        for (i, n) in (first_extra..first_extra + 3).enumerate() {
+            seed(n, (i == 0).then(|| "999".to_owned()));
+        }
+        State {
+            users: opts.users,
+            page_size: opts.page_size,
+            agents: Mutex::new(agents),
+            punches: Mutex::new(Vec::new()),
+        }
+    }
+
+    fn handle(&self, mut req: Request) {
+        let mut body = String::new();
+        let reply = match std::io::Read::read_to_string(req.as_reader(), &mut body) {
+            Ok(_) => self.route(req.method(), req.url(), &body),
+            Err(e) => Reply::json(400, json!({"error": format!("unreadable body: {e}")})),
+        };
+        let mut response = Response::from_string(reply.body).with_status_code(reply.status);
+        if let Ok(h) = Header::from_bytes("Content-Type", reply.content_type) {
+            response.add_header(h);
+        }
+        let _ = req.respond(response);
+    }
+
+    fn route(&self, method: &Method, url: &str, body: &str) -> Reply {
+        let (path, query) = url.split_once('?').unwrap_or((url, ""));
+        let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+        match (method, segments.as_slice()) {
+            (Method::Get, ["users", "formatted"]) => self.users_page(query, false),
+            (Method::Get, ["users", "not-formatted"]) => self.users_page(query, true),
+            (Method::Post, ["users", id, "punch-clock"]) => self.punch(id, body),
+            (Method::Get, ["punches"]) => {
+                Reply::json(200, json!({"punches": *self.punches.lock().unwrap()}))
+            }
+            (Method::Get, ["scim", "v2", "Users"]) => self.scim_list(query),
+            (_, ["scim", "v2", "Users", id]) => {
+                let id = percent_encoding::percent_decode_str(id).decode_utf8_lossy();
+                self.scim_user(method, &id, body)
+            }
+            (_, ["users", ..] | ["punches"] | ["scim", ..]) => Reply::json(
+                405,
+                json!({"error": format!("{method} is not allowed on {path}")}),
+            ),
+            _ => Reply::not_found(path),
+        }
+    }
+
+    fn users_page(&self, query: &str, raw: bool) -> Reply {
+        let page = match param(query, "page") {
+            None => 1,
+            Some(p) => match p.parse::<usize>() {
+                Ok(n) if n >= 1 => n,
+                _ => {
+                    return Reply::json(
+                        400,
+                        json!({"error": format!("page must be a number from 1, not {p:?}")}),
+                    );
+                }
+            },
+        };
+        let first = (page - 1).saturating_mul(self.page_size) + 1;
+        let last = page.saturating_mul(self.page_size).min(self.users);
+        let users: Vec<Value> = (first..=last)
+            .map(|n| {
+                if raw {
+                    json!({"punch_clock_id": n, "punch_clock_email": email(n), "name": format!("User {n}"), "active": true})
+                } else {
+                    json!({"id": n.to_string(), "email": email(n)})
+                }
+            })
+            .collect();
+        Reply::json(
+            200,
+            json!({"count": users.len(), "total": self.users, "page": page, "users": users}),
+        )
+    }
+
+    fn punch(&self, id: &str, body: &str) -> Reply {
+        let known = id
+            .parse::<usize>()
+            .is_ok_and(|n| (1..=self.users).contains(&n));
+        if !known {
+            return Reply::not_found(&format!("user {id}"));
+        }
+        let event = match serde_json::from_str::<Value>(body) {
+            Ok(v) => v
+                .get("event")
+                .and_then(Value::as_str)
+                .unwrap_or("punch")
+                .to_owned(),
+            Err(_) if body.trim().is_empty() => "punch".to_owned(),
+            Err(e) => {
+                return Reply::json(400, json!({"error": format!("the body is not JSON: {e}")}));
+            }
+        };
+        eprintln!("mock: punch-clock user={id} event={event}");
+        let punch = json!({"user_id": id, "event": event, "at": now()});
+        self.punches.lock().unwrap().push(punch.clone());
+        Reply::json(201, punch)
+    }
+
+    fn scim_list(&self, query: &str) -> Reply {
+        let number = |name: &str, default: usize| match param(query, name) {
+            None => Ok(default),
+            Some(v) => v.parse::<usize>().map_err(|_| {
+                Reply::scim_error(
+                    400,
+                    Some("invalidValue"),
+                    &format!("{name} must be a number, not {v:?}"),
+                )
+            }),
+        };
+        let (start, count) = match (number("startIndex", 1), number("count", 100)) {
+            (Ok(s), Ok(c)) => (s.max(1), c.min(MAX_SCIM_PAGE)),
+            (Err(r), _) | (_, Err(r)) => return r,
+        };
+        let agents = self.agents.lock().unwrap();
+        let page: Vec<Value> = agents.iter().skip(start - 1).take(count).cloned().collect();
+        Reply::scim(
+            200,
+            json!({
+                "schemas": [LIST_SCHEMA],
+                "totalResults": agents.len(),
+                "startIndex": start,
+                "itemsPerPage": page.len(),
+                "Resources": page,
+            }),
+        )
+    }
+
+    fn scim_user(&self, method: &Method, id: &str, body: &str) -> Reply {
+        let mut agents = self.agents.lock().unwrap();
+        let Some(agent) = agents.iter_mut().find(|a| a["id"] == id) else {
+            return Reply::scim_error(404, None, &format!("user {id} not found"));
+        };
+        let result = match method {
+            Method::Get => Ok(()),
+            Method::Put => replace(agent, body),
+            Method::Patch => patch(agent, body),
+            _ => Err(Reply::scim_error(
+                405,
+                None,
+                &format!("{method} is not supported on a user"),
+            )),
+        };
+        if let Err(reply) = result {
+            return reply;
+        }
+        if *method != Method::Get {
+            touch(agent);
+            let shown = agent["externalId"].as_str().unwrap_or("(none)");
+            eprintln!("mock: scim {method} {id} externalId={shown}");
+        }
+        Reply::scim(200, agent.clone())
+    }
+}
+
+fn agent_resource(base: &str, n: usize, external_id: Option<String>) -> Value {
+    let id = format!("agent-{n}");
+    let created = now();
+    let mut user = json!({
+        "schemas": [USER_SCHEMA],
+        "id": id,
+        "userName": email(n),
+        "name": {"givenName": "User", "familyName": n.to_string(), "formatted": format!("User {n}")},
+        "emails": [{"value": email(n), "primary": true, "type": "work"}],
+        "active": true,
+        "meta": {
+            "resourceType": "User",
+            "created": created,
+            "lastModified": created,
+            "location": format!("{base}/scim/v2/Users/{id}"),
+            "version": "W/\"1\"",
+        },
+    });
+    if let Some(x) = external_id {
+        user["externalId"] = json!(x);
+    }
+    user
+}
+
+/// A new version after a write.
+fn touch(agent: &mut Value) {
+    let version = agent["meta"]["version"]
+        .as_str()
+        .and_then(|v| {
+            v.trim_start_matches("W/\"")
+                .trim_end_matches('"')
+                .parse::<u64>()
+                .ok()
+        })
+        .unwrap_or(1);
+    agent["meta"]["version"] = json!(format!("W/\"{}\"", version + 1));
+    agent["meta"]["lastModified"] = json!(now());
+}
+
+fn parse_object(body: &str) -> Result<Map<String, Value>, Reply> {
+    match serde_json::from_str(body) {
+        Ok(Value::Object(o)) => Ok(o),
+        Ok(_) => Err(Reply::scim_error(
+            400,
+            Some("invalidSyntax"),
+            "the body is not a JSON object",
+        )),
+        Err(e) => Err(Reply::scim_error(
+            400,
+            Some("invalidSyntax"),
+            &format!("the body is not JSON: {e}"),
+        )),
+    }
+}
+
+fn check_external_id(value: &Value) -> Result<(), Reply> {
+    match value {
+        Value::String(_) | Value::Null => Ok(()),
+        _ => Err(Reply::scim_error(
+            400,
+            Some("invalidValue"),
+            "externalId must be a string",
+        )),
+    }
+}
+
+/// PUT: the body replaces the resource; `id` and `meta` stay the server's.
+fn replace(agent: &mut Value, body: &str) -> Result<(), Reply> {
+    let mut next = parse_object(body)?;
+    let id = agent["id"].clone();
+    if next.get("id").is_some_and(|v| *v != id) {
+        return Err(Reply::scim_error(
+            400,
+            Some("mutability"),
+            "id cannot be changed",
+        ));
+    }
+    if !next.get("userName").is_some_and(Value::is_string) {
+        return Err(Reply::scim_error(
+            400,
+            Some("invalidValue"),
+            "userName is required",
+        ));
+    }
+    if let Some(x) = next.get("externalId") {
+        check_external_id(x)?;
+    }
+    next.insert("id".into(), id);
+    next.insert("meta".into(), agent["meta"].clone());
+    next.retain(|_, v| !v.is_null());
+    *agent = Value::Object(next);
+    Ok(())
+}
+
+/// PATCH (RFC 7644 §3.5.2) of top-level attributes: add, replace, remove.
+fn patch(agent: &mut Value, body: &str) -> Result<(), Reply> {
+    let request = parse_object(body)?;
+    let is_patch = request
+        .get("schemas")
+        .and_then(Value::as_array)
+        .is_some_and(|s| s.iter().any(|v| v == PATCH_SCHEMA));
+    if !is_patch {
+        return Err(Reply::scim_error(
+            400,
+            Some("invalidSyntax"),
+            "schemas must name the PatchOp message",
+        ));
+    }
+    let Some(ops) = request.get("Operations").and_then(Value::as_array) else {
+        return Err(Reply::scim_error(
+            400,
+            Some("invalidSyntax"),
+            "Operations is missing",
+        ));
+    };
+    let mut next = agent.clone();
+    for op in ops {
+        let name = op
+            .get("op")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_ascii_lowercase();
+        let path = op.get("path").and_then(Value::as_str);
+        let value = op.get("value");
+        let attr = match path {
+            Some(p) if p.contains(['.', '[', ':']) => {
+                return Err(Reply::scim_error(
+                    400,
+                    Some("invalidPath"),
+                    &format!("path {p:?} is not supported here"),
+                ));
+            }
+            Some(p)
+                if ["id", "meta", "schemas"]
+                    .iter()
+                    .any(|r| r.eq_ignore_ascii_case(p)) =>
+            {
+                return Err(Reply::scim_error(
+                    400,
+                    Some("mutability"),
+                    &format!("{p} cannot be changed"),
+                ));
+            }
+            // Attribute names are case-insensitive: keep the resource's spelling.
+            Some(p) => Some(canonical(&next, p)),
+            None => None,
+        };
+        match (name.as_str(), attr, value) {
+            ("add" | "replace", Some(attr), Some(v)) => {
+                if attr == "externalId" {
+                    check_external_id(v)?;
+                }
+                next[attr.as_str()] = v.clone();
+            }
+            ("add" | "replace", None, Some(Value::Object(values))) => {
+                for (k, v) in values {
+                    if k == "externalId" {
+                        check_external_id(v)?;
+                    }
+                    next[k.as_str()] = v.clone();
+                }
+            }
+            ("remove", Some(attr), _) => {
+                if let Some(o) = next.as_object_mut() {
+                    o.remove(&attr);
+                }
+            }
+            ("remove", None, _) => {
+                return Err(Reply::scim_error(
+                    400,
+                    Some("noTarget"),
+                    "remove needs a path",
+                ));
+            }
+            ("add" | "replace", _, _) => {
+                return Err(Reply::scim_error(
+                    400,
+                    Some("invalidValue"),
+                    &format!("{name} needs a value"),
+                ));
+            }
+            _ => {
+                return Err(Reply::scim_error(
+                    400,
+                    Some("invalidSyntax"),
+                    &format!("unknown op {name:?}"),
+                ));
+            }
+        }
+    }
+    if let Some(o) = next.as_object_mut() {
+        o.retain(|_, v| !v.is_null());
+    }
+    *agent = next;
+    Ok(())
+}
+
+fn canonical(resource: &Value, attr: &str) -> String {
+    if attr.eq_ignore_ascii_case("externalId") {
+        return "externalId".into();
+    }
+    resource
+        .as_object()
+        .and_then(|o| o.keys().find(|k| k.eq_ignore_ascii_case(attr)))
+        .cloned()
+        .unwrap_or_else(|| attr.to_owned())
+}
+
+/// A query parameter, percent-decoded.
+fn param(query: &str, name: &str) -> Option<String> {
+    url::form_urlencoded::parse(query.as_bytes())
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.into_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn state(users: usize, agents: usize) -> State {
+        let opts = MockOptions {
+            users,
+            agents,
+            ..MockOptions::default()
+        };
+        State::new(&opts, "http://127.0.0.1:1")
+    }
+
+    fn get(s: &State, url: &str) -> Value {
+        let reply = s.route(&Method::Get, url, "");
+        assert_eq!(reply.status, 200, "{url}: {}", reply.body);
+        serde_json::from_str(&reply.body).unwrap()
+    }
+
+    #[test]
+    fn source_pages_cover_every_user_once() {
+        let s = state(25, 25);
+        let pages: Vec<Value> = (1..=4)
+            .map(|p| get(&s, &format!("/users/formatted?page={p}")))
+            .collect();
+        let counts: Vec<u64> = pages.iter().map(|p| p["count"].as_u64().unwrap()).collect();
+        assert_eq!(counts, [10, 10, 5, 0]);
+        assert_eq!(
+            pages[2]["users"][4],
+            json!({"id": "25", "email": "user+25@talkdesk.com"})
+        );
+        let raw = get(&s, "/users/not-formatted?page=1");
+        assert_eq!(raw["total"], 25);
+        assert_eq!(raw["users"][6]["punch_clock_id"], 7);
+        assert_eq!(
+            s.route(&Method::Get, "/users/formatted?page=0", "").status,
+            400
+        );
+    }
+
+    #[test]
+    fn the_directory_is_seeded_with_every_case() {
+        let s = state(25, 25);
+        let list = get(&s, "/scim/v2/Users?startIndex=1&count=1000");
+        let by_name = |n: usize| {
+            list["Resources"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|u| u["userName"] == email(n))
+                .cloned()
+        };
+        assert!(by_name(10).is_none(), "user 10 stays unmatched");
+        assert_eq!(by_name(7).unwrap()["externalId"], "old-7");
+        assert_eq!(by_name(3).unwrap()["externalId"], "3");
+        assert!(by_name(1).unwrap().get("externalId").is_none());
+        assert_eq!(by_name(26).unwrap()["externalId"], "999");
+        assert_eq!(list["totalResults"], 25 - 2 + 3);
+        let page = get(&s, "/scim/v2/Users?startIndex=3&count=2");
+        assert_eq!(page["itemsPerPage"], 2);
+        assert_eq!(page["Resources"][0]["id"], "agent-3");
+    }
+
+    #[test]
+    fn put_and_patch_change_the_external_id() {
+        let s = state(5, 5);
+        let mut user = get(&s, "/scim/v2/Users/agent-1");
+        user["externalId"] = json!("1");
+        let reply = s.route(&Method::Put, "/scim/v2/Users/agent-1", &user.to_string());
+        assert_eq!(reply.status, 200, "{}", reply.body);
+        let after = get(&s, "/scim/v2/Users/agent-1");
+        assert_eq!(after["externalId"], "1");
+        assert_eq!(after["meta"]["version"], "W/\"2\"");
+
+        let remove = json!({"schemas": [PATCH_SCHEMA], "Operations": [{"op": "Remove", "path": "externalId"}]});
+        assert_eq!(
+            s.route(
+                &Method::Patch,
+                "/scim/v2/Users/agent-1",
+                &remove.to_string()
+            )
+            .status,
+            200
+        );
+        assert!(
+            get(&s, "/scim/v2/Users/agent-1")
+                .get("externalId")
+                .is_none()
+        );
+
+        let bad = json!({"schemas": [PATCH_SCHEMA], "Operations": [{"op": "replace", "path": "externalId", "value": 5}]});
+        let reply = s.route(&Method::Patch, "/scim/v2/Users/agent-1", &bad.to_string());
+        assert_eq!(reply.status, 400);
+        assert!(reply.body.contains("invalidValue"), "{}", reply.body);
+        assert_eq!(
+            s.route(&Method::Get, "/scim/v2/Users/nobody", "").status,
+            404
+        );
+    }
+
+    #[test]
+    fn punches_are_recorded_for_known_users_only() {
+        let s = state(5, 5);
+        assert_eq!(
+            s.route(
+                &Method::Post,
+                "/users/3/punch-clock",
+                r#"{"event": "login"}"#
+            )
+            .status,
+            201
+        );
+        assert_eq!(
+            s.route(&Method::Post, "/users/99/punch-clock", "{}").status,
+            404
+        );
+        let punches = get(&s, "/punches");
+        assert_eq!(punches["punches"].as_array().unwrap().len(), 1);
+        assert_eq!(punches["punches"][0]["event"], "login");
+    }
+
+    #[test]
+    fn serves_over_http_and_stops_when_dropped() {
+        let server = start(MockOptions {
+            addr: "127.0.0.1:0".into(),
+            ..MockOptions::default()
+        })
+        .unwrap();
+        let addr = server.addr;
+        let body = ureq::get(format!("{}/users/formatted?page=3", server.base_url()))
+            .call()
+            .unwrap()
+            .body_mut()
+            .read_to_string()
+            .unwrap();
+        assert_eq!(serde_json::from_str::<Value>(&body).unwrap()["count"], 5);
+        drop(server);
+        // The listener closes as its accept thread winds down.
+        let closed = (0..100).any(|_| {
+            std::thread::sleep(Duration::from_millis(20));
+            std::net::TcpStream::connect(addr).is_err()
+        });
+        assert!(closed, "still listening on {addr}");
+        assert!(
+            start(MockOptions {
+                addr: "0.0.0.0:0".into(),
+                ..MockOptions::default()
+            })
+            .is_err()
+        );
+    }
+}

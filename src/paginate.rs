@@ -88,7 +88,9 @@ impl Paginator {
             },
             Kind::Cursor => Position::Cursor(None),
             // The first request of these kinds is the configured one.
-            Kind::None | Kind::NextUrl | Kind::LinkHeader => Position::Numbered { page: 1, offset: 0 },
+            Kind::None | Kind::NextUrl | Kind::LinkHeader => {
+                Position::Numbered { page: 1, offset: 0 }
+            }
         };
         Paginator {
             kind,
@@ -116,13 +118,9 @@ impl Paginator {
         self.records
     }
 
-    /// The last total a page reported.
-    pub(crate) fn total(&self) -> Option<u64> {
-        self.total
-    }
-
     /// The number of pages, when the first page makes it known (page numbers or
     /// offsets with a total), for fetching the rest concurrently.
+    #[allow(dead_code)]
     pub(crate) fn known_page_count(&self, page_size: u64) -> Option<u64> {
         let total = self.total?;
         if page_size == 0 {
@@ -150,10 +148,12 @@ impl Paginator {
         } else {
             match (&self.kind, &self.position) {
                 (Kind::None, _) => None,
-                (Kind::Page { .. }, Position::Numbered { page: n, offset }) => Some(Position::Numbered {
-                    page: n + 1,
-                    offset: offset + page.count,
-                }),
+                (Kind::Page { .. }, Position::Numbered { page: n, offset }) => {
+                    Some(Position::Numbered {
+                        page: n + 1,
+                        offset: offset + page.count,
+                    })
+                }
                 (Kind::Offset { limit, .. }, Position::Numbered { page: n, offset }) => {
                     let step = limit.unwrap_or(page.count);
                     if step == 0 {
@@ -336,7 +336,10 @@ mod tests {
         p.next(&page(10)).unwrap();
         assert_eq!(p.next(&page(0)).unwrap(), Step::Done);
         let err = p.verify_complete().unwrap_err().to_string();
-        assert!(err.contains("total of 30 records but 10 were read"), "{err}");
+        assert!(
+            err.contains("total of 30 records but 10 were read"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -353,7 +356,14 @@ mod tests {
         assert_eq!(p.next(&obs(50)).unwrap(), numbered(2, 50));
         assert_eq!(p.next(&obs(0)).unwrap(), Step::Done);
 
-        let mut p = Paginator::new(Kind::Offset { start: 10, limit: None }, true, 10);
+        let mut p = Paginator::new(
+            Kind::Offset {
+                start: 10,
+                limit: None,
+            },
+            true,
+            10,
+        );
         let page = |c| Observed {
             count: c,
             total: Some(17),
@@ -372,8 +382,14 @@ mod tests {
             cursor: c.map(str::to_owned),
             ..Observed::default()
         };
-        assert_eq!(p.next(&cur(Some("a"))).unwrap(), Step::Next(Position::Cursor(Some("a".into()))));
-        assert_eq!(p.next(&cur(Some("b"))).unwrap(), Step::Next(Position::Cursor(Some("b".into()))));
+        assert_eq!(
+            p.next(&cur(Some("a"))).unwrap(),
+            Step::Next(Position::Cursor(Some("a".into())))
+        );
+        assert_eq!(
+            p.next(&cur(Some("b"))).unwrap(),
+            Step::Next(Position::Cursor(Some("b".into())))
+        );
         let err = p.next(&cur(Some("a"))).unwrap_err().to_string();
         assert!(err.contains("pagination loop"), "{err}");
 
@@ -436,14 +452,24 @@ mod tests {
 
     #[test]
     fn link_header_parsing() {
-        let v = r#"<https://api.x/u?page=1>; rel="prev", <https://api.x/u?page=3&a=b,c>; rel="next""#;
-        assert_eq!(link_next([v]).as_deref(), Some("https://api.x/u?page=3&a=b,c"));
+        let v =
+            r#"<https://api.x/u?page=1>; rel="prev", <https://api.x/u?page=3&a=b,c>; rel="next""#;
+        assert_eq!(
+            link_next([v]).as_deref(),
+            Some("https://api.x/u?page=3&a=b,c")
+        );
         assert_eq!(
             link_next(["</u?page=2>; rel=\"last next\""]).as_deref(),
             Some("/u?page=2")
         );
-        assert_eq!(link_next(["<https://a/b>; title=\"next, please\"; rel=last"]), None);
-        assert_eq!(link_next(["<a>; rel=first", "<b>; REL=NEXT"]).as_deref(), Some("b"));
+        assert_eq!(
+            link_next(["<https://a/b>; title=\"next, please\"; rel=last"]),
+            None
+        );
+        assert_eq!(
+            link_next(["<a>; rel=first", "<b>; REL=NEXT"]).as_deref(),
+            Some("b")
+        );
         assert_eq!(link_next(std::iter::empty()), None);
     }
 }

@@ -91,11 +91,17 @@ pub(crate) fn plan(users: &[User], agents: &[Agent], unlink_missing: bool) -> Pl
     // Every distinct ID each source email carries.
     let mut source: BTreeMap<String, BTreeSet<&str>> = BTreeMap::new();
     for user in users {
-        source.entry(normalize(&user.email)).or_default().insert(&user.id);
+        source
+            .entry(normalize(&user.email))
+            .or_default()
+            .insert(&user.id);
     }
     let mut directory: BTreeMap<String, Vec<usize>> = BTreeMap::new();
     for (i, agent) in agents.iter().enumerate() {
-        directory.entry(normalize(&agent.email)).or_default().push(i);
+        directory
+            .entry(normalize(&agent.email))
+            .or_default()
+            .push(i);
     }
 
     let mut plan = Plan {
@@ -159,7 +165,7 @@ pub(crate) fn plan(users: &[User], agents: &[Agent], unlink_missing: bool) -> Pl
         });
     }
     plan.changes
-        .sort_by(|a, b| (a.action, normalize(&a.email)).cmp(&(b.action, normalize(&b.email))));
+        .sort_by_key(|c| (c.action, normalize(&c.email)));
     plan.conflicts.sort_by(|a, b| a.email.cmp(&b.email));
     plan
 }
@@ -221,7 +227,10 @@ mod tests {
         let change = |a| p.changes.iter().find(|c| c.action == a).unwrap();
         assert_eq!(change(Action::Link).agent_id, "a1");
         assert_eq!(change(Action::Link).new_external_id.as_deref(), Some("1"));
-        assert_eq!(change(Action::Update).old_external_id.as_deref(), Some("old"));
+        assert_eq!(
+            change(Action::Update).old_external_id.as_deref(),
+            Some("old")
+        );
         assert_eq!(change(Action::Update).new_external_id.as_deref(), Some("2"));
         assert_eq!(change(Action::Unlink).agent_id, "a8");
         assert_eq!(change(Action::Unlink).new_external_id, None);
@@ -246,7 +255,11 @@ mod tests {
 
     #[test]
     fn same_user_twice_is_not_a_conflict() {
-        let p = plan(&[user("1", "a@x"), user("1", "A@x")], &[agent("a", "a@x", None)], false);
+        let p = plan(
+            &[user("1", "a@x"), user("1", "A@x")],
+            &[agent("a", "a@x", None)],
+            false,
+        );
         assert_eq!(summary(&p), (1, 0, 0, 0, 0, 0));
     }
 
@@ -268,7 +281,18 @@ mod tests {
             agent("a", "a@x", None),
         ];
         let p = plan(&users, &agents, false);
-        let order: Vec<_> = p.changes.iter().map(|c| (c.action, c.email.as_str())).collect();
-        assert_eq!(order, [(Action::Link, "a@x"), (Action::Link, "b@x"), (Action::Update, "c@x")]);
+        let order: Vec<_> = p
+            .changes
+            .iter()
+            .map(|c| (c.action, c.email.as_str()))
+            .collect();
+        assert_eq!(
+            order,
+            [
+                (Action::Link, "a@x"),
+                (Action::Link, "b@x"),
+                (Action::Update, "c@x")
+            ]
+        );
     }
 }

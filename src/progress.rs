@@ -60,6 +60,7 @@ impl Progress {
 
     /// A progress indicator that shows nothing, for code run without a person
     /// watching (tests, the mock).
+    #[cfg(test)]
     pub(crate) fn hidden() -> Self {
         Progress { bars: false }
     }

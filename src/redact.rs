@@ -32,8 +32,9 @@ pub(crate) fn redact(text: &str) -> String {
             out = out.replace(secret.as_str(), "***");
         }
         // Values also travel percent-encoded in URLs.
-        let encoded = percent_encoding::utf8_percent_encode(secret, percent_encoding::NON_ALPHANUMERIC)
-            .to_string();
+        let encoded =
+            percent_encoding::utf8_percent_encode(secret, percent_encoding::NON_ALPHANUMERIC)
+                .to_string();
         if encoded != *secret && out.contains(encoded.as_str()) {
             out = out.replace(encoded.as_str(), "***");
         }

@@ -117,7 +117,12 @@ impl Report {
     /// The diff for people: changes grouped by action, then what was left out,
     /// then one summary line.
     pub(crate) fn write_human(&self, out: &mut impl Write) -> io::Result<()> {
-        let width = self.changes.iter().map(|c| c.email.chars().count()).max().unwrap_or(0);
+        let width = self
+            .changes
+            .iter()
+            .map(|c| c.email.chars().count())
+            .max()
+            .unwrap_or(0);
         let id = |v: &Option<String>| v.clone().unwrap_or_else(|| "(none)".into());
         for action in [Action::Link, Action::Update, Action::Unlink] {
             let group: Vec<_> = self.changes.iter().filter(|c| c.action == action).collect();
@@ -146,7 +151,11 @@ impl Report {
             }
         }
         if !self.unmatched.is_empty() {
-            writeln!(out, "unmatched, no agent with this email ({}):", self.unmatched.len())?;
+            writeln!(
+                out,
+                "unmatched, no agent with this email ({}):",
+                self.unmatched.len()
+            )?;
             for u in &self.unmatched {
                 writeln!(out, "  ? {}  {}", u.email, u.external_id)?;
             }
@@ -158,7 +167,11 @@ impl Report {
             }
         }
         if !self.source.skipped.is_empty() {
-            writeln!(out, "skipped source records ({}):", self.source.skipped.len())?;
+            writeln!(
+                out,
+                "skipped source records ({}):",
+                self.source.skipped.len()
+            )?;
             for s in &self.source.skipped {
                 writeln!(out, "  page {} record {}: {}", s.page, s.index, s.reason)?;
             }
@@ -224,7 +237,11 @@ pub(crate) fn write_fetch_human(fetched: &Fetched, out: &mut impl Write) -> io::
         writeln!(out, "{:<width$}  {}", u.id, u.email)?;
     }
     for s in &fetched.skipped {
-        writeln!(out, "skipped: page {} record {}: {}", s.page, s.index, s.reason)?;
+        writeln!(
+            out,
+            "skipped: page {} record {}: {}",
+            s.page, s.index, s.reason
+        )?;
     }
     writeln!(
         out,
@@ -238,6 +255,10 @@ pub(crate) fn write_fetch_human(fetched: &Fetched, out: &mut impl Write) -> io::
         } else {
             format!(", {} skipped", fetched.skipped.len())
         },
-        if fetched.sampled { " (sample: more pages left)" } else { "" }
+        if fetched.sampled {
+            " (sample: more pages left)"
+        } else {
+            ""
+        }
     )
 }

@@ -8,8 +8,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, anyhow, bail};
 
-use crate::cli::{Cli, Command, ConfigArg, MockArgs, Output, SyncArgs};
 use crate::action;
+use crate::cli::{Cli, Command, ConfigArg, MockArgs, Output, SyncArgs};
 use crate::config::{self, Job, SinkSpec};
 use crate::journal;
 use crate::mock;
@@ -73,9 +73,20 @@ pub(crate) fn dispatch(cli: Cli) -> Result<Outcome> {
             agent,
             vars,
             events,
-        }) => action(&config, &name, agent.as_deref(), vars, events.as_deref(), output),
+        }) => action(
+            &config,
+            &name,
+            agent.as_deref(),
+            vars,
+            events.as_deref(),
+            output,
+        ),
         Some(Command::History { config }) => history(&config, output),
-        Some(Command::Revert { run, config, dry_run }) => revert(&config, &run, dry_run, output),
+        Some(Command::Revert {
+            run,
+            config,
+            dry_run,
+        }) => revert(&config, &run, dry_run, output),
         Some(Command::Completions { shell }) => {
             let mut cmd = <Cli as clap::CommandFactory>::command();
             clap_complete::generate(shell, &mut cmd, "agentsync", &mut std::io::stdout());
@@ -167,7 +178,8 @@ fn sync_job(mut job: Job, args: &SyncArgs, output: Output) -> Result<Outcome> {
     ));
 
     let client = job.source.endpoint.client();
-    let fetched = source::fetch(&job, &client, None, &progress).context("reading the source; nothing was written")?;
+    let fetched = source::fetch(&job, &client, None, &progress)
+        .context("reading the source; nothing was written")?;
     let agents = sink
         .list_agents(&progress)
         .context("listing the agent directory; nothing was written")?;
@@ -212,7 +224,11 @@ pub(crate) struct Refused(pub String);
 
 impl std::fmt::Display for Refused {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "refused: {}; nothing was written (use --force to apply anyway)", self.0)
+        write!(
+            f,
+            "refused: {}; nothing was written (use --force to apply anyway)",
+            self.0
+        )
     }
 }
 
@@ -269,7 +285,11 @@ fn apply(
             }
         }
     }
-    let failed = report.changes.iter().filter(|c| c.status == Status::Failed).count();
+    let failed = report
+        .changes
+        .iter()
+        .filter(|c| c.status == Status::Failed)
+        .count();
     report.summary.failed = failed;
     progress.log(&format!(
         "applied {} of {} changes{}",
@@ -295,9 +315,17 @@ fn record(job: &Job, kind: &str, report: &Report) -> Result<()> {
         return Ok(());
     }
     let entry = journal::entry(&job.path, &job.name, kind, report);
-    journal::append(&job.sync.journal, &entry)
-        .with_context(|| format!("the writes were applied, but run {} could not be journaled", entry.run))?;
-    crate::progress::debug(&format!("journaled run {} in {}", entry.run, job.sync.journal.display()));
+    journal::append(&job.sync.journal, &entry).with_context(|| {
+        format!(
+            "the writes were applied, but run {} could not be journaled",
+            entry.run
+        )
+    })?;
+    crate::progress::debug(&format!(
+        "journaled run {} in {}",
+        entry.run,
+        job.sync.journal.display()
+    ));
     Ok(())
 }
 
@@ -315,7 +343,11 @@ fn action(
         return Err(UsageError(format!(
             "{}: no action {name:?} is declared (declared: {})",
             job.path.display(),
-            if declared.is_empty() { "none".into() } else { declared.join(", ") }
+            if declared.is_empty() {
+                "none".into()
+            } else {
+                declared.join(", ")
+            }
         ))
         .into());
     };
@@ -327,7 +359,8 @@ fn action(
             let events = if path == Path::new("-") {
                 action::read_events(std::io::stdin().lock(), "stdin")?
             } else {
-                let file = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
+                let file = std::fs::File::open(path)
+                    .with_context(|| format!("opening {}", path.display()))?;
                 action::read_events(std::io::BufReader::new(file), &path.display().to_string())?
             };
             events
@@ -347,7 +380,11 @@ fn action(
             let sets: Vec<_> = missing.iter().map(|k| format!("--set {k}=VALUE")).collect();
             return Err(UsageError(format!(
                 "action {name:?} needs {} for {email}: pass {}",
-                missing.iter().map(|k| format!("{{{{var.{k}}}}}")).collect::<Vec<_>>().join(", "),
+                missing
+                    .iter()
+                    .map(|k| format!("{{{{var.{k}}}}}"))
+                    .collect::<Vec<_>>()
+                    .join(", "),
                 sets.join(" ")
             ))
             .into());
@@ -356,11 +393,16 @@ fn action(
 
     let progress = Progress::new();
     let mut sink = open_sink(&mut job)?;
-    let agents = sink.list_agents(&progress).context("listing the agent directory")?;
+    let agents = sink
+        .list_agents(&progress)
+        .context("listing the agent directory")?;
     let directory = action::Directory::new(&agents);
     let (client, base) = match spec.endpoint.as_mut() {
         Some(endpoint) => (endpoint.client(), endpoint.base_url.clone()),
-        None => (job.source.endpoint.client(), job.source.endpoint.base_url.clone()),
+        None => (
+            job.source.endpoint.client(),
+            job.source.endpoint.base_url.clone(),
+        ),
     };
 
     let single = agent.is_some();
@@ -398,7 +440,11 @@ fn action(
                     )?,
                     Some(e) => writeln!(out, "{name} {email}: FAILED: {e}")?,
                 }
-                if let Some(resp) = outcome.response.as_ref().filter(|_| crate::progress::verbose()) {
+                if let Some(resp) = outcome
+                    .response
+                    .as_ref()
+                    .filter(|_| crate::progress::verbose())
+                {
                     writeln!(out, "  {resp}")?;
                 }
             }
@@ -406,7 +452,10 @@ fn action(
     }
     out.flush()?;
     if failed > 0 {
-        progress.log(&format!("{failed} of {} {name} requests failed", batch.len()));
+        progress.log(&format!(
+            "{failed} of {} {name} requests failed",
+            batch.len()
+        ));
         return Ok(Outcome::WritesFailed);
     }
     Ok(Outcome::Success)
@@ -429,7 +478,13 @@ fn history(arg: &ConfigArg, output: Output) -> Result<Outcome> {
                 writeln!(
                     out,
                     "{}  {}  {:<24}  {} link, {} update, {} unlink, {} failed",
-                    e.run, e.time, e.kind, e.summary.link, e.summary.update, e.summary.unlink, e.summary.failed
+                    e.run,
+                    e.time,
+                    e.kind,
+                    e.summary.link,
+                    e.summary.update,
+                    e.summary.unlink,
+                    e.summary.failed
                 )?;
             }
         }
@@ -446,16 +501,18 @@ fn revert(arg: &ConfigArg, run_id: &str, dry_run: bool, output: Output) -> Resul
     let progress = Progress::new();
     let mut sink = open_sink(&mut job)?;
     let _lock = crate::lock::acquire(&job.path)?;
-    let agents = sink.list_agents(&progress).context("listing the agent directory; nothing was written")?;
+    let agents = sink
+        .list_agents(&progress)
+        .context("listing the agent directory; nothing was written")?;
 
     let mut plan = plan::Plan {
         linked_agents: agents.iter().filter(|a| a.external_id.is_some()).count(),
         ..plan::Plan::default()
     };
     for change in entry.changes.iter().filter(|c| c.status == Status::Applied) {
-        let found = agents
-            .iter()
-            .position(|a| a.id == change.agent_id && plan::normalize(&a.email) == plan::normalize(&change.email));
+        let found = agents.iter().position(|a| {
+            a.id == change.agent_id && plan::normalize(&a.email) == plan::normalize(&change.email)
+        });
         let Some(index) = found else {
             plan.conflicts.push(plan::Conflict {
                 email: change.email.clone(),
@@ -546,7 +603,10 @@ fn demo(args: &MockArgs) -> Result<Outcome> {
         out.flush()?;
         Ok(())
     };
-    eprintln!("demo: mock APIs on {} (configs/punch.toml pointed at it)", server.base_url());
+    eprintln!(
+        "demo: mock APIs on {} (configs/punch.toml pointed at it)",
+        server.base_url()
+    );
     let dry = SyncArgs {
         config: ConfigArg { config: None },
         dry_run: true,

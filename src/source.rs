@@ -36,7 +36,12 @@ pub(crate) struct Fetched {
 }
 
 /// Read the source: every page, or the first `sample` pages.
-pub(crate) fn fetch(job: &Job, client: &Client, sample: Option<u64>, progress: &Progress) -> Result<Fetched> {
+pub(crate) fn fetch(
+    job: &Job,
+    client: &Client,
+    sample: Option<u64>,
+    progress: &Progress,
+) -> Result<Fetched> {
     let pg = &job.pagination;
     let mut paginator = Paginator::new(pg.kind.clone(), pg.stop_on_empty, pg.max_pages);
     let mut position = paginator.first();
@@ -54,7 +59,8 @@ pub(crate) fn fetch(job: &Job, client: &Client, sample: Option<u64>, progress: &
             .send(&request)
             .and_then(|r| r.error_for_status(&request.method, &request.url))
             .with_context(|| format!("source page {number}"))?;
-        let page = parse_page(&response).with_context(|| format!("source page {number} ({url_shown})"))?;
+        let page =
+            parse_page(&response).with_context(|| format!("source page {number} ({url_shown})"))?;
         let records = select_records(&job.source.records, &page)
             .with_context(|| format!("source page {number} ({url_shown})"))?;
 
@@ -194,10 +200,17 @@ pub(crate) fn render_request(spec: &RequestSpec, url: Url, values: &Values) -> R
         .as_ref()
         .map(|b| b.render(values, Encoding::Json))
         .transpose()?;
-    if body.is_some() && !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("content-type")) {
+    if body.is_some()
+        && !headers
+            .iter()
+            .any(|(k, _)| k.eq_ignore_ascii_case("content-type"))
+    {
         headers.push(("Content-Type".into(), "application/json".into()));
     }
-    if !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("accept")) {
+    if !headers
+        .iter()
+        .any(|(k, _)| k.eq_ignore_ascii_case("accept"))
+    {
         headers.push(("Accept".into(), "application/json".into()));
     }
     Ok(Request {
@@ -205,7 +218,10 @@ pub(crate) fn render_request(spec: &RequestSpec, url: Url, values: &Values) -> R
         url,
         headers,
         body: body.map(String::into_bytes),
-        idempotent: matches!(spec.method.as_str(), "GET" | "HEAD" | "PUT" | "DELETE" | "OPTIONS"),
+        idempotent: matches!(
+            spec.method.as_str(),
+            "GET" | "HEAD" | "PUT" | "DELETE" | "OPTIONS"
+        ),
     })
 }
 
@@ -222,7 +238,8 @@ fn parse_page(response: &Response) -> Result<Val> {
     })
 }
 
-/// The records of a page: `records` must give an array (or a stream of objects).
+/// The records of a page: `records` must give an array. An object is refused, not
+/// taken as one record: `{"users": {...}}` is a page of another shape.
 fn select_records(records: &crate::mapping::Jq, page: &Val) -> Result<Vec<Val>> {
     let outputs = records
         .run(page.clone())
@@ -231,7 +248,6 @@ fn select_records(records: &crate::mapping::Jq, page: &Val) -> Result<Vec<Val>> 
     for value in outputs {
         match value {
             Val::Arr(items) => out.extend(items.iter().cloned()),
-            Val::Obj(_) => out.push(value),
             other => bail!(
                 "records `{}` gave {}, not an array of records: the page does not have the expected shape",
                 records.source(),
@@ -243,7 +259,13 @@ fn select_records(records: &crate::mapping::Jq, page: &Val) -> Result<Vec<Val>> 
 }
 
 /// Evaluate the page-level expressions of the pagination.
-fn observe(job: &Job, page: &Val, response: &Response, url: &Url, records: usize) -> Result<Observed> {
+fn observe(
+    job: &Job,
+    page: &Val,
+    response: &Response,
+    url: &Url,
+    records: usize,
+) -> Result<Observed> {
     let pg = &job.pagination;
     let count = match &pg.count {
         Some(jq) => mapping::as_count(&jq.run_one(page)?, "count")?.unwrap_or(records as u64),

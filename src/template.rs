@@ -104,9 +104,10 @@ impl Scope {
             Placeholder::Page | Placeholder::Offset | Placeholder::Limit | Placeholder::Cursor => {
                 self == Scope::Source
             }
-            Placeholder::ExternalId | Placeholder::AgentId | Placeholder::Email | Placeholder::Var(_) => {
-                self == Scope::Action
-            }
+            Placeholder::ExternalId
+            | Placeholder::AgentId
+            | Placeholder::Email
+            | Placeholder::Var(_) => self == Scope::Action,
         }
     }
 
@@ -181,7 +182,10 @@ impl Template {
             let name = after[..end].trim();
             let placeholder = Placeholder::parse(name).ok_or_else(|| TemplateError {
                 offset: offset + start,
-                message: format!("unknown placeholder `{{{{{name}}}}}` (known here: {})", scope.names()),
+                message: format!(
+                    "unknown placeholder `{{{{{name}}}}}` (known here: {})",
+                    scope.names()
+                ),
             })?;
             if !scope.allows(&placeholder) {
                 return Err(TemplateError {
@@ -196,7 +200,9 @@ impl Template {
                 Placeholder::Env(var) => {
                     let value = env(&var).ok_or_else(|| TemplateError {
                         offset: offset + start,
-                        message: format!("environment variable {var} is not set (used as `{{{{env.{var}}}}}`)"),
+                        message: format!(
+                            "environment variable {var} is not set (used as `{{{{env.{var}}}}}`)"
+                        ),
                     })?;
                     redact::register(&value);
                     parts.push(Part::EnvValue(value));
@@ -231,7 +237,9 @@ impl Template {
 
     /// Does the template use this placeholder?
     pub(crate) fn uses(&self, p: &Placeholder) -> bool {
-        self.parts.iter().any(|part| matches!(part, Part::Value(v) if v == p))
+        self.parts
+            .iter()
+            .any(|part| matches!(part, Part::Value(v) if v == p))
     }
 
     /// The `{{var.K}}` names the template uses.
@@ -297,7 +305,8 @@ mod tests {
 
     #[test]
     fn renders_paging_values() {
-        let t = Template::parse("/users?p={{page}}&o={{ offset }}", Scope::Source, &no_env).unwrap();
+        let t =
+            Template::parse("/users?p={{page}}&o={{ offset }}", Scope::Source, &no_env).unwrap();
         let v = Values {
             page: Some(3),
             offset: Some(200),
@@ -310,12 +319,16 @@ mod tests {
 
     #[test]
     fn path_values_are_percent_encoded() {
-        let t = Template::parse("/users/{{external_id}}/punch-clock", Scope::Action, &no_env).unwrap();
+        let t =
+            Template::parse("/users/{{external_id}}/punch-clock", Scope::Action, &no_env).unwrap();
         let v = Values {
             external_id: Some("a b/c?d#e%"),
             ..Values::default()
         };
-        assert_eq!(t.render(&v, Encoding::Path).unwrap(), "/users/a%20b%2Fc%3Fd%23e%25/punch-clock");
+        assert_eq!(
+            t.render(&v, Encoding::Path).unwrap(),
+            "/users/a%20b%2Fc%3Fd%23e%25/punch-clock"
+        );
     }
 
     #[test]
@@ -334,21 +347,40 @@ mod tests {
     fn env_values_are_read_at_parse_time() {
         let env = |n: &str| (n == "TOKEN").then(|| "tok-123456".to_owned());
         let t = Template::parse("Bearer {{env.TOKEN}}", Scope::Source, &env).unwrap();
-        assert_eq!(t.render(&Values::default(), Encoding::Raw).unwrap(), "Bearer tok-123456");
+        assert_eq!(
+            t.render(&Values::default(), Encoding::Raw).unwrap(),
+            "Bearer tok-123456"
+        );
         let err = Template::parse("x{{env.MISSING}}", Scope::Source, &env).unwrap_err();
         assert_eq!(err.offset, 1);
-        assert!(err.message.contains("MISSING is not set"), "{}", err.message);
+        assert!(
+            err.message.contains("MISSING is not set"),
+            "{}",
+            err.message
+        );
     }
 
     #[test]
     fn unknown_and_out_of_scope_placeholders_are_rejected() {
         let err = Template::parse("/a/{{pgae}}", Scope::Source, &no_env).unwrap_err();
         assert_eq!(err.offset, 3);
-        assert!(err.message.contains("unknown placeholder `{{pgae}}`"), "{}", err.message);
+        assert!(
+            err.message.contains("unknown placeholder `{{pgae}}`"),
+            "{}",
+            err.message
+        );
         let err = Template::parse("{{external_id}}", Scope::Source, &no_env).unwrap_err();
-        assert!(err.message.contains("cannot be used here"), "{}", err.message);
+        assert!(
+            err.message.contains("cannot be used here"),
+            "{}",
+            err.message
+        );
         let err = Template::parse("{{page}}", Scope::Action, &no_env).unwrap_err();
-        assert!(err.message.contains("cannot be used here"), "{}", err.message);
+        assert!(
+            err.message.contains("cannot be used here"),
+            "{}",
+            err.message
+        );
         let err = Template::parse("/a/{{page", Scope::Source, &no_env).unwrap_err();
         assert!(err.message.contains("not closed"), "{}", err.message);
     }

@@ -25,7 +25,10 @@ fn users_page(n: usize, total: usize) -> Resp {
 /// A paged source with `retries` and a bearer token, syncing to `scim`.
 fn job(source: &str, scim: Option<&Scim>, extra_source: &str) -> Job {
     let sink = match scim {
-        Some(s) => format!("[sink]\nkind = \"scim\"\nbase_url = \"{}\"\nretries = 0\n", s.base()),
+        Some(s) => format!(
+            "[sink]\nkind = \"scim\"\nbase_url = \"{}\"\nretries = 0\n",
+            s.base()
+        ),
         None => String::new(),
     };
     let text = format!(
@@ -56,12 +59,27 @@ fn sync(job: &Job, extra: &[&str]) -> common::Run {
 
 #[track_caller]
 fn assert_no_token(out: &common::Run) {
-    assert!(!out.stdout.contains(TOKEN), "token printed on stdout:\n{}", out.stdout);
-    assert!(!out.stderr.contains(TOKEN), "token printed on stderr:\n{}", out.stderr);
+    assert!(
+        !out.stdout.contains(TOKEN),
+        "token printed on stdout:\n{}",
+        out.stdout
+    );
+    assert!(
+        !out.stderr.contains(TOKEN),
+        "token printed on stderr:\n{}",
+        out.stderr
+    );
 }
 
 fn directory() -> Scim {
-    Scim::start(&[("a1", "u1@x.com", None), ("a2", "u2@x.com", None), ("a3", "u3@x.com", None)], &[])
+    Scim::start(
+        &[
+            ("a1", "u1@x.com", None),
+            ("a2", "u2@x.com", None),
+            ("a3", "u3@x.com", None),
+        ],
+        &[],
+    )
 }
 
 /// Serve page 2 through `fault` the first `times` times it is asked for.
@@ -78,11 +96,18 @@ fn flaky(times: usize, fault: Resp) -> Server {
 
 #[test]
 fn f01_429_with_retry_after_seconds_is_waited_out() {
-    let src = flaky(1, Resp::status(429, "application/json", "{}").with_header("Retry-After", "1"));
+    let src = flaky(
+        1,
+        Resp::status(429, "application/json", "{}").with_header("Retry-After", "1"),
+    );
     let scim = directory();
     let started = Instant::now();
     sync(&job(&src.base, Some(&scim), ""), &["-q"]).expect(0);
-    assert!(started.elapsed() >= Duration::from_millis(950), "did not wait: {:?}", started.elapsed());
+    assert!(
+        started.elapsed() >= Duration::from_millis(950),
+        "did not wait: {:?}",
+        started.elapsed()
+    );
     assert_eq!(src.request_count(), 3);
     assert_eq!(scim.writes().len(), 3);
 }
@@ -90,12 +115,19 @@ fn f01_429_with_retry_after_seconds_is_waited_out() {
 #[test]
 fn f02_429_with_retry_after_date_is_waited_out() {
     let at = httpdate::fmt_http_date(SystemTime::now() + Duration::from_secs(2));
-    let src = flaky(1, Resp::status(429, "text/plain", "slow down").with_header("Retry-After", &at));
+    let src = flaky(
+        1,
+        Resp::status(429, "text/plain", "slow down").with_header("Retry-After", &at),
+    );
     let scim = directory();
     let started = Instant::now();
     sync(&job(&src.base, Some(&scim), ""), &["-q"]).expect(0);
     // The date has a one-second resolution: at least one second is left of it.
-    assert!(started.elapsed() >= Duration::from_millis(900), "did not wait: {:?}", started.elapsed());
+    assert!(
+        started.elapsed() >= Duration::from_millis(900),
+        "did not wait: {:?}",
+        started.elapsed()
+    );
     assert_eq!(scim.writes().len(), 3);
 }
 
@@ -110,7 +142,10 @@ fn f03_503_then_success_is_retried() {
 
 #[test]
 fn f04_500_is_not_retried_and_writes_nothing() {
-    let src = flaky(1, Resp::status(500, "application/json", r#"{"error": "internal"}"#));
+    let src = flaky(
+        1,
+        Resp::status(500, "application/json", r#"{"error": "internal"}"#),
+    );
     let scim = directory();
     let out = sync(&job(&src.base, Some(&scim), ""), &[]);
     out.expect(1);
@@ -122,12 +157,19 @@ fn f04_500_is_not_retried_and_writes_nothing() {
 
 #[test]
 fn f05_503_forever_gives_up_after_the_retries() {
-    let src = flaky(usize::MAX, Resp::status(503, "text/plain", "unavailable").with_header("Retry-After", "0"));
+    let src = flaky(
+        usize::MAX,
+        Resp::status(503, "text/plain", "unavailable").with_header("Retry-After", "0"),
+    );
     let scim = directory();
     let out = sync(&job(&src.base, Some(&scim), "retries = 2"), &[]);
     out.expect(1);
     assert!(out.stderr.contains("HTTP 503"), "{}", out.stderr);
-    assert_eq!(src.request_count(), 1 + 3, "page 1, then page 2 three times");
+    assert_eq!(
+        src.request_count(),
+        1 + 3,
+        "page 1, then page 2 three times"
+    );
     assert!(scim.writes().is_empty());
 }
 
@@ -140,7 +182,10 @@ fn f06_a_timeout_is_retried_then_fails() {
         users_page(req.query("page").unwrap().parse().unwrap(), 3)
     });
     let scim = directory();
-    let out = sync(&job(&src.base, Some(&scim), "timeout_secs = 1\nretries = 1"), &[]);
+    let out = sync(
+        &job(&src.base, Some(&scim), "timeout_secs = 1\nretries = 1"),
+        &[],
+    );
     out.expect(1);
     assert!(out.stderr.contains("timed out after 1s"), "{}", out.stderr);
     assert!(out.stderr.contains("after 2 attempts"), "{}", out.stderr);
@@ -150,9 +195,20 @@ fn f06_a_timeout_is_retried_then_fails() {
 #[test]
 fn f07_connection_refused_is_retried_then_fails() {
     // A port that was just free: nothing listens there.
-    let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let scim = directory();
-    let out = sync(&job(&format!("http://127.0.0.1:{port}"), Some(&scim), "retries = 1"), &[]);
+    let out = sync(
+        &job(
+            &format!("http://127.0.0.1:{port}"),
+            Some(&scim),
+            "retries = 1",
+        ),
+        &[],
+    );
     out.expect(1);
     assert!(out.stderr.contains("after 2 attempts"), "{}", out.stderr);
     assert!(scim.server.request_count() == 0 && scim.writes().is_empty());
@@ -185,14 +241,21 @@ fn f08_a_truncated_body_is_retried_then_fails() {
     let scim = directory();
     let out = sync(&job(&base, Some(&scim), "retries = 1"), &[]);
     out.expect(1);
-    assert!(out.stderr.contains("response body could not be read"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("response body could not be read"),
+        "{}",
+        out.stderr
+    );
     assert_eq!(hits.load(Ordering::SeqCst), 2);
     assert!(scim.writes().is_empty());
 }
 
 #[test]
 fn f09_an_html_page_with_status_200_writes_nothing() {
-    let src = flaky(usize::MAX, Resp::status(200, "text/html", "<html><body>Maintenance</body></html>"));
+    let src = flaky(
+        usize::MAX,
+        Resp::status(200, "text/html", "<html><body>Maintenance</body></html>"),
+    );
     let scim = directory();
     let out = sync(&job(&src.base, Some(&scim), ""), &[]);
     out.expect(1);
@@ -203,11 +266,18 @@ fn f09_an_html_page_with_status_200_writes_nothing() {
 
 #[test]
 fn f10_json_of_the_wrong_shape_writes_nothing() {
-    let src = flaky(usize::MAX, Resp::json(r#"{"total": 3, "users": {"u3@x.com": "3"}}"#));
+    let src = flaky(
+        usize::MAX,
+        Resp::json(r#"{"total": 3, "users": {"u3@x.com": "3"}}"#),
+    );
     let scim = directory();
     let out = sync(&job(&src.base, Some(&scim), ""), &[]);
     out.expect(1);
-    assert!(out.stderr.contains("records `.users` gave"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("records `.users` gave"),
+        "{}",
+        out.stderr
+    );
     assert!(scim.writes().is_empty());
 }
 
@@ -216,13 +286,20 @@ fn f11_a_total_larger_than_served_writes_nothing() {
     let src = Server::start(|req| {
         let page: usize = req.query("page").unwrap().parse().unwrap();
         let mut resp = users_page(page, 3);
-        resp.body = String::from_utf8(resp.body).unwrap().replace("\"total\":3", "\"total\":5").into_bytes();
+        resp.body = String::from_utf8(resp.body)
+            .unwrap()
+            .replace("\"total\":3", "\"total\":5")
+            .into_bytes();
         resp
     });
     let scim = directory();
     let out = sync(&job(&src.base, Some(&scim), ""), &[]);
     out.expect(1);
-    assert!(out.stderr.contains("total of 5 records but 3 were read"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("total of 5 records but 3 were read"),
+        "{}",
+        out.stderr
+    );
     assert!(scim.writes().is_empty());
 }
 
@@ -232,7 +309,11 @@ fn f12_an_empty_page_mid_stream_writes_nothing() {
     let scim = directory();
     let out = sync(&job(&src.base, Some(&scim), ""), &[]);
     out.expect(1);
-    assert!(out.stderr.contains("total of 3 records but 2 were read"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("total of 3 records but 2 were read"),
+        "{}",
+        out.stderr
+    );
     assert!(scim.writes().is_empty());
 }
 
@@ -241,13 +322,22 @@ fn f13_shifted_pages_write_nothing() {
     // Page 2 repeats the last user of page 1, as when a user is inserted
     // before page 2 is read.
     let src = Server::start(|req| match req.query("page").as_deref() {
-        Some("1") => Resp::json(r#"{"total": 4, "users": [{"id": "1", "email": "u1@x.com"}, {"id": "2", "email": "u2@x.com"}]}"#),
-        _ => Resp::json(r#"{"total": 4, "users": [{"id": "2", "email": "u2@x.com"}, {"id": "3", "email": "u3@x.com"}]}"#),
+        Some("1") => Resp::json(
+            r#"{"total": 4, "users": [{"id": "1", "email": "u1@x.com"}, {"id": "2", "email": "u2@x.com"}]}"#,
+        ),
+        _ => Resp::json(
+            r#"{"total": 4, "users": [{"id": "2", "email": "u2@x.com"}, {"id": "3", "email": "u3@x.com"}]}"#,
+        ),
     });
     let scim = directory();
     let out = sync(&job(&src.base, Some(&scim), ""), &[]);
     out.expect(1);
-    assert!(out.stderr.contains("appeared on page 1 and again on page 2"), "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains("appeared on page 1 and again on page 2"),
+        "{}",
+        out.stderr
+    );
     assert!(scim.writes().is_empty());
 }
 
@@ -255,7 +345,9 @@ fn f13_shifted_pages_write_nothing() {
 fn f14_a_repeated_cursor_writes_nothing() {
     let src = Server::start(|req| {
         let c = req.query("c").unwrap_or_default();
-        Resp::value(&json!({"data": [{"id": format!("id{c}"), "email": format!("{c}x@x.com")}], "next": "same"}))
+        Resp::value(
+            &json!({"data": [{"id": format!("id{c}"), "email": format!("{c}x@x.com")}], "next": "same"}),
+        )
     });
     let scim = directory();
     let text = format!(
@@ -273,14 +365,23 @@ fn f14_a_repeated_cursor_writes_nothing() {
 #[test]
 fn f15_401_and_403_are_clear_and_not_retried() {
     for status in [401, 403] {
-        let src = Server::start(move |_| Resp::status(status, "application/json", r#"{"error": "invalid token"}"#));
+        let src = Server::start(move |_| {
+            Resp::status(status, "application/json", r#"{"error": "invalid token"}"#)
+        });
         let scim = directory();
         let out = sync(&job(&src.base, Some(&scim), ""), &["-v"]);
         out.expect(1);
-        assert!(out.stderr.contains(&format!("HTTP {status}")), "{}", out.stderr);
+        assert!(
+            out.stderr.contains(&format!("HTTP {status}")),
+            "{}",
+            out.stderr
+        );
         assert!(out.stderr.contains("invalid token"), "{}", out.stderr);
         assert_eq!(src.request_count(), 1, "{status} was retried");
-        assert_eq!(src.requests()[0].header("authorization"), Some(format!("Bearer {TOKEN}").as_str()));
+        assert_eq!(
+            src.requests()[0].header("authorization"),
+            Some(format!("Bearer {TOKEN}").as_str())
+        );
         assert!(scim.writes().is_empty());
     }
 }
@@ -288,7 +389,14 @@ fn f15_401_and_403_are_clear_and_not_retried() {
 #[test]
 fn f16_a_scim_write_failing_for_one_agent_is_exit_3() {
     let src = flaky(0, Resp::json("{}"));
-    let scim = Scim::start(&[("a1", "u1@x.com", None), ("a2", "u2@x.com", None), ("a3", "u3@x.com", None)], &["a2"]);
+    let scim = Scim::start(
+        &[
+            ("a1", "u1@x.com", None),
+            ("a2", "u2@x.com", None),
+            ("a3", "u3@x.com", None),
+        ],
+        &["a2"],
+    );
     let out = sync(&job(&src.base, Some(&scim), ""), &["--output", "json"]);
     out.expect(3);
     let report = out.json();
@@ -311,10 +419,16 @@ fn f17_a_scim_listing_failing_half_way_writes_nothing() {
         let mut n = calls.lock().unwrap();
         *n += 1;
         if *n > 1 {
-            return Resp::status(500, "application/scim+json", r#"{"detail": "backend exploded"}"#);
+            return Resp::status(
+                500,
+                "application/scim+json",
+                r#"{"detail": "backend exploded"}"#,
+            );
         }
-        Resp::value(&json!({"totalResults": 3, "startIndex": 1, "itemsPerPage": 1,
-            "Resources": [{"id": "a1", "userName": "u1@x.com"}]}))
+        Resp::value(
+            &json!({"totalResults": 3, "startIndex": 1, "itemsPerPage": 1,
+            "Resources": [{"id": "a1", "userName": "u1@x.com"}]}),
+        )
     });
     let text = format!(
         "[source]\nbase_url = \"{}\"\nquery = {{ page = \"{{{{page}}}}\" }}\nrecords = \".users\"\n[pagination]\nkind = \"page\"\ntotal = \".total\"\n[sink]\nkind = \"scim\"\nbase_url = \"{}/scim/v2\"\npage_size = 1\nretries = 0\n",
@@ -323,18 +437,30 @@ fn f17_a_scim_listing_failing_half_way_writes_nothing() {
     let job = Job::new(&text, "");
     let out = run(&["--config", job.config()]);
     out.expect(1);
-    assert!(out.stderr.contains("listing the agent directory; nothing was written"), "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains("listing the agent directory; nothing was written"),
+        "{}",
+        out.stderr
+    );
     assert!(dir.requests().iter().all(|r| r.method == "GET"));
 }
 
 #[test]
 fn f18_a_killed_apply_converges_on_the_next_run() {
     let src = Server::start(|_| {
-        let users: Vec<_> = (1..=6).map(|i| json!({"id": i.to_string(), "email": format!("u{i}@x.com")})).collect();
+        let users: Vec<_> = (1..=6)
+            .map(|i| json!({"id": i.to_string(), "email": format!("u{i}@x.com")}))
+            .collect();
         Resp::value(&json!({ "users": users }))
     });
-    let agents: Vec<(String, String)> = (1..=6).map(|i| (format!("a{i}"), format!("u{i}@x.com"))).collect();
-    let agents: Vec<(&str, &str, Option<&str>)> = agents.iter().map(|(a, e)| (a.as_str(), e.as_str(), None)).collect();
+    let agents: Vec<(String, String)> = (1..=6)
+        .map(|i| (format!("a{i}"), format!("u{i}@x.com")))
+        .collect();
+    let agents: Vec<(&str, &str, Option<&str>)> = agents
+        .iter()
+        .map(|(a, e)| (a.as_str(), e.as_str(), None))
+        .collect();
     // Slow writes leave time to kill the run in the middle of its apply.
     let scim = Scim::start_slow(&agents, &[], Duration::from_millis(300));
     let text = format!(
@@ -355,7 +481,11 @@ fn f18_a_killed_apply_converges_on_the_next_run() {
 
     let out = run(&["--config", job.config(), "--output", "json"]);
     out.expect(0);
-    assert_eq!(out.json()["changes"].as_array().unwrap().len(), 6 - written, "the re-run finishes the rest");
+    assert_eq!(
+        out.json()["changes"].as_array().unwrap().len(),
+        6 - written,
+        "the re-run finishes the rest"
+    );
     for i in 1..=6 {
         assert_eq!(scim.external_id(&format!("a{i}")), Some(i.to_string()));
     }
@@ -382,7 +512,13 @@ fn f19_two_overlapping_runs_the_second_exits_1() {
     }
     let second = run(&["--config", job.config()]);
     second.expect(1);
-    assert!(second.stderr.contains("another agentsync run holds the lock"), "{}", second.stderr);
+    assert!(
+        second
+            .stderr
+            .contains("another agentsync run holds the lock"),
+        "{}",
+        second.stderr
+    );
     assert!(first.wait().unwrap().success());
     assert_eq!(src.request_count(), 1, "the second run fetched");
     assert_eq!(scim.writes().len(), 1);
@@ -398,13 +534,20 @@ fn f20_the_token_is_in_no_error_path() {
         src.base
     );
     let job = Job::new(&text, "");
-    for args in [vec!["fetch", "-v"], vec!["fetch", "--output", "json"], vec!["check"]] {
+    for args in [
+        vec!["fetch", "-v"],
+        vec!["fetch", "--output", "json"],
+        vec!["check"],
+    ] {
         let mut full = args.clone();
         full.extend(["--config", job.config()]);
         let out = run_env(&full, &[("FAULT_TOKEN", TOKEN)]);
         assert_no_token(&out);
     }
-    let out = run_env(&["fetch", "--config", job.config()], &[("FAULT_TOKEN", TOKEN)]);
+    let out = run_env(
+        &["fetch", "--config", job.config()],
+        &[("FAULT_TOKEN", TOKEN)],
+    );
     out.expect(1);
     assert!(out.stderr.contains("key=***"), "{}", out.stderr);
     assert!(out.stderr.contains("echo: ***"), "{}", out.stderr);
@@ -417,10 +560,19 @@ fn f21_oauth2_token_is_cached_and_refreshed_once_on_401() {
     let src = Server::start(move |req| {
         if req.path() == "/oauth/token" {
             let n = issued.fetch_add(1, Ordering::SeqCst) + 1;
-            assert_eq!(req.header("content-type"), Some("application/x-www-form-urlencoded"));
-            assert!(req.body.contains("grant_type=client_credentials"), "{}", req.body);
+            assert_eq!(
+                req.header("content-type"),
+                Some("application/x-www-form-urlencoded")
+            );
+            assert!(
+                req.body.contains("grant_type=client_credentials"),
+                "{}",
+                req.body
+            );
             assert!(req.header("authorization").unwrap().starts_with("Basic "));
-            return Resp::value(&json!({"access_token": format!("{TOKEN}-{n}"), "expires_in": 3600}));
+            return Resp::value(
+                &json!({"access_token": format!("{TOKEN}-{n}"), "expires_in": 3600}),
+            );
         }
         // The first token is revoked after page 1.
         let auth = req.header("authorization").unwrap_or("");
@@ -442,7 +594,11 @@ fn f21_oauth2_token_is_cached_and_refreshed_once_on_401() {
     out.expect(0);
     assert_no_token(&out);
     assert_eq!(out.json()["users"].as_array().unwrap().len(), 5);
-    assert_eq!(tokens.load(Ordering::SeqCst), 2, "one token, then one refresh after the 401");
+    assert_eq!(
+        tokens.load(Ordering::SeqCst),
+        2,
+        "one token, then one refresh after the 401"
+    );
 }
 
 #[test]
@@ -454,7 +610,12 @@ fn f22_the_rate_limit_spaces_requests() {
         users_page(req.query("page").unwrap().parse().unwrap(), 10)
     });
     let out = run_env(
-        &["fetch", "--config", job(&src.base, None, "rate_limit = 8").config(), "-q"],
+        &[
+            "fetch",
+            "--config",
+            job(&src.base, None, "rate_limit = 8").config(),
+            "-q",
+        ],
         &[("FAULT_TOKEN", TOKEN)],
     );
     out.expect(0);
@@ -462,14 +623,20 @@ fn f22_the_rate_limit_spaces_requests() {
     let last5: Vec<_> = times[times.len() - 5..].to_vec();
     for pair in last5.windows(2) {
         let gap = pair[1] - pair[0];
-        assert!(gap >= Duration::from_millis(110), "requests {gap:?} apart at 8/s");
+        assert!(
+            gap >= Duration::from_millis(110),
+            "requests {gap:?} apart at 8/s"
+        );
     }
 }
 
 #[test]
 fn f23_credentials_over_plain_http_to_a_remote_host_are_refused() {
     let job = job("http://timeclock.example.com", None, "");
-    let out = run_env(&["fetch", "--config", job.config()], &[("FAULT_TOKEN", TOKEN)]);
+    let out = run_env(
+        &["fetch", "--config", job.config()],
+        &[("FAULT_TOKEN", TOKEN)],
+    );
     out.expect(2);
     assert!(out.stderr.contains("unencrypted"), "{}", out.stderr);
     assert_no_token(&out);
@@ -477,11 +644,21 @@ fn f23_credentials_over_plain_http_to_a_remote_host_are_refused() {
 
 #[test]
 fn f24_an_oversized_response_is_refused() {
-    let big = Arc::new(format!("{{\"users\": [], \"pad\": \"{}\"}}", "x".repeat(65 * 1024 * 1024)));
+    let big = Arc::new(format!(
+        "{{\"users\": [], \"pad\": \"{}\"}}",
+        "x".repeat(65 * 1024 * 1024)
+    ));
     let src = Server::start(move |_| Resp::json(big.as_str()));
-    let text = format!("[source]\nbase_url = \"{}\"\nrecords = \".users\"\nretries = 0\n", src.base);
+    let text = format!(
+        "[source]\nbase_url = \"{}\"\nrecords = \".users\"\nretries = 0\n",
+        src.base
+    );
     let job = Job::new(&text, "");
     let out = run_with(command(&["fetch", "--config", job.config()]));
     out.expect(1);
-    assert!(out.stderr.contains("larger than the 67108864-byte limit"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("larger than the 67108864-byte limit"),
+        "{}",
+        out.stderr
+    );
 }

@@ -60,7 +60,11 @@ fn page_numbers_stop_at_the_total() {
         ])
     );
     assert_eq!(report["skipped"], json!([]));
-    let pages: Vec<_> = server.requests().iter().map(|r| r.query("page").unwrap()).collect();
+    let pages: Vec<_> = server
+        .requests()
+        .iter()
+        .map(|r| r.query("page").unwrap())
+        .collect();
     assert_eq!(pages, ["1", "2", "3"]);
 }
 
@@ -139,7 +143,11 @@ total = ".paging.total"
     let report = fetch_json(config, &server);
     assert_eq!(report["pages"], 3);
     assert_eq!(report["users"].as_array().unwrap().len(), 7);
-    let offsets: Vec<_> = server.requests().iter().map(|r| r.query("offset").unwrap()).collect();
+    let offsets: Vec<_> = server
+        .requests()
+        .iter()
+        .map(|r| r.query("offset").unwrap())
+        .collect();
     assert_eq!(offsets, ["0", "3", "6"]);
 }
 
@@ -158,7 +166,11 @@ limit = 3
 "#;
     let report = fetch_json(config, &server);
     assert_eq!(report["users"].as_array().unwrap().len(), 7);
-    let offsets: Vec<_> = server.requests().iter().map(|r| r.query("offset").unwrap()).collect();
+    let offsets: Vec<_> = server
+        .requests()
+        .iter()
+        .map(|r| r.query("offset").unwrap())
+        .collect();
     assert_eq!(offsets, ["0", "3", "6", "9"]);
 }
 
@@ -183,15 +195,29 @@ jq = '{id: .uid, email: .mail}'
     let report = fetch_json(config, &server);
     assert_eq!(report["pages"], 3);
     assert_eq!(emails(&report).len(), 5);
-    assert_eq!(report["users"][4], json!({"id": "5", "email": "ed@example.com"}));
-    let cursors: Vec<_> = server.requests().iter().map(|r| r.query("cursor").unwrap()).collect();
+    assert_eq!(
+        report["users"][4],
+        json!({"id": "5", "email": "ed@example.com"})
+    );
+    let cursors: Vec<_> = server
+        .requests()
+        .iter()
+        .map(|r| r.query("cursor").unwrap())
+        .collect();
     assert_eq!(cursors, ["", "b2Zmc2V0PTI=", "b2Zmc2V0PTQ="]);
-    assert!(server.requests().iter().all(|r| r.query("size").as_deref() == Some("2")));
+    assert!(
+        server
+            .requests()
+            .iter()
+            .all(|r| r.query("size").as_deref() == Some("2"))
+    );
 }
 
 #[test]
 fn an_empty_string_cursor_stops() {
-    let server = Server::start(|_| Resp::json(r#"{"data": [{"id": "1", "email": "a@example.com"}], "next": ""}"#));
+    let server = Server::start(|_| {
+        Resp::json(r#"{"data": [{"id": "1", "email": "a@example.com"}], "next": ""}"#)
+    });
     let config = r#"
 [source]
 base_url = "BASE"
@@ -227,14 +253,30 @@ next_url = "._links.next.href"
 "#;
     let report = fetch_json(config, &server);
     assert_eq!(report["pages"], 3);
-    assert_eq!(emails(&report), ["ana@example.com", "bo@example.com", "cy@example.com", "di@example.com"]);
+    assert_eq!(
+        emails(&report),
+        [
+            "ana@example.com",
+            "bo@example.com",
+            "cy@example.com",
+            "di@example.com"
+        ]
+    );
     let urls: Vec<_> = server.requests().iter().map(|r| r.url.clone()).collect();
-    assert_eq!(urls, ["/v2/people", "/v2/people?page_token=t2", "/v2/people?page_token=t3"]);
+    assert_eq!(
+        urls,
+        [
+            "/v2/people",
+            "/v2/people?page_token=t2",
+            "/v2/people?page_token=t3"
+        ]
+    );
 }
 
 #[test]
 fn link_headers_rel_next() {
-    let server = Server::start(|req| match req.query("page").as_deref() {
+    let server = Server::start(|req| {
+        match req.query("page").as_deref() {
         None => Resp::json(fixture("link/1.json")).with_header(
             "Link",
             r#"</orgs/acme/members?page=2&per_page=2>; rel="next", </orgs/acme/members?page=2&per_page=2>; rel="last""#,
@@ -242,6 +284,7 @@ fn link_headers_rel_next() {
         Some("2") => Resp::json(fixture("link/2.json"))
             .with_header("Link", r#"</orgs/acme/members?page=1&per_page=2>; rel="prev""#),
         _ => not_found(),
+    }
     });
     let config = r#"
 [source]
@@ -255,7 +298,10 @@ jq = '{id, email}'
 "#;
     let report = fetch_json(config, &server);
     assert_eq!(report["pages"], 2);
-    assert_eq!(report["users"][2], json!({"id": "13", "email": "cy@example.com"}));
+    assert_eq!(
+        report["users"][2],
+        json!({"id": "13", "email": "cy@example.com"})
+    );
 }
 
 #[test]
@@ -309,7 +355,11 @@ fn max_pages_with_pages_left_is_an_error() {
     let job = Job::new(&format!("{PAGE}max_pages = 2\n"), &server.base);
     let out = run(&["fetch", "--config", job.config()]);
     out.expect(1);
-    assert!(out.stderr.contains("max_pages (2) reached"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("max_pages (2) reached"),
+        "{}",
+        out.stderr
+    );
     assert!(out.stderr.contains("4 of 5 records"), "{}", out.stderr);
     assert_eq!(out.stdout, "", "no partial list is printed");
 }
@@ -319,9 +369,15 @@ fn a_repeated_cursor_is_a_loop() {
     // "" -> A -> B -> A: the server sends the reader back to a page it read.
     let server = Server::start(|req| {
         let here = req.query("c").unwrap_or_default();
-        let next = if here.is_empty() || here == "B" { "A" } else { "B" };
+        let next = if here.is_empty() || here == "B" {
+            "A"
+        } else {
+            "B"
+        };
         let n = server_page_user(&here);
-        Resp::value(&json!({"data": [{"id": n, "email": format!("{n}@example.com")}], "next": next}))
+        Resp::value(
+            &json!({"data": [{"id": n, "email": format!("{n}@example.com")}], "next": next}),
+        )
     });
     let config = r#"
 [source]
@@ -336,7 +392,11 @@ cursor = ".next"
     let out = run(&["fetch", "--config", job.config()]);
     out.expect(1);
     assert!(out.stderr.contains("pagination loop"), "{}", out.stderr);
-    assert!(out.stderr.contains("the cursor \"A\" came back"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("the cursor \"A\" came back"),
+        "{}",
+        out.stderr
+    );
 }
 
 /// A distinct user per cursor, so only the loop (not a shifted listing) is seen.
@@ -360,13 +420,28 @@ fn a_page_that_is_not_json_is_an_error() {
 
 #[test]
 fn a_non_2xx_page_names_status_url_and_body() {
-    let server = Server::start(|_| Resp::status(500, "application/json", r#"{"message": "database unavailable"}"#));
+    let server = Server::start(|_| {
+        Resp::status(
+            500,
+            "application/json",
+            r#"{"message": "database unavailable"}"#,
+        )
+    });
     let job = Job::new(PAGE, &server.base);
     let out = run(&["fetch", "--config", job.config()]);
     out.expect(1);
     assert!(out.stderr.contains("HTTP 500"), "{}", out.stderr);
-    assert!(out.stderr.contains(&format!("{}/users?page=1", server.base)), "{}", out.stderr);
-    assert!(out.stderr.contains("database unavailable"), "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains(&format!("{}/users?page=1", server.base)),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr.contains("database unavailable"),
+        "{}",
+        out.stderr
+    );
 }
 
 #[test]
@@ -378,7 +453,11 @@ fn a_total_that_does_not_add_up_is_an_error() {
     let job = Job::new(PAGE, &server.base);
     let out = run(&["fetch", "--config", job.config()]);
     out.expect(1);
-    assert!(out.stderr.contains("total of 5 records but 2 were read"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("total of 5 records but 2 were read"),
+        "{}",
+        out.stderr
+    );
 }
 
 #[test]
@@ -409,23 +488,42 @@ fn records_of_the_wrong_shape_are_an_error() {
     let job = Job::new(config, &server.base);
     let out = run(&["fetch", "--config", job.config()]);
     out.expect(1);
-    assert!(out.stderr.contains("gave null, not an array"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("gave null, not an array"),
+        "{}",
+        out.stderr
+    );
 }
 
 #[test]
 fn pages_flag_samples_without_error() {
-    let server = Server::start(|req| Resp::json(fixture(&format!("page/{}.json", req.query("page").unwrap()))));
+    let server = Server::start(|req| {
+        Resp::json(fixture(&format!(
+            "page/{}.json",
+            req.query("page").unwrap()
+        )))
+    });
     let job = Job::new(PAGE, &server.base);
     let out = run(&["fetch", "--config", job.config(), "--pages", "1"]);
     out.expect(0);
-    assert!(out.stdout.contains("101  ana@example.com"), "{}", out.stdout);
-    assert!(out.stdout.contains("2 users from 2 records in 1 page (sample"), "{}", out.stdout);
+    assert!(
+        out.stdout.contains("101  ana@example.com"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout
+            .contains("2 users from 2 records in 1 page (sample"),
+        "{}",
+        out.stdout
+    );
     assert_eq!(server.request_count(), 1);
 }
 
 #[test]
 fn env_placeholders_and_bearer_auth_are_sent_and_never_printed() {
-    let server = Server::start(|_| Resp::status(403, "application/json", r#"{"error": "forbidden"}"#));
+    let server =
+        Server::start(|_| Resp::status(403, "application/json", r#"{"error": "forbidden"}"#));
     let config = r#"
 [source]
 base_url = "BASE"
@@ -435,7 +533,11 @@ records = ".users"
 auth = { kind = "bearer", token_env = "PUNCH_TOKEN" }
 "#;
     let job = Job::new(config, &server.base);
-    let env = [("TENANT", "acme corp"), ("API_KEY", "key-0123456789"), ("PUNCH_TOKEN", "tok-abcdefghij")];
+    let env = [
+        ("TENANT", "acme corp"),
+        ("API_KEY", "key-0123456789"),
+        ("PUNCH_TOKEN", "tok-abcdefghij"),
+    ];
     let out = run_env(&["fetch", "--config", job.config(), "-v"], &env);
     out.expect(1);
     let req = &server.requests()[0];
@@ -444,7 +546,11 @@ auth = { kind = "bearer", token_env = "PUNCH_TOKEN" }
     assert_eq!(req.header("authorization"), Some("Bearer tok-abcdefghij"));
     assert!(out.stderr.contains("HTTP 403"), "{}", out.stderr);
     for secret in ["key-0123456789", "tok-abcdefghij"] {
-        assert!(!out.stderr.contains(secret), "{secret} printed: {}", out.stderr);
+        assert!(
+            !out.stderr.contains(secret),
+            "{secret} printed: {}",
+            out.stderr
+        );
         assert!(!out.stdout.contains(secret));
     }
 }
@@ -458,8 +564,16 @@ fn expect_config_error(config: &str, line_col: &str, message: &str) {
         let out = run(&[cmd, "--config", job.config()]);
         out.expect(2);
         let expected = format!("{}:{line_col}: ", job.config());
-        assert!(out.stderr.contains(&expected), "{cmd}: want {expected:?} in {}", out.stderr);
-        assert!(out.stderr.contains(message), "{cmd}: want {message:?} in {}", out.stderr);
+        assert!(
+            out.stderr.contains(&expected),
+            "{cmd}: want {expected:?} in {}",
+            out.stderr
+        );
+        assert!(
+            out.stderr.contains(message),
+            "{cmd}: want {message:?} in {}",
+            out.stderr
+        );
     }
     assert_eq!(server.request_count(), 0, "a request was sent");
 }
@@ -478,10 +592,15 @@ fn bad_toml_is_exit_2_with_line() {
 
 #[test]
 fn bad_jq_is_exit_2_with_key_and_position() {
-    let config = format!("{PAGE}\n[mapping]\njq = '{{id: .punch_clock_id, email: .punch_clock_email'\n");
+    let config =
+        format!("{PAGE}\n[mapping]\njq = '{{id: .punch_clock_id, email: .punch_clock_email'\n");
     expect_config_error(&config, "15:54", "[mapping] jq: invalid jq at character 48");
     let config = PAGE.replace("total = \".total\"", "total = \".total | lenght\"");
-    expect_config_error(&config, "11:19", "[pagination] total: invalid jq at character 10");
+    expect_config_error(
+        &config,
+        "11:19",
+        "[pagination] total: invalid jq at character 10",
+    );
 }
 
 #[test]
@@ -492,8 +611,15 @@ fn unknown_placeholder_is_exit_2() {
 
 #[test]
 fn missing_env_var_is_exit_2_and_named() {
-    let config = PAGE.replace("path = \"/users\"", "path = \"/{{env.AGENTSYNC_TEST_UNSET}}/users\"");
-    expect_config_error(&config, "4:10", "environment variable AGENTSYNC_TEST_UNSET is not set");
+    let config = PAGE.replace(
+        "path = \"/users\"",
+        "path = \"/{{env.AGENTSYNC_TEST_UNSET}}/users\"",
+    );
+    expect_config_error(
+        &config,
+        "4:10",
+        "environment variable AGENTSYNC_TEST_UNSET is not set",
+    );
 }
 
 #[test]
@@ -503,7 +629,11 @@ fn missing_config_is_exit_2() {
     assert!(out.stderr.contains("--config"), "{}", out.stderr);
     let out = run(&["fetch", "--config", "/nonexistent/agentsync.toml"]);
     out.expect(2);
-    assert!(out.stderr.contains("cannot read the config"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("cannot read the config"),
+        "{}",
+        out.stderr
+    );
 }
 
 #[test]
@@ -511,10 +641,22 @@ fn check_describes_the_job_without_network() {
     let job = Job::new(PAGE, "http://127.0.0.1:9");
     let out = run(&["check", "--config", job.config()]);
     out.expect(0);
-    assert!(out.stdout.contains("GET http://127.0.0.1:9/users"), "{}", out.stdout);
+    assert!(
+        out.stdout.contains("GET http://127.0.0.1:9/users"),
+        "{}",
+        out.stdout
+    );
     assert!(out.stdout.contains("page = {{page}}"), "{}", out.stdout);
-    assert!(out.stdout.contains("records read reach total `.total`"), "{}", out.stdout);
-    assert!(out.stdout.contains("mapping    {id: .id, email: .email}"), "{}", out.stdout);
+    assert!(
+        out.stdout.contains("records read reach total `.total`"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout.contains("mapping    {id: .id, email: .email}"),
+        "{}",
+        out.stdout
+    );
     let out = run(&["check", "--config", job.config(), "--output", "json"]);
     out.expect(0);
     assert_eq!(out.json()["pagination"]["kind"], "page");
@@ -533,8 +675,16 @@ fn every_bundled_config_is_valid() {
     assert!(configs.len() >= 8, "{configs:?}");
     // The secrets the examples read from the environment.
     let env: Vec<(&str, &str)> = [
-        "WORKFORCE_TOKEN", "ROSTER_API_KEY", "TALKDESK_CLIENT_ID", "TALKDESK_CLIENT_SECRET", "PEOPLE_USER",
-        "PEOPLE_PASSWORD", "GIT_TOKEN", "TALKDESK_SCIM_TOKEN", "TIMECLOCK_TOKEN", "SCHEDULER_TOKEN",
+        "WORKFORCE_TOKEN",
+        "ROSTER_API_KEY",
+        "TALKDESK_CLIENT_ID",
+        "TALKDESK_CLIENT_SECRET",
+        "PEOPLE_USER",
+        "PEOPLE_PASSWORD",
+        "GIT_TOKEN",
+        "TALKDESK_SCIM_TOKEN",
+        "TIMECLOCK_TOKEN",
+        "SCHEDULER_TOKEN",
     ]
     .iter()
     .map(|k| (*k, "secret-value"))

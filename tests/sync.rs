@@ -8,7 +8,10 @@ use serde_json::{Value, json};
 
 /// A source that serves these users on one page.
 fn source(users: &[(&str, &str)]) -> Server {
-    let users: Vec<_> = users.iter().map(|(id, email)| json!({"id": id, "email": email})).collect();
+    let users: Vec<_> = users
+        .iter()
+        .map(|(id, email)| json!({"id": id, "email": email}))
+        .collect();
     let body = json!({ "users": users });
     Server::start(move |_| Resp::value(&body))
 }
@@ -70,7 +73,10 @@ fn dry_run_prints_the_exact_plan_and_writes_nothing() {
     out.expect(0);
     let report = out.json();
     assert_eq!(report["dry_run"], true);
-    assert_eq!(report["source"], json!({"pages": 1, "records": 7, "users": 7, "skipped": []}));
+    assert_eq!(
+        report["source"],
+        json!({"pages": 1, "records": 7, "users": 7, "skipped": []})
+    );
     assert_eq!(report["sink"], json!({"agents": 7}));
     assert_eq!(
         report["summary"],
@@ -85,7 +91,10 @@ fn dry_run_prints_the_exact_plan_and_writes_nothing() {
              "new_external_id": "2", "status": "planned", "error": null},
         ])
     );
-    assert_eq!(report["unmatched"], json!([{"email": "nobody@x.com", "external_id": "4"}]));
+    assert_eq!(
+        report["unmatched"],
+        json!([{"email": "nobody@x.com", "external_id": "4"}])
+    );
     assert_eq!(
         report["conflicts"],
         json!([
@@ -98,12 +107,23 @@ fn dry_run_prints_the_exact_plan_and_writes_nothing() {
     // The human diff says the same.
     let out = run(&["--config", job.config(), "--dry-run"]);
     out.expect(0);
-    assert!(out.stdout.contains("link (1):\n  + Link@X.com    (none) -> 1"), "{}", out.stdout);
-    assert!(out.stdout.contains("update (1):\n  ~ update@x.com  old-2 -> 2"), "{}", out.stdout);
-    assert!(out.stdout.contains("? nobody@x.com  4"), "{}", out.stdout);
     assert!(
         out.stdout
-            .contains("Plan: 1 link, 1 update, 0 unlink, 1 unchanged, 1 unmatched, 2 conflict, 0 failed"),
+            .contains("link (1):\n  + Link@X.com    (none) -> 1"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout
+            .contains("update (1):\n  ~ update@x.com  old-2 -> 2"),
+        "{}",
+        out.stdout
+    );
+    assert!(out.stdout.contains("? nobody@x.com  4"), "{}", out.stdout);
+    assert!(
+        out.stdout.contains(
+            "Plan: 1 link, 1 update, 0 unlink, 1 unchanged, 1 unmatched, 2 conflict, 0 failed"
+        ),
         "{}",
         out.stdout
     );
@@ -114,26 +134,46 @@ fn dry_run_prints_the_exact_plan_and_writes_nothing() {
 fn apply_writes_exactly_the_plan_and_a_second_run_is_a_no_op() {
     let (src, scim) = crafted();
     let job = scim_config(&src, &scim, "");
-    let out = run(&["--config", job.config(), "--dry-run", "--detailed-exitcode", "-q"]);
+    let out = run(&[
+        "--config",
+        job.config(),
+        "--dry-run",
+        "--detailed-exitcode",
+        "-q",
+    ]);
     out.expect(5);
 
     let out = run(&["--config", job.config(), "--output", "json"]);
     out.expect(0);
     let report = out.json();
     assert_eq!(report["dry_run"], false);
-    let statuses: Vec<_> = report["changes"].as_array().unwrap().iter().map(|c| c["status"].clone()).collect();
+    let statuses: Vec<_> = report["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["status"].clone())
+        .collect();
     assert_eq!(statuses, [json!("applied"), json!("applied")]);
 
     let writes = scim.writes();
     assert_eq!(writes.len(), 2, "{writes:?}");
     assert!(writes.iter().all(|w| w.method == "PUT"));
     assert_eq!(writes[0].path(), "/scim/v2/Users/a-link");
-    assert_eq!(writes[0].header("content-type"), Some("application/scim+json"));
+    assert_eq!(
+        writes[0].header("content-type"),
+        Some("application/scim+json")
+    );
     let body: Value = serde_json::from_str(&writes[0].body).unwrap();
     assert_eq!(body["externalId"], "1");
     assert_eq!(body["userName"], "Link@X.com");
-    assert_eq!(body["name"]["formatted"], "Agent a-link", "PUT keeps the rest of the resource");
-    assert!(body.get("meta").is_none(), "read-only meta is not sent back");
+    assert_eq!(
+        body["name"]["formatted"], "Agent a-link",
+        "PUT keeps the rest of the resource"
+    );
+    assert!(
+        body.get("meta").is_none(),
+        "read-only meta is not sent back"
+    );
 
     assert_eq!(scim.external_id("a-link").as_deref(), Some("1"));
     assert_eq!(scim.external_id("a-update").as_deref(), Some("2"));
@@ -155,23 +195,44 @@ fn apply_writes_exactly_the_plan_and_a_second_run_is_a_no_op() {
 fn patch_mode_sends_patch_ops() {
     let src = source(&[("1", "a@x.com")]);
     let scim = Scim::start(&[("a", "a@x.com", None), ("b", "b@x.com", Some("7"))], &[]);
-    let job = scim_config(&src, &scim, "update = \"patch\"\n[sync]\nunlink_missing = true\nmax_unlink_percent = 100\n");
+    let job = scim_config(
+        &src,
+        &scim,
+        "update = \"patch\"\n[sync]\nunlink_missing = true\nmax_unlink_percent = 100\n",
+    );
     run(&["--config", job.config(), "-q"]).expect(0);
     let writes = scim.writes();
     assert_eq!(writes.len(), 2);
     assert!(writes.iter().all(|w| w.method == "PATCH"));
-    let bodies: Vec<Value> = writes.iter().map(|w| serde_json::from_str(&w.body).unwrap()).collect();
-    assert_eq!(bodies[0]["schemas"], json!(["urn:ietf:params:scim:api:messages:2.0:PatchOp"]));
-    assert_eq!(bodies[0]["Operations"], json!([{"op": "replace", "path": "externalId", "value": "1"}]));
-    assert_eq!(bodies[1]["Operations"], json!([{"op": "remove", "path": "externalId"}]));
+    let bodies: Vec<Value> = writes
+        .iter()
+        .map(|w| serde_json::from_str(&w.body).unwrap())
+        .collect();
+    assert_eq!(
+        bodies[0]["schemas"],
+        json!(["urn:ietf:params:scim:api:messages:2.0:PatchOp"])
+    );
+    assert_eq!(
+        bodies[0]["Operations"],
+        json!([{"op": "replace", "path": "externalId", "value": "1"}])
+    );
+    assert_eq!(
+        bodies[1]["Operations"],
+        json!([{"op": "remove", "path": "externalId"}])
+    );
     assert_eq!(scim.external_id("a").as_deref(), Some("1"));
     assert_eq!(scim.external_id("b"), None);
 }
 
 /// Five linked agents, of which the source still knows `keep`.
 fn unlink_setup(keep: usize) -> (Server, Scim) {
-    let users: Vec<(String, String)> = (1..=keep).map(|i| (i.to_string(), format!("u{i}@x.com"))).collect();
-    let users: Vec<(&str, &str)> = users.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
+    let users: Vec<(String, String)> = (1..=keep)
+        .map(|i| (i.to_string(), format!("u{i}@x.com")))
+        .collect();
+    let users: Vec<(&str, &str)> = users
+        .iter()
+        .map(|(a, b)| (a.as_str(), b.as_str()))
+        .collect();
     let ids: Vec<(String, String, String)> = (1..=5)
         .map(|i| (format!("a{i}"), format!("u{i}@x.com"), i.to_string()))
         .collect();
@@ -188,9 +249,17 @@ fn unlink_over_the_limit_is_refused_with_nothing_written() {
     let job = scim_config(&src, &scim, "[sync]\nunlink_missing = true\n");
     let out = run(&["--config", job.config()]);
     out.expect(4);
-    assert!(out.stderr.contains("unlinks 2 of 5 linked agents (40.0%)"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("unlinks 2 of 5 linked agents (40.0%)"),
+        "{}",
+        out.stderr
+    );
     assert!(out.stderr.contains("nothing was written"), "{}", out.stderr);
-    assert!(out.stdout.contains("- u4@x.com  4 -> (none)"), "the plan is shown: {}", out.stdout);
+    assert!(
+        out.stdout.contains("- u4@x.com  4 -> (none)"),
+        "the plan is shown: {}",
+        out.stdout
+    );
     assert!(scim.writes().is_empty());
 
     let out = run(&["--config", job.config(), "--force", "--output", "json"]);
@@ -207,7 +276,11 @@ fn unlink_under_the_limit_is_applied_and_off_by_default() {
     let job = scim_config(&src, &scim, "");
     let out = run(&["--config", job.config(), "--output", "json"]);
     out.expect(0);
-    assert_eq!(out.json()["summary"]["unlink"], 0, "unlink_missing defaults to false");
+    assert_eq!(
+        out.json()["summary"]["unlink"],
+        0,
+        "unlink_missing defaults to false"
+    );
     let job = scim_config(&src, &scim, "[sync]\nunlink_missing = true\n");
     run(&["--config", job.config(), "-q"]).expect(0);
     assert_eq!(scim.external_id("a5"), None);
@@ -217,11 +290,23 @@ fn unlink_under_the_limit_is_applied_and_off_by_default() {
 #[test]
 fn max_changes_is_a_safety_limit() {
     let src = source(&[("1", "a@x.com"), ("2", "b@x.com"), ("3", "c@x.com")]);
-    let scim = Scim::start(&[("a", "a@x.com", None), ("b", "b@x.com", None), ("c", "c@x.com", None)], &[]);
+    let scim = Scim::start(
+        &[
+            ("a", "a@x.com", None),
+            ("b", "b@x.com", None),
+            ("c", "c@x.com", None),
+        ],
+        &[],
+    );
     let job = scim_config(&src, &scim, "[sync]\nmax_changes = 2\n");
     let out = run(&["--config", job.config()]);
     out.expect(4);
-    assert!(out.stderr.contains("3 changes, more than [sync] max_changes = 2"), "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains("3 changes, more than [sync] max_changes = 2"),
+        "{}",
+        out.stderr
+    );
     assert!(scim.writes().is_empty());
     // A dry run is not refused: it only shows the plan.
     run(&["--config", job.config(), "--dry-run"]).expect(0);
@@ -230,7 +315,14 @@ fn max_changes_is_a_safety_limit() {
 #[test]
 fn a_failed_write_is_reported_and_the_others_go_on() {
     let src = source(&[("1", "a@x.com"), ("2", "b@x.com"), ("3", "c@x.com")]);
-    let scim = Scim::start(&[("a", "a@x.com", None), ("b", "b@x.com", None), ("c", "c@x.com", None)], &["b"]);
+    let scim = Scim::start(
+        &[
+            ("a", "a@x.com", None),
+            ("b", "b@x.com", None),
+            ("c", "c@x.com", None),
+        ],
+        &["b"],
+    );
     let job = scim_config(&src, &scim, "");
     let out = run(&["--config", job.config(), "--output", "json"]);
     out.expect(3);
@@ -259,7 +351,11 @@ fn a_source_failure_writes_nothing() {
     let out = run(&["--config", job.config()]);
     out.expect(1);
     assert!(out.stderr.contains("nothing was written"), "{}", out.stderr);
-    assert_eq!(scim.server.request_count(), 0, "the directory was not even read");
+    assert_eq!(
+        scim.server.request_count(),
+        0,
+        "the directory was not even read"
+    );
 }
 
 fn file_config(src: &Server, file: &str, extra: &str) -> Job {
@@ -296,7 +392,10 @@ fn json_file_sink_keeps_every_other_field() {
         ])
     );
     // Field order is kept too.
-    assert!(written.find("\"name\": \"Bob\"").unwrap() > written.find("\"email\": \"b@x.com\"").unwrap());
+    assert!(
+        written.find("\"name\": \"Bob\"").unwrap()
+            > written.find("\"email\": \"b@x.com\"").unwrap()
+    );
     run(&["--config", job.config(), "--dry-run", "--detailed-exitcode"]).expect(0);
 }
 
@@ -310,7 +409,11 @@ fn csv_file_sink_keeps_foreign_columns_and_row_order() {
     );
     let before = std::fs::read_to_string(&path).unwrap();
     run(&["--config", job.config(), "--dry-run"]).expect(0);
-    assert_eq!(std::fs::read_to_string(&path).unwrap(), before, "a dry run wrote");
+    assert_eq!(
+        std::fs::read_to_string(&path).unwrap(),
+        before,
+        "a dry run wrote"
+    );
     run(&["--config", job.config(), "-q"]).expect(0);
     assert_eq!(
         std::fs::read_to_string(&path).unwrap(),
@@ -329,15 +432,45 @@ fn the_json_report_has_the_contract_shape() {
         k.sort();
         k
     };
-    assert_eq!(keys(&report), ["changes", "conflicts", "dry_run", "sink", "source", "summary", "unmatched"]);
-    assert_eq!(keys(&report["source"]), ["pages", "records", "skipped", "users"]);
+    assert_eq!(
+        keys(&report),
+        [
+            "changes",
+            "conflicts",
+            "dry_run",
+            "sink",
+            "source",
+            "summary",
+            "unmatched"
+        ]
+    );
+    assert_eq!(
+        keys(&report["source"]),
+        ["pages", "records", "skipped", "users"]
+    );
     assert_eq!(
         keys(&report["summary"]),
-        ["conflict", "failed", "link", "unchanged", "unlink", "unmatched", "update"]
+        [
+            "conflict",
+            "failed",
+            "link",
+            "unchanged",
+            "unlink",
+            "unmatched",
+            "update"
+        ]
     );
     assert_eq!(
         keys(&report["changes"][0]),
-        ["action", "agent_id", "email", "error", "new_external_id", "old_external_id", "status"]
+        [
+            "action",
+            "agent_id",
+            "email",
+            "error",
+            "new_external_id",
+            "old_external_id",
+            "status"
+        ]
     );
 }
 
@@ -355,18 +488,32 @@ fn punch_config_syncs_the_bundled_mock() {
     assert!(summary["update"].as_u64().unwrap() > 0, "{summary}");
     assert!(summary["unmatched"].as_u64().unwrap() > 0, "{summary}");
     run(&["--config", job.config(), "-q"]).expect(0);
-    let again = run(&["--config", job.config(), "--dry-run", "--detailed-exitcode", "--output", "json"]);
+    let again = run(&[
+        "--config",
+        job.config(),
+        "--dry-run",
+        "--detailed-exitcode",
+        "--output",
+        "json",
+    ]);
     again.expect(0);
     let linked = mock.get("/scim/v2/Users?count=1000")["Resources"]
         .as_array()
         .unwrap()
         .iter()
         .filter(|u| {
-            let n = u["userName"].as_str().unwrap().trim_start_matches("user+").trim_end_matches("@talkdesk.com");
+            let n = u["userName"]
+                .as_str()
+                .unwrap()
+                .trim_start_matches("user+")
+                .trim_end_matches("@talkdesk.com");
             u["externalId"].as_str() == Some(n)
         })
         .count() as u64;
-    assert_eq!(linked, again.json()["summary"]["unchanged"].as_u64().unwrap());
+    assert_eq!(
+        linked,
+        again.json()["summary"]["unchanged"].as_u64().unwrap()
+    );
 }
 
 #[test]
@@ -375,7 +522,11 @@ fn demo_runs_plan_apply_plan() {
     out.expect(0);
     let runs: Vec<&str> = out.stdout.split("=== ").skip(1).collect();
     assert_eq!(runs.len(), 3, "{}", out.stdout);
-    assert!(runs[0].contains("link (") && runs[0].contains("update (") && runs[0].contains("unmatched"), "{}", runs[0]);
+    assert!(
+        runs[0].contains("link (") && runs[0].contains("update (") && runs[0].contains("unmatched"),
+        "{}",
+        runs[0]
+    );
     assert!(runs[0].contains("Plan: "), "{}", runs[0]);
     assert!(runs[1].contains("Applied: "), "{}", runs[1]);
     assert!(runs[2].contains("No changes"), "{}", runs[2]);

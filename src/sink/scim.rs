@@ -1,0 +1,384 @@
+//! A SCIM 2.0 user directory (RFC 7643/7644), such as Talkdesk's: list the users
+//! page by page, then replace (PUT) or patch (PATCH) one user's `externalId`.
+
+use std::collections::HashSet;
+
+use anyhow::{Context, Result, anyhow, bail};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use url::Url;
+
+use super::{Agent, Sink};
+use crate::config::join_url;
+use crate::http::{Client, Request, Response, display_url};
+use crate::progress::{self, Progress};
+
+const SCIM_JSON: &str = "application/scim+json";
+const PATCH_OP: &str = "urn:ietf:params:scim:api:messages:2.0:PatchOp";
+
+/// How an external ID is written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum UpdateMode {
+    /// Send the whole resource back with `externalId` changed (Talkdesk documents PUT).
+    Put,
+    /// Send an RFC 7644 PatchOp on `externalId` alone.
+    Patch,
+}
+
+/// Where an agent's email is read from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub(crate) enum EmailAttribute {
+    #[serde(rename = "userName")]
+    UserName,
+    /// The primary entry of `emails`, else the first.
+    #[serde(rename = "emails")]
+    Emails,
+}
+
+pub(crate) struct ScimSink {
+    client: Client,
+    base_url: Url,
+    page_size: usize,
+    update: UpdateMode,
+    email_attribute: EmailAttribute,
+}
+
+impl ScimSink {
+    pub(crate) fn new(
+        client: Client,
+        base_url: Url,
+        page_size: usize,
+        update: UpdateMode,
+        email_attribute: EmailAttribute,
+    ) -> Self {
+        ScimSink {
+            client,
+            base_url,
+            page_size: page_size.max(1),
+            update,
+            email_attribute,
+        }
+    }
+
+    fn users_url(&self) -> Url {
+        join_url(&self.base_url, "/Users")
+    }
+
+    fn user_url(&self, id: &str) -> Result<Url> {
+        let mut url = self.users_url();
+        url.path_segments_mut()
+            .map_err(|()| anyhow!("{} cannot take a path", display_url(&self.base_url)))?
+            .push(id);
+        Ok(url)
+    }
+
+    /// One page of the listing, `start` being SCIM's 1-based `startIndex`.
+    fn list_page(&self, start: usize) -> Result<ListResponse> {
+        let mut url = self.users_url();
+        url.query_pairs_mut()
+            .append_pair("startIndex", &start.to_string())
+            .append_pair("count", &self.page_size.to_string());
+        let req = Request::get(url.clone()).header("Accept", SCIM_JSON);
+        let resp = self.client.send(&req)?;
+        let resp = check(resp, "GET", &url)?;
+        serde_json::from_slice(&resp.body).with_context(|| {
+            format!(
+                "GET {} answered something that is not a SCIM ListResponse ({}): {}",
+                display_url(&url),
+                resp.content_type(),
+                resp.body_start()
+            )
+        })
+    }
+
+    fn agent_of(&self, resource: Value) -> Result<Agent, String> {
+        let Some(id) = resource
+            .get("id")
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty())
+        else {
+            return Err("a user without an \"id\"".into());
+        };
+        let email = match self.email_attribute {
+            EmailAttribute::UserName => resource.get("userName").and_then(Value::as_str),
+            EmailAttribute::Emails => primary_email(&resource),
+        };
+        let Some(email) = email.filter(|e| !e.trim().is_empty()) else {
+            return Err(format!(
+                "user {id} has no email in {}",
+                self.attribute_name()
+            ));
+        };
+        let external_id = match resource.get("externalId") {
+            None | Some(Value::Null) => None,
+            Some(Value::String(s)) if s.is_empty() => None,
+            Some(Value::String(s)) => Some(s.clone()),
+            Some(other) => Some(other.to_string()),
+        };
+        Ok(Agent {
+            id: id.to_owned(),
+            email: email.to_owned(),
+            external_id,
+            raw: Some(resource),
+        })
+    }
+
+    fn attribute_name(&self) -> &'static str {
+        match self.email_attribute {
+            EmailAttribute::UserName => "userName",
+            EmailAttribute::Emails => "emails",
+        }
+    }
+
+    fn write_request(&self, agent: &Agent, external_id: Option<&str>) -> Result<Request> {
+        let url = self.user_url(&agent.id)?;
+        let (method, body) = match self.update {
+            UpdateMode::Put => {
+                let Some(Value::Object(resource)) = &agent.raw else {
+                    bail!("agent {} was not read from this directory", agent.id);
+                };
+                let mut resource = resource.clone();
+                // Read-only attributes are not sent back.
+                resource.remove("meta");
+                match external_id {
+                    Some(x) => {
+                        resource.insert("externalId".into(), Value::String(x.to_owned()));
+                    }
+                    None => {
+                        resource.remove("externalId");
+                    }
+                }
+                ("PUT", Value::Object(resource))
+            }
+            UpdateMode::Patch => {
+                let op = match external_id {
+                    Some(x) => json!({"op": "replace", "path": "externalId", "value": x}),
+                    None => json!({"op": "remove", "path": "externalId"}),
+                };
+                ("PATCH", json!({"schemas": [PATCH_OP], "Operations": [op]}))
+            }
+        };
+        Ok(Request {
+            method: method.into(),
+            url,
+            headers: vec![
+                ("Content-Type".into(), SCIM_JSON.into()),
+                ("Accept".into(), SCIM_JSON.into()),
+            ],
+            body: Some(serde_json::to_vec(&body)?),
+            // Setting one attribute to a value twice leaves the same state.
+            idempotent: true,
+        })
+    }
+}
+
+impl Sink for ScimSink {
+    fn list_agents(&mut self, progress: &Progress) -> Result<Vec<Agent>> {
+        let stage = progress.stage("directory pages", None);
+        let mut agents = Vec::new();
+        let mut seen = HashSet::new();
+        let mut read = 0usize;
+        let mut pages = 0usize;
+        loop {
+            let page = self.list_page(read + 1)?;
+            pages += 1;
+            stage.inc(1);
+            if pages == 1 {
+                stage.set_len(page.total_results.div_ceil(self.page_size).max(1) as u64);
+            }
+            let got = page.resources.len();
+            for resource in page.resources {
+                match self.agent_of(resource) {
+                    Ok(agent) => {
+                        if !seen.insert(agent.id.clone()) {
+                            bail!(
+                                "SCIM listing returned user {} twice (the directory changed while it was read?)",
+                                agent.id
+                            );
+                        }
+                        agents.push(agent);
+                    }
+                    Err(why) => progress::warn(&format!("directory: skipping {why}")),
+                }
+            }
+            read += got;
+            if read >= page.total_results {
+                break;
+            }
+            if got == 0 {
+                bail!(
+                    "SCIM listing stopped at {read} of {} agents (an empty page before the end)",
+                    page.total_results
+                );
+            }
+        }
+        drop(stage);
+        progress.log(&format!(
+            "directory: {} agents in {pages} pages",
+            agents.len()
+        ));
+        Ok(agents)
+    }
+
+    fn set_external_id(&mut self, agent: &Agent, external_id: Option<&str>) -> Result<()> {
+        let req = self.write_request(agent, external_id)?;
+        let resp = self.client.send(&req)?;
+        check(resp, &req.method, &req.url)?;
+        Ok(())
+    }
+
+    fn describe(&self) -> String {
+        format!("SCIM {}", display_url(&self.base_url))
+    }
+}
+
+/// A listing page (RFC 7644 §3.4.2). `Resources` may be absent when empty.
+#[derive(Debug, Deserialize)]
+struct ListResponse {
+    #[serde(rename = "totalResults")]
+    total_results: usize,
+    #[serde(rename = "Resources", default)]
+    resources: Vec<Value>,
+}
+
+fn primary_email(resource: &Value) -> Option<&str> {
+    let emails = resource.get("emails")?.as_array()?;
+    let primary = emails
+        .iter()
+        .find(|e| e.get("primary").and_then(Value::as_bool) == Some(true));
+    primary.or_else(|| emails.first())?.get("value")?.as_str()
+}
+
+/// A non-2xx answer as an error naming the SCIM `scimType` and `detail` when the
+/// body is a SCIM error (RFC 7644 §3.12).
+fn check(resp: Response, method: &str, url: &Url) -> Result<Response> {
+    if resp.is_success() {
+        return Ok(resp);
+    }
+    let error: Option<Value> = serde_json::from_slice(&resp.body).ok();
+    let field = |name: &str| {
+        error
+            .as_ref()
+            .and_then(|e| e.get(name))
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+    };
+    let kind = field("scimType")
+        .map(|t| format!(" ({t})"))
+        .unwrap_or_default();
+    let detail = field("detail").unwrap_or_else(|| resp.body_start());
+    bail!(
+        "SCIM {method} {} answered HTTP {}{kind}: {detail}",
+        display_url(url),
+        resp.status
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::http::Settings;
+
+    fn sink(update: UpdateMode, email: EmailAttribute) -> ScimSink {
+        let base = Url::parse("http://127.0.0.1:9/scim/v2").unwrap();
+        ScimSink::new(
+            Client::new(Settings::default(), None),
+            base,
+            10,
+            update,
+            email,
+        )
+    }
+
+    fn agent(resource: Value) -> Agent {
+        sink(UpdateMode::Put, EmailAttribute::UserName)
+            .agent_of(resource)
+            .unwrap()
+    }
+
+    #[test]
+    fn reads_email_from_user_name_or_the_primary_email() {
+        let user = json!({"id": "a1", "userName": "A@x.com", "externalId": "",
+            "emails": [{"value": "first@x.com"}, {"value": "main@x.com", "primary": true}]});
+        let a = agent(user.clone());
+        assert_eq!(
+            (a.id.as_str(), a.email.as_str(), a.external_id),
+            ("a1", "A@x.com", None)
+        );
+        let by_emails = sink(UpdateMode::Put, EmailAttribute::Emails);
+        assert_eq!(by_emails.agent_of(user).unwrap().email, "main@x.com");
+        let no_primary = json!({"id": "a2", "emails": [{"value": "first@x.com"}]});
+        assert_eq!(by_emails.agent_of(no_primary).unwrap().email, "first@x.com");
+        assert!(
+            by_emails
+                .agent_of(json!({"id": "a3"}))
+                .unwrap_err()
+                .contains("a3")
+        );
+        assert!(by_emails.agent_of(json!({"emails": []})).is_err());
+    }
+
+    #[test]
+    fn put_sends_the_resource_without_meta() {
+        let s = sink(UpdateMode::Put, EmailAttribute::UserName);
+        let a = agent(
+            json!({"id": "a/1", "userName": "a@x.com", "meta": {"version": "1"}, "externalId": "old"}),
+        );
+        let req = s.write_request(&a, Some("7")).unwrap();
+        assert_eq!(req.method, "PUT");
+        assert_eq!(req.url.as_str(), "http://127.0.0.1:9/scim/v2/Users/a%2F1");
+        let body: Value = serde_json::from_slice(req.body.as_ref().unwrap()).unwrap();
+        assert_eq!(
+            body,
+            json!({"id": "a/1", "userName": "a@x.com", "externalId": "7"})
+        );
+        let req = s.write_request(&a, None).unwrap();
+        let body: Value = serde_json::from_slice(req.body.as_ref().unwrap()).unwrap();
+        assert_eq!(body, json!({"id": "a/1", "userName": "a@x.com"}));
+    }
+
+    #[test]
+    fn patch_sends_one_operation() {
+        let s = sink(UpdateMode::Patch, EmailAttribute::UserName);
+        let a = agent(json!({"id": "a1", "userName": "a@x.com"}));
+        let body = |x| -> Value {
+            serde_json::from_slice(s.write_request(&a, x).unwrap().body.as_ref().unwrap()).unwrap()
+        };
+        assert_eq!(
+            body(Some("7"))["Operations"],
+            json!([{"op": "replace", "path": "externalId", "value": "7"}])
+        );
+        assert_eq!(
+            body(None)["Operations"],
+            json!([{"op": "remove", "path": "externalId"}])
+        );
+        assert_eq!(body(None)["schemas"], json!([PATCH_OP]));
+    }
+
+    #[test]
+    fn scim_errors_name_type_and_detail() {
+        let url = Url::parse("http://h/scim/v2/Users/a").unwrap();
+        let resp = Response {
+            status: 400,
+            headers: vec![],
+            body: br#"{"status": "400", "scimType": "invalidValue", "detail": "bad id"}"#.to_vec(),
+        };
+        let err = check(resp, "PUT", &url).unwrap_err().to_string();
+        assert_eq!(
+            err,
+            "SCIM PUT http://h/scim/v2/Users/a answered HTTP 400 (invalidValue): bad id"
+        );
+        let resp = Response {
+            status: 503,
+            headers: vec![],
+            body: b"down for maintenance".to_vec(),
+        };
+        let err = check(resp, "GET", &url).unwrap_err().to_string();
+        assert!(
+            err.ends_with("answered HTTP 503: down for maintenance"),
+            "{err}"
+        );
+    }
+}

@@ -97,7 +97,8 @@ impl Server {
             let (server, requests, stop) = (server.clone(), requests.clone(), stop.clone());
             std::thread::spawn(move || {
                 while !stop.load(Ordering::SeqCst) {
-                    let Ok(Some(mut request)) = server.recv_timeout(Duration::from_millis(50)) else {
+                    let Ok(Some(mut request)) = server.recv_timeout(Duration::from_millis(50))
+                    else {
                         continue;
                     };
                     let mut body = String::new();
@@ -114,9 +115,13 @@ impl Server {
                     };
                     requests.lock().unwrap().push(req.clone());
                     let resp = handler(&req);
-                    let mut response = tiny_http::Response::from_data(resp.body).with_status_code(resp.status);
+                    let mut response =
+                        tiny_http::Response::from_data(resp.body).with_status_code(resp.status);
                     for (name, value) in resp.headers {
-                        response.add_header(tiny_http::Header::from_bytes(name.as_bytes(), value.as_bytes()).unwrap());
+                        response.add_header(
+                            tiny_http::Header::from_bytes(name.as_bytes(), value.as_bytes())
+                                .unwrap(),
+                        );
                     }
                     let _ = request.respond(response);
                 }
@@ -161,8 +166,12 @@ pub struct Run {
 
 impl Run {
     pub fn json(&self) -> serde_json::Value {
-        serde_json::from_str(&self.stdout)
-            .unwrap_or_else(|e| panic!("stdout is not JSON ({e}):\n{}\nstderr:\n{}", self.stdout, self.stderr))
+        serde_json::from_str(&self.stdout).unwrap_or_else(|e| {
+            panic!(
+                "stdout is not JSON ({e}):\n{}\nstderr:\n{}",
+                self.stdout, self.stderr
+            )
+        })
     }
 
     /// Assert the exit code, showing the output when it differs.
@@ -184,7 +193,9 @@ pub fn bin() -> &'static str {
 /// The binary with a clean environment for agentsync's own variables.
 pub fn command(args: &[&str]) -> Command {
     let mut cmd = Command::new(bin());
-    cmd.args(args).env_remove("AGENTSYNC_CONFIG").stdin(Stdio::null());
+    cmd.args(args)
+        .env_remove("AGENTSYNC_CONFIG")
+        .stdin(Stdio::null());
     cmd
 }
 
@@ -240,7 +251,9 @@ impl Job {
 
 /// A fixture file's text.
 pub fn fixture(name: &str) -> String {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures").join(name);
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fixtures")
+        .join(name);
     std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
@@ -266,15 +279,18 @@ impl Mock {
             .stderr(Stdio::null())
             .spawn()
             .expect("start the mock");
+        // Owned from here on, so that it is killed and reaped on every path.
+        let mock = Mock {
+            base: format!("http://{addr}"),
+            child,
+        };
         for _ in 0..200 {
             if std::net::TcpStream::connect(&addr).is_ok() {
-                return Mock {
-                    base: format!("http://{addr}"),
-                    child,
-                };
+                return mock;
             }
             std::thread::sleep(Duration::from_millis(25));
         }
+        drop(mock);
         panic!("the mock did not start on {addr}");
     }
 
@@ -306,7 +322,11 @@ impl Scim {
     }
 
     /// As `start`, with every write taking `write_delay`.
-    pub fn start_slow(agents: &[(&str, &str, Option<&str>)], fail_ids: &[&str], write_delay: Duration) -> Self {
+    pub fn start_slow(
+        agents: &[(&str, &str, Option<&str>)],
+        fail_ids: &[&str],
+        write_delay: Duration,
+    ) -> Self {
         use serde_json::json;
         let users: Vec<_> = agents
             .iter()
@@ -342,26 +362,35 @@ impl Scim {
                 let start: usize = req.query("startIndex").map_or(1, |s| s.parse().unwrap());
                 let count: usize = req.query("count").map_or(100, |s| s.parse().unwrap());
                 let page: Vec<_> = users.iter().skip(start - 1).take(count).cloned().collect();
-                return scim(200, json!({
-                    "schemas": ["urn:ietf:params:scim:api:messages:2.0:ListResponse"],
-                    "totalResults": users.len(),
-                    "startIndex": start,
-                    "itemsPerPage": page.len(),
-                    "Resources": page,
-                }));
+                return scim(
+                    200,
+                    json!({
+                        "schemas": ["urn:ietf:params:scim:api:messages:2.0:ListResponse"],
+                        "totalResults": users.len(),
+                        "startIndex": start,
+                        "itemsPerPage": page.len(),
+                        "Resources": page,
+                    }),
+                );
             }
             let Some(id) = path.strip_prefix("/scim/v2/Users/") else {
                 return scim(404, json!({"detail": "no such endpoint"}));
             };
             if fail.iter().any(|f| f == id) {
-                return scim(400, json!({
-                    "schemas": ["urn:ietf:params:scim:api:messages:2.0:Error"],
-                    "status": "400", "scimType": "invalidValue",
-                    "detail": "externalId rejected by policy",
-                }));
+                return scim(
+                    400,
+                    json!({
+                        "schemas": ["urn:ietf:params:scim:api:messages:2.0:Error"],
+                        "status": "400", "scimType": "invalidValue",
+                        "detail": "externalId rejected by policy",
+                    }),
+                );
             }
             let Some(user) = users.iter_mut().find(|u| u["id"] == id) else {
-                return scim(404, json!({"status": "404", "detail": format!("user {id} not found")}));
+                return scim(
+                    404,
+                    json!({"status": "404", "detail": format!("user {id} not found")}),
+                );
             };
             let body: serde_json::Value = serde_json::from_str(&req.body).unwrap_or_default();
             match req.method.as_str() {
@@ -373,7 +402,12 @@ impl Scim {
                 }
                 "PATCH" => {
                     for op in body["Operations"].as_array().cloned().unwrap_or_default() {
-                        match op["op"].as_str().unwrap_or("").to_ascii_lowercase().as_str() {
+                        match op["op"]
+                            .as_str()
+                            .unwrap_or("")
+                            .to_ascii_lowercase()
+                            .as_str()
+                        {
                             "replace" | "add" => user["externalId"] = op["value"].clone(),
                             "remove" => {
                                 user.as_object_mut().unwrap().remove("externalId");
