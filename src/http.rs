@@ -216,16 +216,17 @@ impl Client {
         let mut refreshed_token = false;
         let mut attempt = 0u32;
         loop {
-            match self.attempt(req)? {
+            let auth_header = self.auth_header()?;
+            match self.attempt(req, auth_header.as_ref())? {
                 Attempt::Done(resp) => {
                     if resp.status == 401
                         && matches!(self.auth, Some(Auth::OAuth2(_)))
                         && !refreshed_token
                     {
                         // The token may have been revoked or expired early: fetch
-                        // a new one, once.
+                        // a new one, once. Another thread may have done so already.
                         refreshed_token = true;
-                        self.drop_token();
+                        self.drop_token(auth_header.as_ref());
                         continue;
                     }
                     return Ok(resp);
@@ -287,8 +288,11 @@ impl Client {
         }
     }
 
-    fn attempt(&self, req: &Request) -> Result<Attempt> {
-        let auth_header = self.auth_header()?;
+    fn attempt(
+        &self,
+        req: &Request,
+        auth_header: Option<&(String, SecretString)>,
+    ) -> Result<Attempt> {
         self.wait_for_slot();
 
         let mut builder = ureq::http::Request::builder()
@@ -297,7 +301,7 @@ impl Client {
         for (name, value) in &req.headers {
             builder = builder.header(name, value);
         }
-        if let Some((name, value)) = &auth_header
+        if let Some((name, value)) = auth_header
             && !req.has_header(name)
         {
             builder = builder.header(name.as_str(), value.expose_secret());
@@ -434,8 +438,19 @@ impl Client {
         })
     }
 
-    fn drop_token(&self) {
-        *self.token.lock().unwrap_or_else(|e| e.into_inner()) = None;
+    /// Forget the cached token if it is the one `rejected` carried (and not one
+    /// another thread fetched since).
+    fn drop_token(&self, rejected: Option<&(String, SecretString)>) {
+        let mut cached = self.token.lock().unwrap_or_else(|e| e.into_inner());
+        let same = match (cached.as_ref(), rejected) {
+            (Some(tok), Some((_, sent))) => {
+                sent.expose_secret().strip_prefix("Bearer ") == Some(tok.token.expose_secret())
+            }
+            _ => false,
+        };
+        if same {
+            *cached = None;
+        }
     }
 
     fn oauth_token(&self, oauth: &OAuth2) -> Result<SecretString> {

@@ -18,6 +18,7 @@ mod mapping;
 mod mock;
 mod paginate;
 mod plan;
+mod prefetch;
 mod progress;
 mod redact;
 mod report;

@@ -118,18 +118,20 @@ impl Paginator {
         self.records
     }
 
-    /// The number of pages, when the first page makes it known (page numbers or
-    /// offsets with a total), for fetching the rest concurrently.
-    #[allow(dead_code)]
-    pub(crate) fn known_page_count(&self, page_size: u64) -> Option<u64> {
+    /// The number of pages, when the first page makes it known: page numbers or
+    /// offsets with a total, `first_count` being the records on the first page.
+    /// Lets the pages after it be fetched ahead, concurrently.
+    pub(crate) fn known_page_count(&self, first_count: u64) -> Option<u64> {
         let total = self.total?;
-        if page_size == 0 {
+        let step = match self.kind {
+            Kind::Page { .. } => first_count,
+            Kind::Offset { limit, .. } => limit.unwrap_or(first_count),
+            _ => return None,
+        };
+        if step == 0 {
             return None;
         }
-        match self.kind {
-            Kind::Page { .. } | Kind::Offset { .. } => Some(total.div_ceil(page_size).max(1)),
-            _ => None,
-        }
+        Some(total.div_ceil(step).max(1))
     }
 
     /// Record a page and decide what comes next.

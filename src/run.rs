@@ -151,6 +151,7 @@ fn open_sink(job: &mut Job) -> Result<Box<dyn Sink>> {
                 endpoint.client(),
                 base,
                 *page_size,
+                endpoint.concurrency,
                 *update,
                 *email_attribute,
             )))

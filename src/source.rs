@@ -13,6 +13,7 @@ use crate::config::{Job, RequestSpec, join_url};
 use crate::http::{Client, Request, Response, display_url};
 use crate::mapping::{self, User, map_record};
 use crate::paginate::{Kind, Observed, Paginator, Position, Step};
+use crate::prefetch::Prefetch;
 use crate::progress::Progress;
 use crate::template::{Encoding, Values};
 
@@ -50,67 +51,88 @@ pub(crate) fn fetch(
     let mut seen: HashMap<(String, String), u64> = HashMap::new();
     let stage = progress.stage("source pages", None);
     let mut request_url = None;
+    let workers = job.source.endpoint.concurrency;
 
-    loop {
-        let number = paginator.pages() + 1;
-        let request = build_request(job, &position, request_url.as_ref())?;
-        let url_shown = display_url(&request.url);
-        let response = client
-            .send(&request)
-            .and_then(|r| r.error_for_status(&request.method, &request.url))
-            .with_context(|| format!("source page {number}"))?;
-        let page =
-            parse_page(&response).with_context(|| format!("source page {number} ({url_shown})"))?;
-        let records = select_records(&job.source.records, &page)
-            .with_context(|| format!("source page {number} ({url_shown})"))?;
-
-        let observed = observe(job, &page, &response, &request.url, records.len())
-            .with_context(|| format!("source page {number} ({url_shown})"))?;
-        for (index, record) in records.into_iter().enumerate() {
-            match map_record(&job.mapping, record) {
-                Ok(users) => {
-                    for user in users {
-                        let key = (user.id.clone(), user.email.clone());
-                        if let Some(earlier) = seen.insert(key, number)
-                            && earlier != number
-                        {
-                            bail!(
-                                "source pages shifted while being read: user {} ({}) appeared on page {earlier} and again on page {number}; nothing was written",
-                                user.id,
-                                user.email
-                            );
+    std::thread::scope(|scope| -> Result<()> {
+        let mut prefetch: Option<Prefetch> = None;
+        loop {
+            let number = paginator.pages() + 1;
+            let request = build_request(job, &position, request_url.as_ref())?;
+            let url_shown = display_url(&request.url);
+            let sent = match prefetch.as_mut().and_then(|p| p.take(&request)) {
+                Some(result) => result,
+                None => client.send(&request),
+            };
+            let response = sent
+                .and_then(|r| r.error_for_status(&request.method, &request.url))
+                .with_context(|| format!("source page {number}"))?;
+            let page = parse_page(&response)
+                .with_context(|| format!("source page {number} ({url_shown})"))?;
+            let records = select_records(&job.source.records, &page)
+                .with_context(|| format!("source page {number} ({url_shown})"))?;
+            let observed = observe(job, &page, &response, &request.url, records.len())
+                .with_context(|| format!("source page {number} ({url_shown})"))?;
+            // The page is mapped now and its raw form dropped: memory grows with
+            // the users, not with the size of the pages.
+            drop((page, response));
+            for (index, record) in records.into_iter().enumerate() {
+                match map_record(&job.mapping, record) {
+                    Ok(users) => {
+                        for user in users {
+                            let key = (user.id.clone(), user.email.clone());
+                            if let Some(earlier) = seen.insert(key, number)
+                                && earlier != number
+                            {
+                                bail!(
+                                    "source pages shifted while being read: user {} ({}) appeared on page {earlier} and again on page {number}; nothing was written",
+                                    user.id,
+                                    user.email
+                                );
+                            }
+                            fetched.users.push(user);
                         }
-                        fetched.users.push(user);
                     }
+                    Err(reason) => fetched.skipped.push(Skipped {
+                        page: number,
+                        index,
+                        reason,
+                    }),
                 }
-                Err(reason) => fetched.skipped.push(Skipped {
-                    page: number,
-                    index,
-                    reason,
-                }),
             }
-        }
-        stage.inc(1);
-        crate::progress::debug(&format!(
-            "source page {number}: {} records ({url_shown})",
-            observed.count
-        ));
+            stage.inc(1);
+            crate::progress::debug(&format!(
+                "source page {number}: {} records ({url_shown})",
+                observed.count
+            ));
 
-        let step = paginator
-            .next(&observed)
-            .with_context(|| format!("after source page {number}"))?;
-        match step {
-            Step::Done => break,
-            Step::Next(_) if sample.is_some_and(|n| paginator.pages() >= n) => {
-                fetched.sampled = true;
-                break;
-            }
-            Step::Next(next) => {
-                request_url = Some(request.url.clone());
-                position = next;
+            let step = paginator
+                .next(&observed)
+                .with_context(|| format!("after source page {number}"))?;
+            match step {
+                Step::Done => break,
+                Step::Next(_) if sample.is_some_and(|n| paginator.pages() >= n) => {
+                    fetched.sampled = true;
+                    break;
+                }
+                Step::Next(next) => {
+                    if number == 1
+                        && workers > 1
+                        && let Some(count) = paginator.known_page_count(observed.count)
+                    {
+                        let last = count
+                            .min(job.pagination.max_pages)
+                            .min(sample.unwrap_or(u64::MAX));
+                        stage.set_len(last);
+                        let ahead = planned(job, &observed, 2..=last)?;
+                        prefetch = Some(Prefetch::start(scope, client, ahead, workers));
+                    }
+                    request_url = Some(request.url.clone());
+                    position = next;
+                }
             }
         }
-    }
+        Ok(())
+    })?;
     if !fetched.sampled {
         paginator.verify_complete()?;
     }
@@ -130,6 +152,32 @@ pub(crate) fn fetch(
         }
     ));
     Ok(fetched)
+}
+
+/// The requests of pages `numbers` (1-based), for a listing whose pages are all
+/// the size of the first (the last may be shorter).
+fn planned(
+    job: &Job,
+    first: &Observed,
+    numbers: std::ops::RangeInclusive<u64>,
+) -> Result<Vec<Request>> {
+    numbers
+        .map(|n| {
+            let i = n - 1;
+            let position = match job.pagination.kind {
+                Kind::Page { start } => Position::Numbered {
+                    page: start + i,
+                    offset: i * first.count,
+                },
+                Kind::Offset { start, limit } => Position::Numbered {
+                    page: n,
+                    offset: start + i * limit.unwrap_or(first.count),
+                },
+                _ => unreachable!("only numbered pages are planned"),
+            };
+            build_request(job, &position, None)
+        })
+        .collect()
 }
 
 /// The request for one page. `previous` is the URL of the page before, against

@@ -60,11 +60,14 @@ fn page_numbers_stop_at_the_total() {
         ])
     );
     assert_eq!(report["skipped"], json!([]));
-    let pages: Vec<_> = server
+    // Page 1 comes first; 2 and 3 are fetched concurrently.
+    let mut pages: Vec<_> = server
         .requests()
         .iter()
         .map(|r| r.query("page").unwrap())
         .collect();
+    assert_eq!(pages[0], "1");
+    pages.sort();
     assert_eq!(pages, ["1", "2", "3"]);
 }
 
@@ -143,12 +146,116 @@ total = ".paging.total"
     let report = fetch_json(config, &server);
     assert_eq!(report["pages"], 3);
     assert_eq!(report["users"].as_array().unwrap().len(), 7);
-    let offsets: Vec<_> = server
+    // Pages 2 and 3 are fetched concurrently: compare the set of requests.
+    let mut offsets: Vec<_> = server
         .requests()
         .iter()
         .map(|r| r.query("offset").unwrap())
         .collect();
+    offsets.sort();
     assert_eq!(offsets, ["0", "3", "6"]);
+    let ids: Vec<_> = report["users"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u["id"].as_str().unwrap().to_owned())
+        .collect();
+    let in_order: Vec<_> = (0..7).map(|i| i.to_string()).collect();
+    assert_eq!(ids, in_order);
+}
+
+/// 12 pages of 5 users; early pages answer slowest, so concurrent requests
+/// complete out of order.
+fn slow_first_pages() -> Server {
+    Server::start(|req| {
+        let page: u64 = req.query("page").unwrap().parse().unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(10 * (12 - page.min(12))));
+        let users: Vec<_> = (1..=5)
+            .map(|i| (page - 1) * 5 + i)
+            .filter(|n| *n <= 60)
+            .map(|n| json!({"id": n.to_string(), "email": format!("u{n}@x.com")}))
+            .collect();
+        Resp::value(&json!({"total": 60, "users": users}))
+    })
+}
+
+const CONCURRENT: &str = r#"
+[source]
+base_url = "BASE"
+query = { page = "{{page}}" }
+records = ".users"
+concurrency = CONC
+[pagination]
+kind = "page"
+total = ".total"
+"#;
+
+#[test]
+fn concurrent_pages_keep_page_order() {
+    for concurrency in ["1", "4"] {
+        let server = slow_first_pages();
+        let report = fetch_json(&CONCURRENT.replace("CONC", concurrency), &server);
+        assert_eq!(report["pages"], 12);
+        let ids: Vec<_> = report["users"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|u| u["id"].as_str().unwrap().to_owned())
+            .collect();
+        let in_order: Vec<_> = (1..=60).map(|i| i.to_string()).collect();
+        assert_eq!(ids, in_order, "concurrency {concurrency}");
+        let pages: Vec<String> = server
+            .requests()
+            .iter()
+            .map(|r| r.query("page").unwrap())
+            .collect();
+        assert_eq!(pages.len(), 12, "each page once: {pages:?}");
+        if concurrency == "1" {
+            let sequential: Vec<_> = (1..=12).map(|i| i.to_string()).collect();
+            assert_eq!(pages, sequential);
+        }
+    }
+}
+
+#[test]
+fn pages_shorter_than_the_first_fall_back_to_one_at_a_time() {
+    // Offsets step by the records of each page (no `limit`). Page 1 holds 4,
+    // so offsets 4 and 8 are fetched ahead; page 2 holds only 2, so the next
+    // offset is 6, not 8: the read goes on one page at a time from there.
+    let server = Server::start(|req| {
+        let offset: u64 = req.query("offset").unwrap().parse().unwrap();
+        let size = if offset == 4 { 2 } else { 4 };
+        let users: Vec<_> = (offset..(offset + size).min(10))
+            .map(|n| json!({"id": n.to_string(), "email": format!("u{n}@x.com")}))
+            .collect();
+        Resp::value(&json!({"total": 10, "users": users}))
+    });
+    let config = r#"
+[source]
+base_url = "BASE"
+query = { offset = "{{offset}}" }
+records = ".users"
+concurrency = 4
+[pagination]
+kind = "offset"
+total = ".total"
+"#;
+    let report = fetch_json(config, &server);
+    let ids: Vec<_> = report["users"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u["id"].as_str().unwrap().to_owned())
+        .collect();
+    let all: Vec<_> = (0..10).map(|i| i.to_string()).collect();
+    assert_eq!(ids, all);
+    assert_eq!(report["pages"], 3, "offsets 0, 4, 6");
+    let asked: Vec<String> = server
+        .requests()
+        .iter()
+        .map(|r| r.query("offset").unwrap())
+        .collect();
+    assert!(asked.contains(&"6".to_owned()), "{asked:?}");
 }
 
 #[test]

@@ -11,6 +11,7 @@ use url::Url;
 use super::{Agent, Sink};
 use crate::config::join_url;
 use crate::http::{Client, Request, Response, display_url};
+use crate::prefetch::Prefetch;
 use crate::progress::{self, Progress};
 
 const SCIM_JSON: &str = "application/scim+json";
@@ -40,6 +41,8 @@ pub(crate) struct ScimSink {
     client: Client,
     base_url: Url,
     page_size: usize,
+    /// Listing pages fetched at once once the first told the total.
+    concurrency: usize,
     update: UpdateMode,
     email_attribute: EmailAttribute,
 }
@@ -49,6 +52,7 @@ impl ScimSink {
         client: Client,
         base_url: Url,
         page_size: usize,
+        concurrency: usize,
         update: UpdateMode,
         email_attribute: EmailAttribute,
     ) -> Self {
@@ -56,6 +60,7 @@ impl ScimSink {
             client,
             base_url,
             page_size: page_size.max(1),
+            concurrency: concurrency.max(1),
             update,
             email_attribute,
         }
@@ -73,19 +78,22 @@ impl ScimSink {
         Ok(url)
     }
 
-    /// One page of the listing, `start` being SCIM's 1-based `startIndex`.
-    fn list_page(&self, start: usize) -> Result<ListResponse> {
+    /// The request for one page of the listing, `start` being SCIM's 1-based
+    /// `startIndex`.
+    fn list_request(&self, start: usize) -> Request {
         let mut url = self.users_url();
         url.query_pairs_mut()
             .append_pair("startIndex", &start.to_string())
             .append_pair("count", &self.page_size.to_string());
-        let req = Request::get(url.clone()).header("Accept", SCIM_JSON);
-        let resp = self.client.send(&req)?;
-        let resp = check(resp, "GET", &url)?;
+        Request::get(url).header("Accept", SCIM_JSON)
+    }
+
+    fn read_page(&self, req: &Request, sent: Result<Response>) -> Result<ListResponse> {
+        let resp = check(sent?, "GET", &req.url)?;
         serde_json::from_slice(&resp.body).with_context(|| {
             format!(
                 "GET {} answered something that is not a SCIM ListResponse ({}): {}",
-                display_url(&url),
+                display_url(&req.url),
                 resp.content_type(),
                 resp.body_start()
             )
@@ -180,39 +188,58 @@ impl Sink for ScimSink {
         let mut seen = HashSet::new();
         let mut read = 0usize;
         let mut pages = 0usize;
-        loop {
-            let page = self.list_page(read + 1)?;
-            pages += 1;
-            stage.inc(1);
-            if pages == 1 {
-                stage.set_len(page.total_results.div_ceil(self.page_size).max(1) as u64);
-            }
-            let got = page.resources.len();
-            for resource in page.resources {
-                match self.agent_of(resource) {
-                    Ok(agent) => {
-                        if !seen.insert(agent.id.clone()) {
-                            bail!(
-                                "SCIM listing returned user {} twice (the directory changed while it was read?)",
-                                agent.id
-                            );
+        std::thread::scope(|scope| -> Result<()> {
+            let mut prefetch: Option<Prefetch> = None;
+            loop {
+                let req = self.list_request(read + 1);
+                let sent = match prefetch.as_mut().and_then(|p| p.take(&req)) {
+                    Some(result) => result,
+                    None => self.client.send(&req),
+                };
+                let page = self.read_page(&req, sent)?;
+                pages += 1;
+                stage.inc(1);
+                let got = page.resources.len();
+                for resource in page.resources {
+                    match self.agent_of(resource) {
+                        Ok(agent) => {
+                            if !seen.insert(agent.id.clone()) {
+                                bail!(
+                                    "SCIM listing returned user {} twice (the directory changed while it was read?)",
+                                    agent.id
+                                );
+                            }
+                            agents.push(agent);
                         }
-                        agents.push(agent);
+                        Err(why) => progress::warn(&format!("directory: skipping {why}")),
                     }
-                    Err(why) => progress::warn(&format!("directory: skipping {why}")),
+                }
+                read += got;
+                if read >= page.total_results {
+                    return Ok(());
+                }
+                if got == 0 {
+                    bail!(
+                        "SCIM listing stopped at {read} of {} agents (an empty page before the end)",
+                        page.total_results
+                    );
+                }
+                if pages == 1 {
+                    // Pages the size of the first until the total: fetch them ahead.
+                    let count = page.total_results.div_ceil(got);
+                    stage.set_len(count as u64);
+                    if self.concurrency > 1 {
+                        let ahead = (1..count).map(|i| self.list_request(i * got + 1)).collect();
+                        prefetch = Some(Prefetch::start(
+                            scope,
+                            &self.client,
+                            ahead,
+                            self.concurrency,
+                        ));
+                    }
                 }
             }
-            read += got;
-            if read >= page.total_results {
-                break;
-            }
-            if got == 0 {
-                bail!(
-                    "SCIM listing stopped at {read} of {} agents (an empty page before the end)",
-                    page.total_results
-                );
-            }
-        }
+        })?;
         drop(stage);
         progress.log(&format!(
             "directory: {} agents in {pages} pages",
@@ -287,6 +314,7 @@ mod tests {
             Client::new(Settings::default(), None),
             base,
             10,
+            1,
             update,
             email,
         )
