@@ -1,0 +1,384 @@
+//! Actions that use the synced external ID, the run journal, history, revert and
+//! completions, end to end through the binary.
+
+mod common;
+
+use common::{Job, Mock, Resp, Scim, Server, run};
+use serde_json::{Value, json};
+
+/// A time clock that accepts punches, except for the external ID "broken".
+fn clock() -> Server {
+    Server::start(|req| {
+        if req.path().contains("/broken/") {
+            return Resp::status(500, "application/json", r#"{"error": "clock is down"}"#);
+        }
+        Resp::status(201, "application/json", r#"{"ok": true}"#)
+    })
+}
+
+/// A directory in a JSON file and a punch action on `clock`.
+fn action_job(clock: &Server) -> Job {
+    let text = r#"
+[source]
+base_url = "BASE"
+records = ".users"
+
+[sink]
+kind = "file"
+path = "agents.json"
+
+[actions.punch]
+method = "POST"
+path = "/users/{{external_id}}/punch-clock"
+body = '{"event": "{{var.event}}", "agent": "{{agent_id}}", "email": "{{email}}"}'
+"#;
+    let job = Job::new(text, &clock.base);
+    job.write(
+        "agents.json",
+        r#"[
+  {"id": "k1", "email": "Ann@x.com", "external_id": "a b/c?d"},
+  {"id": "k2", "email": "bo@x.com", "external_id": null},
+  {"id": "k3", "email": "cy@x.com", "external_id": "broken"},
+  {"id": "k4", "email": "di@x.com", "external_id": "4"}
+]
+"#,
+    );
+    job
+}
+
+#[test]
+fn an_action_encodes_the_path_and_escapes_the_body() {
+    let clock = clock();
+    let job = action_job(&clock);
+    let event = "log\"in\\ \n{{x}}";
+    let out = run(&[
+        "action",
+        "punch",
+        "--config",
+        job.config(),
+        "--agent",
+        "  ANN@X.COM ",
+        "--set",
+        &format!("event={event}"),
+    ]);
+    out.expect(0);
+    assert!(out.stdout.contains("HTTP 201"), "{}", out.stdout);
+    let requests = clock.requests();
+    assert_eq!(requests.len(), 1);
+    assert_eq!(requests[0].method, "POST");
+    assert_eq!(requests[0].path(), "/users/a%20b%2Fc%3Fd/punch-clock");
+    let body: Value = serde_json::from_str(&requests[0].body).expect("the body is JSON");
+    assert_eq!(
+        body,
+        json!({"event": event, "agent": "k1", "email": "Ann@x.com"})
+    );
+}
+
+#[test]
+fn refused_actions_send_nothing() {
+    let clock = clock();
+    let job = action_job(&clock);
+    let cases: [(&[&str], i32, &str); 4] = [
+        (
+            &["punch", "--agent", "nobody@x.com", "--set", "event=in"],
+            1,
+            "nobody@x.com",
+        ),
+        (
+            &["punch", "--agent", "bo@x.com", "--set", "event=in"],
+            1,
+            "has no external ID",
+        ),
+        (
+            &["clock-out", "--agent", "di@x.com"],
+            2,
+            "no action \"clock-out\"",
+        ),
+        (&["punch", "--agent", "di@x.com"], 2, "{{var.event}}"),
+    ];
+    for (args, code, message) in cases {
+        let mut full = vec!["action"];
+        full.extend_from_slice(args);
+        full.extend(["--config", job.config()]);
+        let out = run(&full);
+        out.expect(code);
+        assert!(out.stderr.contains(message), "{args:?}: {}", out.stderr);
+    }
+    assert_eq!(clock.request_count(), 0, "a refused action sent a request");
+}
+
+#[test]
+fn an_events_batch_reports_each_line_and_exits_3_on_a_failure() {
+    let clock = clock();
+    let job = action_job(&clock);
+    let events = job.write(
+        "events.jsonl",
+        r#"{"email": "ann@x.com", "vars": {"event": "login"}}
+{"email": "cy@x.com", "vars": {"event": "login"}}
+
+{"email": "ghost@x.com", "vars": {"event": "login"}}
+{"email": "di@x.com", "vars": {"event": "logout"}}
+"#,
+    );
+    let out = run(&[
+        "action",
+        "punch",
+        "--config",
+        job.config(),
+        "--events",
+        events.to_str().unwrap(),
+        "--output",
+        "json",
+    ]);
+    out.expect(3);
+    let lines: Vec<Value> = out
+        .stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let ok: Vec<(&str, bool)> = lines
+        .iter()
+        .map(|l| (l["email"].as_str().unwrap(), l["ok"].as_bool().unwrap()))
+        .collect();
+    assert_eq!(
+        ok,
+        [
+            ("Ann@x.com", true),
+            ("cy@x.com", false),
+            ("ghost@x.com", false),
+            ("di@x.com", true)
+        ]
+    );
+    assert!(
+        lines[1]["error"].as_str().unwrap().contains("HTTP 500"),
+        "{}",
+        lines[1]
+    );
+    // The unknown agent sent nothing; the other three did.
+    assert_eq!(clock.request_count(), 3);
+    let last: Value = serde_json::from_str(&clock.requests()[2].body).unwrap();
+    assert_eq!(last["event"], "logout");
+}
+
+#[test]
+fn a_bad_events_line_is_refused_before_anything_is_sent() {
+    let clock = clock();
+    let job = action_job(&clock);
+    let events = job.write(
+        "events.jsonl",
+        "{\"email\": \"ann@x.com\", \"vars\": {\"event\": \"in\"}}\nnot json\n",
+    );
+    let out = run(&[
+        "action",
+        "punch",
+        "--config",
+        job.config(),
+        "--events",
+        events.to_str().unwrap(),
+    ]);
+    assert_ne!(out.code, 0);
+    assert!(out.stderr.contains("line 2"), "{}", out.stderr);
+    assert_eq!(clock.request_count(), 0);
+}
+
+/// A sync to `scim` from a source of these users.
+fn sync_job(users: &[(&str, &str)], scim: &Scim) -> (Server, Job) {
+    let users: Vec<Value> = users
+        .iter()
+        .map(|(id, email)| json!({"id": id, "email": email}))
+        .collect();
+    let body = json!({ "users": users });
+    let src = Server::start(move |_| Resp::value(&body));
+    let text = format!(
+        "name = \"nightly\"\n[source]\nbase_url = \"{}\"\nrecords = \".users\"\n[sink]\nkind = \"scim\"\nbase_url = \"{}\"\n[sync]\nunlink_missing = true\nmax_unlink_percent = 100\n",
+        src.base,
+        scim.base()
+    );
+    (src, Job::new(&text, ""))
+}
+
+fn journal(job: &Job) -> Vec<Value> {
+    let path = job.config.with_extension("journal.jsonl");
+    match std::fs::read_to_string(&path) {
+        Ok(text) => text
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect(),
+        Err(_) => Vec::new(),
+    }
+}
+
+#[test]
+fn applied_runs_are_journaled_and_revert_restores_them() {
+    let scim = Scim::start(
+        &[
+            ("a1", "a@x.com", None),
+            ("a2", "b@x.com", Some("old-2")),
+            ("a3", "c@x.com", Some("3")),
+            ("a4", "d@x.com", Some("9")),
+        ],
+        &[],
+    );
+    let (_src, job) = sync_job(
+        &[("1", "a@x.com"), ("2", "b@x.com"), ("3", "c@x.com")],
+        &scim,
+    );
+
+    run(&["--config", job.config(), "--dry-run", "-q"]).expect(0);
+    assert!(journal(&job).is_empty(), "a dry run was journaled");
+
+    run(&["--config", job.config(), "-q"]).expect(0);
+    let entries = journal(&job);
+    assert_eq!(entries.len(), 1);
+    let entry = &entries[0];
+    assert_eq!(entry["name"], "nightly");
+    assert_eq!(entry["kind"], "sync");
+    assert_eq!(
+        entry["summary"],
+        json!({"link": 1, "update": 1, "unlink": 1, "failed": 0})
+    );
+    let changes: Vec<(String, Value, Value, Value)> = entry["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            let agent = c["agent_id"].as_str().unwrap().to_owned();
+            (
+                agent,
+                c["old_external_id"].clone(),
+                c["new_external_id"].clone(),
+                c["status"].clone(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        changes,
+        [
+            ("a1".to_owned(), json!(null), json!("1"), json!("applied")),
+            (
+                "a2".to_owned(),
+                json!("old-2"),
+                json!("2"),
+                json!("applied")
+            ),
+            ("a4".to_owned(), json!("9"), json!(null), json!("applied")),
+        ]
+    );
+    let run_id = entry["run"].as_str().unwrap().to_owned();
+
+    let history = run(&["history", "--config", job.config()]);
+    history.expect(0);
+    assert!(history.stdout.contains(&run_id), "{}", history.stdout);
+
+    // A dry-run revert writes nothing; the revert restores every ID.
+    let writes = scim.writes().len();
+    let plan = run(&[
+        "revert",
+        &run_id,
+        "--config",
+        job.config(),
+        "--dry-run",
+        "--output",
+        "json",
+    ]);
+    plan.expect(0);
+    assert_eq!(plan.json()["summary"]["unlink"], 1);
+    assert_eq!(plan.json()["summary"]["update"], 1);
+    assert_eq!(plan.json()["summary"]["link"], 1);
+    assert_eq!(scim.writes().len(), writes);
+
+    run(&["revert", "last", "--config", job.config(), "-q"]).expect(0);
+    assert_eq!(scim.external_id("a1"), None);
+    assert_eq!(scim.external_id("a2").as_deref(), Some("old-2"));
+    assert_eq!(scim.external_id("a3").as_deref(), Some("3"));
+    assert_eq!(scim.external_id("a4").as_deref(), Some("9"));
+    let entries = journal(&job);
+    assert_eq!(entries.len(), 2);
+    assert_eq!(entries[1]["kind"], format!("revert of {run_id}"));
+}
+
+#[test]
+fn revert_refuses_an_agent_changed_since() {
+    let scim = Scim::start(&[("a1", "a@x.com", None), ("a2", "b@x.com", None)], &[]);
+    let (_src, job) = sync_job(&[("1", "a@x.com"), ("2", "b@x.com")], &scim);
+    run(&["--config", job.config(), "-q"]).expect(0);
+    // Someone relinks a2 by hand after the run.
+    for user in scim.users.lock().unwrap().iter_mut() {
+        if user["id"] == "a2" {
+            user["externalId"] = json!("manual");
+        }
+    }
+    let out = run(&[
+        "revert",
+        "last",
+        "--config",
+        job.config(),
+        "--output",
+        "json",
+    ]);
+    out.expect(0);
+    let report = out.json();
+    assert_eq!(report["summary"]["unlink"], 1);
+    assert_eq!(report["summary"]["conflict"], 1);
+    let reason = report["conflicts"][0]["reason"].as_str().unwrap();
+    assert!(reason.contains("manual"), "{reason}");
+    assert_eq!(scim.external_id("a1"), None, "a1 reverted");
+    assert_eq!(
+        scim.external_id("a2").as_deref(),
+        Some("manual"),
+        "a2 left as changed"
+    );
+}
+
+#[test]
+fn revert_of_an_unknown_run_is_an_error() {
+    let scim = Scim::start(&[("a1", "a@x.com", None)], &[]);
+    let (_src, job) = sync_job(&[("1", "a@x.com")], &scim);
+    let out = run(&["revert", "last", "--config", job.config()]);
+    assert_ne!(out.code, 0);
+    assert!(scim.writes().is_empty());
+    run(&["--config", job.config(), "-q"]).expect(0);
+    let out = run(&["revert", "20000101", "--config", job.config()]);
+    assert_ne!(out.code, 0);
+    assert!(out.stderr.contains("20000101"), "{}", out.stderr);
+    assert_eq!(scim.writes().len(), 1);
+}
+
+#[test]
+fn punch_after_a_sync_against_the_bundled_mock() {
+    let mock = Mock::start(&[]);
+    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/configs/punch.toml"))
+        .unwrap()
+        .replace("http://127.0.0.1:8787", &mock.base);
+    let job = Job::new(&text, "");
+    run(&["--config", job.config(), "-q"]).expect(0);
+    let out = run(&[
+        "action",
+        "punch",
+        "--config",
+        job.config(),
+        "--agent",
+        "user+3@talkdesk.com",
+        "--set",
+        "event=login",
+    ]);
+    out.expect(0);
+    let punches = mock.get("/punches")["punches"].clone();
+    assert_eq!(punches.as_array().unwrap().len(), 1, "{punches}");
+    assert_eq!(punches[0]["user_id"], "3");
+    assert_eq!(punches[0]["event"], "login");
+}
+
+#[test]
+fn completions_are_printed_for_each_shell() {
+    for shell in ["bash", "zsh", "fish"] {
+        let out = run(&["completions", shell]);
+        out.expect(0);
+        assert!(out.stdout.contains("agentsync"), "{shell}");
+        assert!(
+            out.stdout.contains("revert"),
+            "{shell}: subcommands are completed"
+        );
+    }
+    run(&["completions", "tcsh"]).expect(2);
+}
