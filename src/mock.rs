@@ -34,6 +34,8 @@ pub(crate) struct MockOptions {
     pub agents: usize,
     pub page_size: usize,
     pub latency_ms: u64,
+    /// Log punches and directory writes on stderr.
+    pub log: bool,
 }
 
 impl Default for MockOptions {
@@ -44,6 +46,7 @@ impl Default for MockOptions {
             agents: 25,
             page_size: 10,
             latency_ms: 0,
+            log: true,
         }
     }
 }
@@ -141,6 +144,7 @@ pub(crate) fn serve(opts: MockOptions) -> Result<()> {
 
 /// What the mock holds.
 struct State {
+    log: bool,
     users: usize,
     page_size: usize,
     agents: Mutex<Vec<Value>>,
@@ -220,6 +224,7 @@ impl State {
             seed(n, (i == 0).then(|| "999".to_owned()));
         }
         State {
+            log: opts.log,
             users: opts.users,
             page_size: opts.page_size,
             agents: Mutex::new(agents),
@@ -311,7 +316,9 @@ impl State {
                 return Reply::json(400, json!({"error": format!("the body is not JSON: {e}")}));
             }
         };
-        eprintln!("mock: punch-clock user={id} event={event}");
+        if self.log {
+            eprintln!("mock: punch-clock user={id} event={event}");
+        }
         let punch = json!({"user_id": id, "event": event, "at": now()});
         self.punches.lock().unwrap().push(punch.clone());
         Reply::json(201, punch)
@@ -366,8 +373,10 @@ impl State {
         }
         if *method != Method::Get {
             touch(agent);
-            let shown = agent["externalId"].as_str().unwrap_or("(none)");
-            eprintln!("mock: scim {method} {id} externalId={shown}");
+            if self.log {
+                let shown = agent["externalId"].as_str().unwrap_or("(none)");
+                eprintln!("mock: scim {method} {id} externalId={shown}");
+            }
         }
         Reply::scim(200, agent.clone())
     }

@@ -579,6 +579,7 @@ fn mock_options(args: &MockArgs) -> mock::MockOptions {
         agents: args.agents,
         page_size: args.page_size as usize,
         latency_ms: args.latency_ms,
+        log: true,
     }
 }
 
@@ -588,6 +589,8 @@ const MOCK_DEFAULT: &str = "http://127.0.0.1:8787";
 
 fn demo(args: &MockArgs) -> Result<Outcome> {
     let mut opts = mock_options(args);
+    // The demo's own log says what was written.
+    opts.log = false;
     if args.addr == "127.0.0.1:8787" {
         opts.addr = "127.0.0.1:0".into();
     }
