@@ -124,11 +124,15 @@ impl ScimSink {
             Some(Value::String(s)) => Some(s.clone()),
             Some(other) => Some(other.to_string()),
         };
+        let raw = match self.update {
+            UpdateMode::Put => Some(resource.to_string().into_boxed_str()),
+            UpdateMode::Patch => None,
+        };
         Ok(Agent {
             id: id.to_owned(),
             email: email.to_owned(),
             external_id,
-            raw: Some(resource),
+            raw,
         })
     }
 
@@ -143,10 +147,10 @@ impl ScimSink {
         let url = self.user_url(&agent.id)?;
         let (method, body) = match self.update {
             UpdateMode::Put => {
-                let Some(Value::Object(resource)) = &agent.raw else {
+                let resource = agent.raw.as_deref().map(serde_json::from_str::<Value>);
+                let Some(Ok(Value::Object(mut resource))) = resource else {
                     bail!("agent {} was not read from this directory", agent.id);
                 };
-                let mut resource = resource.clone();
                 // Read-only attributes are not sent back.
                 resource.remove("meta");
                 match external_id {
