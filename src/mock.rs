@@ -9,6 +9,7 @@
 //! do: agents to link, stale IDs to update, agents already linked, source users
 //! without an agent and agents without a source user.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -95,7 +96,13 @@ pub(crate) fn start(opts: MockOptions) -> Result<MockServer> {
     if opts.page_size == 0 {
         bail!("the page size must be at least 1");
     }
-    let server = tiny_http::Server::http(addr).map_err(|e| anyhow!("listening on {addr}: {e}"))?;
+    let listener =
+        std::net::TcpListener::bind(addr).with_context(|| format!("listening on {addr}"))?;
+    // Responses go out as headers then body; without TCP_NODELAY the body waits
+    // for the client's delayed ACK (40 ms) on every keep-alive request.
+    set_nodelay(&listener)?;
+    let server = tiny_http::Server::from_listener(listener, None)
+        .map_err(|e| anyhow!("listening on {addr}: {e}"))?;
     let addr = server
         .server_addr()
         .to_ip()
@@ -129,6 +136,27 @@ pub(crate) fn start(opts: MockOptions) -> Result<MockServer> {
     })
 }
 
+/// Set TCP_NODELAY on a listening socket; Linux and the BSDs pass it on to the
+/// connections it accepts.
+fn set_nodelay(listener: &std::net::TcpListener) -> Result<()> {
+    use std::os::fd::AsRawFd;
+    let on: libc::c_int = 1;
+    // SAFETY: a valid socket descriptor, and a pointer to a c_int with its size.
+    let rc = unsafe {
+        libc::setsockopt(
+            listener.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_NODELAY,
+            (&raw const on).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if rc != 0 {
+        bail!("setting TCP_NODELAY: {}", std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 /// `agentsync mock`: serve until killed.
 pub(crate) fn serve(opts: MockOptions) -> Result<()> {
     let (users, agents, page_size) = (opts.users, opts.agents, opts.page_size);
@@ -147,7 +175,7 @@ struct State {
     log: bool,
     users: usize,
     page_size: usize,
-    agents: Mutex<Vec<Value>>,
+    agents: Mutex<Directory>,
     punches: Mutex<Vec<Value>>,
 }
 
@@ -227,7 +255,7 @@ impl State {
             log: opts.log,
             users: opts.users,
             page_size: opts.page_size,
-            agents: Mutex::new(agents),
+            agents: Mutex::new(Directory::new(agents)),
             punches: Mutex::new(Vec::new()),
         }
     }
@@ -340,28 +368,37 @@ impl State {
             (Err(r), _) | (_, Err(r)) => return r,
         };
         let agents = self.agents.lock().unwrap();
-        let page: Vec<Value> = agents.iter().skip(start - 1).take(count).cloned().collect();
-        Reply::scim(
-            200,
-            json!({
-                "schemas": [LIST_SCHEMA],
-                "totalResults": agents.len(),
-                "startIndex": start,
-                "itemsPerPage": page.len(),
-                "Resources": page,
-            }),
-        )
+        let page: Vec<&str> = agents
+            .texts
+            .iter()
+            .skip(start - 1)
+            .take(count)
+            .map(String::as_str)
+            .collect();
+        // The resources are kept as JSON text: a page is their concatenation.
+        let body = format!(
+            r#"{{"schemas":["{LIST_SCHEMA}"],"totalResults":{},"startIndex":{start},"itemsPerPage":{},"Resources":[{}]}}"#,
+            agents.texts.len(),
+            page.len(),
+            page.join(",")
+        );
+        Reply {
+            status: 200,
+            content_type: "application/scim+json",
+            body,
+        }
     }
 
     fn scim_user(&self, method: &Method, id: &str, body: &str) -> Reply {
         let mut agents = self.agents.lock().unwrap();
-        let Some(agent) = agents.iter_mut().find(|a| a["id"] == id) else {
+        let Some(&i) = agents.index.get(id) else {
             return Reply::scim_error(404, None, &format!("user {id} not found"));
         };
+        let mut agent: Value = serde_json::from_str(&agents.texts[i]).expect("the mock's own JSON");
         let result = match method {
             Method::Get => Ok(()),
-            Method::Put => replace(agent, body),
-            Method::Patch => patch(agent, body),
+            Method::Put => replace(&mut agent, body),
+            Method::Patch => patch(&mut agent, body),
             _ => Err(Reply::scim_error(
                 405,
                 None,
@@ -372,13 +409,32 @@ impl State {
             return reply;
         }
         if *method != Method::Get {
-            touch(agent);
+            touch(&mut agent);
+            agents.texts[i] = agent.to_string();
             if self.log {
                 let shown = agent["externalId"].as_str().unwrap_or("(none)");
                 eprintln!("mock: scim {method} {id} externalId={shown}");
             }
         }
-        Reply::scim(200, agent.clone())
+        Reply::scim(200, agent)
+    }
+}
+
+/// The SCIM users, each as JSON text, in listing order.
+struct Directory {
+    texts: Vec<String>,
+    index: HashMap<String, usize>,
+}
+
+impl Directory {
+    fn new(agents: Vec<Value>) -> Self {
+        let index = agents
+            .iter()
+            .enumerate()
+            .map(|(i, a)| (a["id"].as_str().unwrap_or_default().to_owned(), i))
+            .collect();
+        let texts = agents.iter().map(Value::to_string).collect();
+        Directory { texts, index }
     }
 }
 

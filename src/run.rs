@@ -110,7 +110,7 @@ fn fetch(arg: &ConfigArg, pages: Option<u64>, output: Output) -> Result<Outcome>
     let progress = Progress::new();
     let client = job.source.endpoint.client();
     let fetched = source::fetch(&job, &client, pages, &progress)?;
-    let mut out = std::io::stdout().lock();
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     match output {
         Output::Json => report::write_fetch_json(&fetched, &mut out)?,
         Output::Human => report::write_fetch_human(&fetched, &mut out)?,
@@ -207,7 +207,7 @@ fn sync_job(mut job: Job, args: &SyncArgs, output: Output) -> Result<Outcome> {
         outcome
     };
 
-    let mut out = std::io::stdout().lock();
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     match output {
         Output::Json => report.write_json(&mut out)?,
         Output::Human => report.write_human(&mut out)?,
@@ -564,11 +564,12 @@ fn revert(arg: &ConfigArg, run_id: &str, dry_run: bool, output: Output) -> Resul
         record(&job, &format!("revert of {}", entry.run), &report)?;
         outcome
     };
-    let mut out = std::io::stdout().lock();
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     match output {
         Output::Json => report.write_json(&mut out)?,
         Output::Human => report.write_human(&mut out)?,
     }
+    out.flush()?;
     Ok(outcome)
 }
 

@@ -5,6 +5,7 @@ use std::collections::HashSet;
 
 use anyhow::{Context, Result, anyhow, bail};
 use serde::Deserialize;
+use serde_json::value::RawValue;
 use serde_json::{Value, json};
 use url::Url;
 
@@ -100,17 +101,21 @@ impl ScimSink {
         })
     }
 
-    fn agent_of(&self, resource: Value) -> Result<Agent, String> {
-        let Some(id) = resource
-            .get("id")
+    /// The agent of one listed user, read without building the whole resource.
+    fn agent_of(&self, resource: &RawValue) -> Result<Agent, String> {
+        let user: UserView = serde_json::from_str(resource.get())
+            .map_err(|e| format!("a user that is not a SCIM resource ({e})"))?;
+        let Some(id) = user
+            .id
+            .as_ref()
             .and_then(Value::as_str)
             .filter(|s| !s.is_empty())
         else {
             return Err("a user without an \"id\"".into());
         };
         let email = match self.email_attribute {
-            EmailAttribute::UserName => resource.get("userName").and_then(Value::as_str),
-            EmailAttribute::Emails => primary_email(&resource),
+            EmailAttribute::UserName => user.user_name.as_ref().and_then(Value::as_str),
+            EmailAttribute::Emails => user.emails.as_ref().and_then(primary_email),
         };
         let Some(email) = email.filter(|e| !e.trim().is_empty()) else {
             return Err(format!(
@@ -118,14 +123,14 @@ impl ScimSink {
                 self.attribute_name()
             ));
         };
-        let external_id = match resource.get("externalId") {
+        let external_id = match &user.external_id {
             None | Some(Value::Null) => None,
             Some(Value::String(s)) if s.is_empty() => None,
             Some(Value::String(s)) => Some(s.clone()),
             Some(other) => Some(other.to_string()),
         };
         let raw = match self.update {
-            UpdateMode::Put => Some(resource.to_string().into_boxed_str()),
+            UpdateMode::Put => Some(resource.get().into()),
             UpdateMode::Patch => None,
         };
         Ok(Agent {
@@ -205,7 +210,7 @@ impl Sink for ScimSink {
                 stage.inc(1);
                 let got = page.resources.len();
                 for resource in page.resources {
-                    match self.agent_of(resource) {
+                    match self.agent_of(&resource) {
                         Ok(agent) => {
                             if !seen.insert(agent.id.clone()) {
                                 bail!(
@@ -270,11 +275,23 @@ struct ListResponse {
     #[serde(rename = "totalResults")]
     total_results: usize,
     #[serde(rename = "Resources", default)]
-    resources: Vec<Value>,
+    resources: Vec<Box<RawValue>>,
 }
 
-fn primary_email(resource: &Value) -> Option<&str> {
-    let emails = resource.get("emails")?.as_array()?;
+/// What a listed user holds that matters here; every other attribute is
+/// skipped without being parsed into values.
+#[derive(Debug, Deserialize)]
+struct UserView {
+    id: Option<Value>,
+    #[serde(rename = "userName")]
+    user_name: Option<Value>,
+    emails: Option<Value>,
+    #[serde(rename = "externalId")]
+    external_id: Option<Value>,
+}
+
+fn primary_email(emails: &Value) -> Option<&str> {
+    let emails = emails.as_array()?;
     let primary = emails
         .iter()
         .find(|e| e.get("primary").and_then(Value::as_bool) == Some(true));
@@ -324,9 +341,13 @@ mod tests {
         )
     }
 
+    fn raw(v: Value) -> Box<RawValue> {
+        serde_json::value::to_raw_value(&v).unwrap()
+    }
+
     fn agent(resource: Value) -> Agent {
         sink(UpdateMode::Put, EmailAttribute::UserName)
-            .agent_of(resource)
+            .agent_of(&raw(resource))
             .unwrap()
     }
 
@@ -340,16 +361,19 @@ mod tests {
             ("a1", "A@x.com", None)
         );
         let by_emails = sink(UpdateMode::Put, EmailAttribute::Emails);
-        assert_eq!(by_emails.agent_of(user).unwrap().email, "main@x.com");
+        assert_eq!(by_emails.agent_of(&raw(user)).unwrap().email, "main@x.com");
         let no_primary = json!({"id": "a2", "emails": [{"value": "first@x.com"}]});
-        assert_eq!(by_emails.agent_of(no_primary).unwrap().email, "first@x.com");
+        assert_eq!(
+            by_emails.agent_of(&raw(no_primary)).unwrap().email,
+            "first@x.com"
+        );
         assert!(
             by_emails
-                .agent_of(json!({"id": "a3"}))
+                .agent_of(&raw(json!({"id": "a3"})))
                 .unwrap_err()
                 .contains("a3")
         );
-        assert!(by_emails.agent_of(json!({"emails": []})).is_err());
+        assert!(by_emails.agent_of(&raw(json!({"emails": []}))).is_err());
     }
 
     #[test]
