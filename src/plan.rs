@@ -186,7 +186,6 @@ mod tests {
             id: id.into(),
             email: email.into(),
             external_id: ext.map(str::to_owned),
-            raw: None,
         }
     }
 

@@ -38,23 +38,32 @@ impl Shared {
     }
 }
 
-pub(crate) struct Prefetch {
+/// Fetches `requests` ahead and hands each response, read by `read` on the
+/// worker thread, to the reader in order.
+pub(crate) struct Prefetch<T> {
     requests: Arc<Vec<Request>>,
     shared: Arc<Shared>,
-    results: Receiver<(usize, Result<Response>)>,
-    arrived: BTreeMap<usize, Result<Response>>,
+    results: Receiver<(usize, T)>,
+    arrived: BTreeMap<usize, T>,
     /// Index of the next request the reader should ask for.
     position: usize,
 }
 
-impl Prefetch {
-    /// Start `workers` threads in `scope` sending `requests` in order.
-    pub(crate) fn start<'scope, 'env>(
+impl<T: Send + 'static> Prefetch<T> {
+    /// Start `workers` threads in `scope` sending `requests` in order. Each
+    /// response goes through `read` (given the request's index) on the worker,
+    /// so that reading pages is done in parallel too.
+    pub(crate) fn start<'scope, 'env, F>(
         scope: &'scope Scope<'scope, 'env>,
         client: &'env Client,
         requests: Vec<Request>,
         workers: usize,
-    ) -> Self {
+        read: F,
+    ) -> Self
+    where
+        F: Fn(usize, &Request, Result<Response>) -> T + Send + Sync + 'scope,
+    {
+        let read = Arc::new(read);
         let requests = Arc::new(requests);
         let shared = Arc::new(Shared {
             stop: AtomicBool::new(false),
@@ -65,7 +74,8 @@ impl Prefetch {
         let window = workers.max(1) * AHEAD_PER_WORKER;
         let (tx, rx) = channel();
         for _ in 0..workers.min(requests.len()) {
-            let (requests, shared, tx) = (requests.clone(), shared.clone(), tx.clone());
+            let (requests, shared, tx, read) =
+                (requests.clone(), shared.clone(), tx.clone(), read.clone());
             scope.spawn(move || {
                 loop {
                     let i = shared.next.fetch_add(1, Ordering::SeqCst);
@@ -81,7 +91,7 @@ impl Prefetch {
                     if shared.stop.load(Ordering::SeqCst) {
                         break;
                     }
-                    let result = client.send(&requests[i]);
+                    let result = read(i, &requests[i], client.send(&requests[i]));
                     if tx.send((i, result)).is_err() {
                         break;
                     }
@@ -99,7 +109,7 @@ impl Prefetch {
 
     /// The response to `request` if it is the next one fetched ahead; `None`
     /// (and the prefetch stops) when the reader went another way.
-    pub(crate) fn take(&mut self, request: &Request) -> Option<Result<Response>> {
+    pub(crate) fn take(&mut self, request: &Request) -> Option<T> {
         let expected = self.requests.get(self.position)?;
         let same = expected.method == request.method
             && expected.url == request.url
@@ -131,7 +141,7 @@ impl Prefetch {
     }
 }
 
-impl Drop for Prefetch {
+impl<T> Drop for Prefetch<T> {
     fn drop(&mut self) {
         // Workers in the middle of a request finish it; none starts another.
         self.shared.halt();
@@ -175,7 +185,7 @@ mod tests {
         let client = Client::new(Settings::default(), None);
         let requests: Vec<Request> = (2..=9).map(|p| get(&base, &format!("/p{p}"))).collect();
         std::thread::scope(|scope| {
-            let mut prefetch = Prefetch::start(scope, &client, requests, 3);
+            let mut prefetch = Prefetch::start(scope, &client, requests, 3, |_, _, r| r);
             for p in 2..=5 {
                 let resp = prefetch
                     .take(&get(&base, &format!("/p{p}")))

@@ -48,57 +48,40 @@ pub(crate) fn fetch(
     let mut position = paginator.first();
     let mut fetched = Fetched::default();
     // Which page each user came from, to notice a listing that shifted between pages.
-    let mut seen: HashMap<(String, String), u64> = HashMap::new();
+    let mut seen: HashMap<u64, (u64, usize)> = HashMap::new();
     let stage = progress.stage("source pages", None);
     let mut request_url = None;
     let workers = job.source.endpoint.concurrency;
 
     std::thread::scope(|scope| -> Result<()> {
-        let mut prefetch: Option<Prefetch> = None;
+        let mut prefetch: Option<Prefetch<Result<PageOut>>> = None;
         loop {
             let number = paginator.pages() + 1;
             let request = build_request(job, &position, request_url.as_ref())?;
             let url_shown = display_url(&request.url);
-            let sent = match prefetch.as_mut().and_then(|p| p.take(&request)) {
-                Some(result) => result,
-                None => client.send(&request),
-            };
-            let response = sent
-                .and_then(|r| r.error_for_status(&request.method, &request.url))
-                .with_context(|| format!("source page {number}"))?;
-            let page = parse_page(&response)
-                .with_context(|| format!("source page {number} ({url_shown})"))?;
-            let records = select_records(&job.source.records, &page)
-                .with_context(|| format!("source page {number} ({url_shown})"))?;
-            let observed = observe(job, &page, &response, &request.url, records.len())
-                .with_context(|| format!("source page {number} ({url_shown})"))?;
-            // The page is mapped now and its raw form dropped: memory grows with
-            // the users, not with the size of the pages.
-            drop((page, response));
-            for (index, record) in records.into_iter().enumerate() {
-                match map_record(&job.mapping, record) {
-                    Ok(users) => {
-                        for user in users {
-                            let key = (user.id.clone(), user.email.clone());
-                            if let Some(earlier) = seen.insert(key, number)
-                                && earlier != number
-                            {
-                                bail!(
-                                    "source pages shifted while being read: user {} ({}) appeared on page {earlier} and again on page {number}; nothing was written",
-                                    user.id,
-                                    user.email
-                                );
-                            }
-                            fetched.users.push(user);
-                        }
-                    }
-                    Err(reason) => fetched.skipped.push(Skipped {
-                        page: number,
-                        index,
-                        reason,
-                    }),
+            let out = match prefetch.as_mut().and_then(|p| p.take(&request)) {
+                Some(out) => out,
+                None => read_page(job, &request, client.send(&request), number),
+            }?;
+            for user in out.users {
+                // Keyed by a hash of (id, email), confirmed on a hit: no copy
+                // of every user's strings.
+                let key = user_key(&user);
+                let slot = fetched.users.len();
+                if let Some((earlier, at)) = seen.insert(key, (number, slot))
+                    && earlier != number
+                    && fetched.users[at] == user
+                {
+                    bail!(
+                        "source pages shifted while being read: user {} ({}) appeared on page {earlier} and again on page {number}; nothing was written",
+                        user.id,
+                        user.email
+                    );
                 }
+                fetched.users.push(user);
             }
+            fetched.skipped.extend(out.skipped);
+            let observed = out.observed;
             stage.inc(1);
             crate::progress::debug(&format!(
                 "source page {number}: {} records ({url_shown})",
@@ -124,7 +107,11 @@ pub(crate) fn fetch(
                             .min(sample.unwrap_or(u64::MAX));
                         stage.set_len(last);
                         let ahead = planned(job, &observed, 2..=last)?;
-                        prefetch = Some(Prefetch::start(scope, client, ahead, workers));
+                        // Pages are read and mapped on the workers, in parallel.
+                        let read = move |i: usize, req: &Request, sent| {
+                            read_page(job, req, sent, i as u64 + 2)
+                        };
+                        prefetch = Some(Prefetch::start(scope, client, ahead, workers, read));
                     }
                     request_url = Some(request.url.clone());
                     position = next;
@@ -178,6 +165,51 @@ fn planned(
             build_request(job, &position, None)
         })
         .collect()
+}
+
+/// One page read and mapped: all the reader needs of it.
+struct PageOut {
+    observed: Observed,
+    users: Vec<User>,
+    skipped: Vec<Skipped>,
+}
+
+/// Read page `number`: its status, its JSON, its records and page-level values,
+/// and the mapping of every record. The page itself is dropped here: memory
+/// grows with the users, not with the size of the pages.
+fn read_page(job: &Job, request: &Request, sent: Result<Response>, number: u64) -> Result<PageOut> {
+    let url_shown = display_url(&request.url);
+    let response = sent
+        .and_then(|r| r.error_for_status(&request.method, &request.url))
+        .with_context(|| format!("source page {number}"))?;
+    let page =
+        parse_page(&response).with_context(|| format!("source page {number} ({url_shown})"))?;
+    let records = select_records(&job.source.records, &page)
+        .with_context(|| format!("source page {number} ({url_shown})"))?;
+    let observed = observe(job, &page, &response, &request.url, records.len())
+        .with_context(|| format!("source page {number} ({url_shown})"))?;
+    drop((page, response));
+    let mut out = PageOut {
+        observed,
+        users: Vec::with_capacity(records.len()),
+        skipped: Vec::new(),
+    };
+    for (index, record) in records.into_iter().enumerate() {
+        match map_record(&job.mapping, record) {
+            Ok(users) => out.users.extend(users),
+            Err(reason) => out.skipped.push(Skipped {
+                page: number,
+                index,
+                reason,
+            }),
+        }
+    }
+    Ok(out)
+}
+
+fn user_key(user: &User) -> u64 {
+    use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
+    BuildHasherDefault::<DefaultHasher>::default().hash_one((&user.id, &user.email))
 }
 
 /// The request for one page. `previous` is the URL of the page before, against

@@ -215,7 +215,6 @@ fn read_json(text: &str) -> Result<(Data, Vec<Agent>)> {
             id,
             email,
             external_id,
-            raw: None,
         });
         objects.push(object);
     }
@@ -258,7 +257,6 @@ fn read_csv(text: &str) -> Result<(Data, Vec<Agent>)> {
                 .unwrap_or_else(|| format!("row {row}")),
             email: fields[email].clone(),
             external_id: (!current.is_empty()).then(|| current.to_owned()),
-            raw: None,
         });
         rows.push(fields);
     }

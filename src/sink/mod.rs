@@ -17,9 +17,6 @@ pub(crate) struct Agent {
     /// The email as the directory holds it (not normalised).
     pub email: String,
     pub external_id: Option<String>,
-    /// The resource as read, as compact JSON text, for writes that send it back
-    /// whole (SCIM PUT). Text, not a parsed value: a fraction of the memory.
-    pub raw: Option<Box<str>>,
 }
 
 pub(crate) trait Sink {

@@ -129,15 +129,10 @@ impl ScimSink {
             Some(Value::String(s)) => Some(s.clone()),
             Some(other) => Some(other.to_string()),
         };
-        let raw = match self.update {
-            UpdateMode::Put => Some(resource.get().into()),
-            UpdateMode::Patch => None,
-        };
         Ok(Agent {
             id: id.to_owned(),
             email: email.to_owned(),
             external_id,
-            raw,
         })
     }
 
@@ -148,13 +143,48 @@ impl ScimSink {
         }
     }
 
-    fn write_request(&self, agent: &Agent, external_id: Option<&str>) -> Result<Request> {
+    /// The agent's resource as it is now, for a PUT. Refused when its external
+    /// ID is no longer the one the plan was made from: someone changed it since
+    /// the listing, and a write would undo their change.
+    fn current(&self, agent: &Agent) -> Result<Value> {
+        let url = self.user_url(&agent.id)?;
+        let req = Request::get(url).header("Accept", SCIM_JSON);
+        let resp = check(self.client.send(&req)?, "GET", &req.url)?;
+        let resource: Value = serde_json::from_slice(&resp.body).with_context(|| {
+            format!(
+                "GET {} answered something that is not a SCIM user",
+                display_url(&req.url)
+            )
+        })?;
+        let now = match resource.get("externalId") {
+            None | Some(Value::Null) => None,
+            Some(Value::String(s)) if s.is_empty() => None,
+            Some(Value::String(s)) => Some(s.clone()),
+            Some(other) => Some(other.to_string()),
+        };
+        if now != agent.external_id {
+            bail!(
+                "agent {} changed since it was listed: its external ID is now {}, not {}; left as it is",
+                agent.id,
+                now.as_deref().unwrap_or("(none)"),
+                agent.external_id.as_deref().unwrap_or("(none)")
+            );
+        }
+        Ok(resource)
+    }
+
+    /// The write of `external_id`; `current` is the resource to PUT back.
+    fn write_request(
+        &self,
+        agent: &Agent,
+        external_id: Option<&str>,
+        current: Option<Value>,
+    ) -> Result<Request> {
         let url = self.user_url(&agent.id)?;
         let (method, body) = match self.update {
             UpdateMode::Put => {
-                let resource = agent.raw.as_deref().map(serde_json::from_str::<Value>);
-                let Some(Ok(Value::Object(mut resource))) = resource else {
-                    bail!("agent {} was not read from this directory", agent.id);
+                let Some(Value::Object(mut resource)) = current else {
+                    bail!("agent {}: no resource to PUT", agent.id);
                 };
                 // Read-only attributes are not sent back.
                 resource.remove("meta");
@@ -198,7 +228,7 @@ impl Sink for ScimSink {
         let mut read = 0usize;
         let mut pages = 0usize;
         std::thread::scope(|scope| -> Result<()> {
-            let mut prefetch: Option<Prefetch> = None;
+            let mut prefetch: Option<Prefetch<Result<Response>>> = None;
             loop {
                 let req = self.list_request(read + 1);
                 let sent = match prefetch.as_mut().and_then(|p| p.take(&req)) {
@@ -244,6 +274,7 @@ impl Sink for ScimSink {
                             &self.client,
                             ahead,
                             self.concurrency,
+                            |_, _, sent| sent,
                         ));
                     }
                 }
@@ -258,7 +289,11 @@ impl Sink for ScimSink {
     }
 
     fn set_external_id(&mut self, agent: &Agent, external_id: Option<&str>) -> Result<()> {
-        let req = self.write_request(agent, external_id)?;
+        let current = match self.update {
+            UpdateMode::Put => Some(self.current(agent)?),
+            UpdateMode::Patch => None,
+        };
+        let req = self.write_request(agent, external_id, current)?;
         let resp = self.client.send(&req)?;
         check(resp, &req.method, &req.url)?;
         Ok(())
@@ -379,10 +414,11 @@ mod tests {
     #[test]
     fn put_sends_the_resource_without_meta() {
         let s = sink(UpdateMode::Put, EmailAttribute::UserName);
-        let a = agent(
-            json!({"id": "a/1", "userName": "a@x.com", "meta": {"version": "1"}, "externalId": "old"}),
-        );
-        let req = s.write_request(&a, Some("7")).unwrap();
+        let resource = json!({"id": "a/1", "userName": "a@x.com", "meta": {"version": "1"}, "externalId": "old"});
+        let a = agent(resource.clone());
+        let req = s
+            .write_request(&a, Some("7"), Some(resource.clone()))
+            .unwrap();
         assert_eq!(req.method, "PUT");
         assert_eq!(req.url.as_str(), "http://127.0.0.1:9/scim/v2/Users/a%2F1");
         let body: Value = serde_json::from_slice(req.body.as_ref().unwrap()).unwrap();
@@ -390,7 +426,7 @@ mod tests {
             body,
             json!({"id": "a/1", "userName": "a@x.com", "externalId": "7"})
         );
-        let req = s.write_request(&a, None).unwrap();
+        let req = s.write_request(&a, None, Some(resource)).unwrap();
         let body: Value = serde_json::from_slice(req.body.as_ref().unwrap()).unwrap();
         assert_eq!(body, json!({"id": "a/1", "userName": "a@x.com"}));
     }
@@ -400,7 +436,8 @@ mod tests {
         let s = sink(UpdateMode::Patch, EmailAttribute::UserName);
         let a = agent(json!({"id": "a1", "userName": "a@x.com"}));
         let body = |x| -> Value {
-            serde_json::from_slice(s.write_request(&a, x).unwrap().body.as_ref().unwrap()).unwrap()
+            serde_json::from_slice(s.write_request(&a, x, None).unwrap().body.as_ref().unwrap())
+                .unwrap()
         };
         assert_eq!(
             body(Some("7"))["Operations"],
@@ -411,6 +448,49 @@ mod tests {
             json!([{"op": "remove", "path": "externalId"}])
         );
         assert_eq!(body(None)["schemas"], json!([PATCH_OP]));
+    }
+
+    #[test]
+    fn put_refuses_an_agent_changed_since_the_listing() {
+        let mock = crate::mock::start(crate::mock::MockOptions {
+            addr: "127.0.0.1:0".into(),
+            users: 5,
+            agents: 5,
+            log: false,
+            ..Default::default()
+        })
+        .unwrap();
+        let base = Url::parse(&format!("{}/scim/v2", mock.base_url())).unwrap();
+        let client = Client::new(Settings::default(), None);
+        let mut sink = ScimSink::new(
+            client,
+            base,
+            2,
+            2,
+            UpdateMode::Put,
+            EmailAttribute::UserName,
+        );
+        let agents = sink.list_agents(&Progress::hidden()).unwrap();
+        assert_eq!(agents.len(), 5 + 3);
+        let one = agents.iter().find(|a| a.id == "agent-1").unwrap();
+        let two = agents.iter().find(|a| a.id == "agent-2").unwrap();
+        // Someone links agent-2 by hand after the listing.
+        let patch = json!({"schemas": [PATCH_OP], "Operations": [{"op": "add", "path": "externalId", "value": "manual"}]});
+        ureq::patch(format!("{}/scim/v2/Users/agent-2", mock.base_url()))
+            .send(patch.to_string())
+            .unwrap();
+
+        sink.set_external_id(one, Some("1")).unwrap();
+        let err = sink
+            .set_external_id(two, Some("2"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("changed since it was listed"), "{err}");
+        assert!(err.contains("manual"), "{err}");
+        let now = sink.list_agents(&Progress::hidden()).unwrap();
+        let ext = |id: &str| now.iter().find(|a| a.id == id).unwrap().external_id.clone();
+        assert_eq!(ext("agent-1").as_deref(), Some("1"));
+        assert_eq!(ext("agent-2").as_deref(), Some("manual"));
     }
 
     #[test]
