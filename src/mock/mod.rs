@@ -9,19 +9,19 @@
 //! do: agents to link, stale IDs to update, agents already linked, source users
 //! without an agent and agents without a source user.
 
+mod server;
+
 use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
+use std::sync::Mutex;
 use std::time::{Duration, SystemTime};
 
-use anyhow::{Context, Result, anyhow, bail};
+use anyhow::{Context, Result, bail};
 use serde_json::{Map, Value, json};
-use tiny_http::{Header, Method, Request, Response};
 
-const WORKERS: usize = 16;
+use server::{Request, Response, Server};
+
 const USER_SCHEMA: &str = "urn:ietf:params:scim:schemas:core:2.0:User";
 const LIST_SCHEMA: &str = "urn:ietf:params:scim:api:messages:2.0:ListResponse";
 const ERROR_SCHEMA: &str = "urn:ietf:params:scim:api:messages:2.0:Error";
@@ -55,33 +55,16 @@ impl Default for MockOptions {
 
 /// A running mock; stopped when dropped.
 pub(crate) struct MockServer {
-    server: Arc<tiny_http::Server>,
-    addr: SocketAddr,
-    stop: Arc<AtomicBool>,
-    workers: Vec<JoinHandle<()>>,
+    server: Server,
 }
 
 impl MockServer {
     pub(crate) fn base_url(&self) -> String {
-        format!("http://{}", self.addr)
+        format!("http://{}", self.server.addr())
     }
 
-    fn wait(mut self) {
-        for worker in self.workers.drain(..) {
-            let _ = worker.join();
-        }
-    }
-}
-
-impl Drop for MockServer {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        for _ in &self.workers {
-            self.server.unblock();
-        }
-        for worker in self.workers.drain(..) {
-            let _ = worker.join();
-        }
+    fn wait(self) {
+        self.server.wait();
     }
 }
 
@@ -99,63 +82,16 @@ pub(crate) fn start(opts: MockOptions) -> Result<MockServer> {
     }
     let listener =
         std::net::TcpListener::bind(addr).with_context(|| format!("listening on {addr}"))?;
-    // Responses go out as headers then body; without TCP_NODELAY the body waits
-    // for the client's delayed ACK (40 ms) on every keep-alive request.
-    set_nodelay(&listener)?;
-    let server = tiny_http::Server::from_listener(listener, None)
-        .map_err(|e| anyhow!("listening on {addr}: {e}"))?;
-    let addr = server
-        .server_addr()
-        .to_ip()
-        .ok_or_else(|| anyhow!("the mock is not listening on an IP address"))?;
-    let server = Arc::new(server);
-    let state = Arc::new(State::new(&opts, &format!("http://{addr}")));
-    let stop = Arc::new(AtomicBool::new(false));
+    let addr = listener
+        .local_addr()
+        .context("reading the listening address")?;
+    let state = State::new(&opts, &format!("http://{addr}"));
     let latency = Duration::from_millis(opts.latency_ms);
-    let workers = (0..WORKERS)
-        .map(|_| {
-            let (server, state, stop) = (server.clone(), state.clone(), stop.clone());
-            std::thread::spawn(move || {
-                loop {
-                    match server.recv() {
-                        Ok(req) => {
-                            std::thread::sleep(latency);
-                            state.handle(req);
-                        }
-                        Err(_) if stop.load(Ordering::SeqCst) => break,
-                        Err(_) => continue,
-                    }
-                }
-            })
-        })
-        .collect();
-    Ok(MockServer {
-        server,
-        addr,
-        stop,
-        workers,
-    })
-}
-
-/// Set TCP_NODELAY on a listening socket; Linux and the BSDs pass it on to the
-/// connections it accepts.
-fn set_nodelay(listener: &std::net::TcpListener) -> Result<()> {
-    use std::os::fd::AsRawFd;
-    let on: libc::c_int = 1;
-    // SAFETY: a valid socket descriptor, and a pointer to a c_int with its size.
-    let rc = unsafe {
-        libc::setsockopt(
-            listener.as_raw_fd(),
-            libc::IPPROTO_TCP,
-            libc::TCP_NODELAY,
-            (&raw const on).cast(),
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        )
-    };
-    if rc != 0 {
-        bail!("setting TCP_NODELAY: {}", std::io::Error::last_os_error());
-    }
-    Ok(())
+    let server = Server::start(listener, move |req: Request| {
+        std::thread::sleep(latency);
+        state.handle(req)
+    })?;
+    Ok(MockServer { server })
 }
 
 /// `agentsync mock`: serve until killed.
@@ -261,30 +197,29 @@ impl State {
         }
     }
 
-    fn handle(&self, mut req: Request) {
-        let mut body = String::new();
-        let reply = match std::io::Read::read_to_string(req.as_reader(), &mut body) {
-            Ok(_) => self.route(req.method(), req.url(), &body),
-            Err(e) => Reply::json(400, json!({"error": format!("unreadable body: {e}")})),
+    fn handle(&self, req: Request) -> Response {
+        let reply = match std::str::from_utf8(&req.body) {
+            Ok(body) => self.route(&req.method, &req.target, body),
+            Err(e) => Reply::json(400, json!({"error": format!("the body is not UTF-8: {e}")})),
         };
-        let mut response = Response::from_string(reply.body).with_status_code(reply.status);
-        if let Ok(h) = Header::from_bytes("Content-Type", reply.content_type) {
-            response.add_header(h);
+        Response {
+            status: reply.status,
+            content_type: reply.content_type,
+            body: reply.body,
         }
-        let _ = req.respond(response);
     }
 
-    fn route(&self, method: &Method, url: &str, body: &str) -> Reply {
+    fn route(&self, method: &str, url: &str, body: &str) -> Reply {
         let (path, query) = url.split_once('?').unwrap_or((url, ""));
         let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
         match (method, segments.as_slice()) {
-            (Method::Get, ["users", "formatted"]) => self.users_page(query, false),
-            (Method::Get, ["users", "not-formatted"]) => self.users_page(query, true),
-            (Method::Post, ["users", id, "punch-clock"]) => self.punch(id, body),
-            (Method::Get, ["punches"]) => {
+            ("GET", ["users", "formatted"]) => self.users_page(query, false),
+            ("GET", ["users", "not-formatted"]) => self.users_page(query, true),
+            ("POST", ["users", id, "punch-clock"]) => self.punch(id, body),
+            ("GET", ["punches"]) => {
                 Reply::json(200, json!({"punches": *self.punches.lock().unwrap()}))
             }
-            (Method::Get, ["scim", "v2", "Users"]) => self.scim_list(query),
+            ("GET", ["scim", "v2", "Users"]) => self.scim_list(query),
             (_, ["scim", "v2", "Users", id]) => {
                 let id = percent_encoding::percent_decode_str(id).decode_utf8_lossy();
                 self.scim_user(method, &id, body)
@@ -402,16 +337,16 @@ impl State {
         }
     }
 
-    fn scim_user(&self, method: &Method, id: &str, body: &str) -> Reply {
+    fn scim_user(&self, method: &str, id: &str, body: &str) -> Reply {
         let mut agents = self.agents.lock().unwrap();
         let Some(&i) = agents.index.get(id) else {
             return Reply::scim_error(404, None, &format!("user {id} not found"));
         };
         let mut agent: Value = serde_json::from_str(&agents.texts[i]).expect("the mock's own JSON");
         let result = match method {
-            Method::Get => Ok(()),
-            Method::Put => replace(&mut agent, body),
-            Method::Patch => patch(&mut agent, body),
+            "GET" => Ok(()),
+            "PUT" => replace(&mut agent, body),
+            "PATCH" => patch(&mut agent, body),
             _ => Err(Reply::scim_error(
                 405,
                 None,
@@ -421,7 +356,7 @@ impl State {
         if let Err(reply) = result {
             return reply;
         }
-        if *method != Method::Get {
+        if method != "GET" {
             touch(&mut agent);
             agents.texts[i] = agent.to_string();
             if self.log {
@@ -680,7 +615,7 @@ mod tests {
     }
 
     fn get(s: &State, url: &str) -> Value {
-        let reply = s.route(&Method::Get, url, "");
+        let reply = s.route("GET", url, "");
         assert_eq!(reply.status, 200, "{url}: {}", reply.body);
         serde_json::from_str(&reply.body).unwrap()
     }
@@ -700,10 +635,7 @@ mod tests {
         let raw = get(&s, "/users/not-formatted?page=1");
         assert_eq!(raw["total"], 25);
         assert_eq!(raw["users"][6]["punch_clock_id"], 7);
-        assert_eq!(
-            s.route(&Method::Get, "/users/formatted?page=0", "").status,
-            400
-        );
+        assert_eq!(s.route("GET", "/users/formatted?page=0", "").status, 400);
     }
 
     #[test]
@@ -734,7 +666,7 @@ mod tests {
         let s = state(5, 5);
         let mut user = get(&s, "/scim/v2/Users/agent-1");
         user["externalId"] = json!("1");
-        let reply = s.route(&Method::Put, "/scim/v2/Users/agent-1", &user.to_string());
+        let reply = s.route("PUT", "/scim/v2/Users/agent-1", &user.to_string());
         assert_eq!(reply.status, 200, "{}", reply.body);
         let after = get(&s, "/scim/v2/Users/agent-1");
         assert_eq!(after["externalId"], "1");
@@ -742,12 +674,8 @@ mod tests {
 
         let remove = json!({"schemas": [PATCH_SCHEMA], "Operations": [{"op": "Remove", "path": "externalId"}]});
         assert_eq!(
-            s.route(
-                &Method::Patch,
-                "/scim/v2/Users/agent-1",
-                &remove.to_string()
-            )
-            .status,
+            s.route("PATCH", "/scim/v2/Users/agent-1", &remove.to_string())
+                .status,
             200
         );
         assert!(
@@ -757,31 +685,21 @@ mod tests {
         );
 
         let bad = json!({"schemas": [PATCH_SCHEMA], "Operations": [{"op": "replace", "path": "externalId", "value": 5}]});
-        let reply = s.route(&Method::Patch, "/scim/v2/Users/agent-1", &bad.to_string());
+        let reply = s.route("PATCH", "/scim/v2/Users/agent-1", &bad.to_string());
         assert_eq!(reply.status, 400);
         assert!(reply.body.contains("invalidValue"), "{}", reply.body);
-        assert_eq!(
-            s.route(&Method::Get, "/scim/v2/Users/nobody", "").status,
-            404
-        );
+        assert_eq!(s.route("GET", "/scim/v2/Users/nobody", "").status, 404);
     }
 
     #[test]
     fn punches_are_recorded_for_known_users_only() {
         let s = state(5, 5);
         assert_eq!(
-            s.route(
-                &Method::Post,
-                "/users/3/punch-clock",
-                r#"{"event": "login"}"#
-            )
-            .status,
+            s.route("POST", "/users/3/punch-clock", r#"{"event": "login"}"#)
+                .status,
             201
         );
-        assert_eq!(
-            s.route(&Method::Post, "/users/99/punch-clock", "{}").status,
-            404
-        );
+        assert_eq!(s.route("POST", "/users/99/punch-clock", "{}").status, 404);
         let punches = get(&s, "/punches");
         assert_eq!(punches["punches"].as_array().unwrap().len(), 1);
         assert_eq!(punches["punches"][0]["event"], "login");
@@ -794,7 +712,7 @@ mod tests {
             ..MockOptions::default()
         })
         .unwrap();
-        let addr = server.addr;
+        let addr = server.server.addr();
         let body = ureq::get(format!("{}/users/formatted?page=3", server.base_url()))
             .call()
             .unwrap()
@@ -803,7 +721,7 @@ mod tests {
             .unwrap();
         assert_eq!(serde_json::from_str::<Value>(&body).unwrap()["count"], 5);
         drop(server);
-        // The listener closes as its accept thread winds down.
+        // The listener closes with its accept thread.
         let closed = (0..100).any(|_| {
             std::thread::sleep(Duration::from_millis(20));
             std::net::TcpStream::connect(addr).is_err()
