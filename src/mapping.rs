@@ -1,6 +1,6 @@
 //! jq in agentsync: every expression of the config is compiled once when the
 //! config is validated ([`Jq::compile`]) and run per page or per record. The
-//! mapping turns each record into `{id, email}` users ([`map_record`]).
+//! mapping turns each record into `{id, email}` users ([`map_record_into`]).
 
 use anyhow::{Result, anyhow, bail};
 use jaq_core::load::{Arena, File, Loader};
@@ -139,9 +139,34 @@ pub(crate) struct User {
 }
 
 /// Run the mapping on one record: zero or more users, or the reason it failed.
+#[cfg(test)]
 pub(crate) fn map_record(mapping: &Jq, record: Val) -> Result<Vec<User>, String> {
-    let outputs = mapping.run(record).map_err(|e| format!("jq error: {e}"))?;
-    outputs.into_iter().map(|out| to_user(&out)).collect()
+    let mut users = Vec::new();
+    map_record_into(mapping, record, &mut users).map(|()| users)
+}
+
+/// Run the mapping on one record and append its users to `users`; on failure
+/// nothing of this record is appended.
+pub(crate) fn map_record_into(
+    mapping: &Jq,
+    record: Val,
+    users: &mut Vec<User>,
+) -> Result<(), String> {
+    let before = users.len();
+    let ctx = Ctx::<Data>::new(&mapping.filter.lut, Vars::new([]));
+    for out in mapping.filter.id.run((ctx, record)) {
+        let checked = jaq_core::unwrap_valr(out)
+            .map_err(|e| format!("jq error: {e}"))
+            .and_then(|out| to_user(&out));
+        match checked {
+            Ok(user) => users.push(user),
+            Err(reason) => {
+                users.truncate(before);
+                return Err(reason);
+            }
+        }
+    }
+    Ok(())
 }
 
 fn to_user(out: &Val) -> Result<User, String> {

@@ -11,7 +11,7 @@ use url::Url;
 
 use crate::config::{Job, RequestSpec, join_url};
 use crate::http::{Client, Request, Response, display_url};
-use crate::mapping::{self, User, map_record};
+use crate::mapping::{self, User, map_record_into};
 use crate::paginate::{Kind, Observed, Paginator, Position, Step};
 use crate::prefetch::Prefetch;
 use crate::progress::Progress;
@@ -195,13 +195,12 @@ fn read_page(job: &Job, request: &Request, sent: Result<Response>, number: u64) 
         skipped: Vec::new(),
     };
     for (index, record) in records.into_iter().enumerate() {
-        match map_record(&job.mapping, record) {
-            Ok(users) => out.users.extend(users),
-            Err(reason) => out.skipped.push(Skipped {
+        if let Err(reason) = map_record_into(&job.mapping, record, &mut out.users) {
+            out.skipped.push(Skipped {
                 page: number,
                 index,
                 reason,
-            }),
+            });
         }
     }
     Ok(out)
