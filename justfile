@@ -21,3 +21,6 @@ demo:
 mock:
     cargo run --release -- mock
 
+# The performance benchmark (see docs/performance.md); BENCH_USERS=2000 for a quick run.
+bench:
+    bash bench/run.sh

@@ -1,0 +1,407 @@
+#!/usr/bin/env bash
+# agentsync benchmark: builds the release binary, serves the bundled mock on a
+# free 127.0.0.1 port, and measures in one run, side by side:
+#
+#   W1  fetch + map of N users (N/100 pages of 100) at zero latency:
+#       agentsync fetch (concurrency 4) vs a curl+jq loop (bench/fetch_users.sh)
+#       vs a standard-library Python script (bench/fetch_users.py)
+#   W2  the same three against a mock that adds 20 ms to every request, with the
+#       concurrent floor ceil(pages/4) x 20 ms and the sequential floor pages x 20 ms
+#   W3  a full dry-run plan: N source users against N SCIM directory agents
+#   W4  the jq mapping alone: one page holding all N users, agentsync fetch
+#       of the saved page from a static loopback server vs jq on the saved file
+#
+# Every measurement runs under GNU time (/usr/bin/time -f '%e %U %S %M'): wall
+# time, user and system CPU time, peak RSS. The sub-second ones and W2 agentsync
+# run once untimed, then BENCH_REPEAT times (default 3) and report the run of
+# median wall time;
+# the curl+jq loops and W2 python, which take tens of seconds, run once. The three W1/W2 outputs are
+# checked to be the same users. Prints a table and the targets MET / NOT MET.
+# Exit 1 if a command fails or the outputs differ; unmet targets do not fail.
+#
+#   bash bench/run.sh                     # N = 100000
+#   BENCH_USERS=2000 bash bench/run.sh    # quick smoke run
+#   BENCH_REPEAT=5 bash bench/run.sh      # median of 5 runs instead of 3
+#
+# Needs bash, cargo, curl, jq, python3 and GNU time. No network but 127.0.0.1.
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+root=$PWD
+bench=$root/bench
+gnu_time=/usr/bin/time
+
+users=${BENCH_USERS:-100000}
+page_size=100
+latency_ms=20
+concurrency=4
+repeat=${BENCH_REPEAT:-3}
+if ! [[ $users =~ ^[1-9][0-9]*$ ]]; then
+  echo "BENCH_USERS must be a positive integer, got '$users'" >&2
+  exit 2
+fi
+if ! [[ $repeat =~ ^[1-9][0-9]*$ ]]; then
+  echo "BENCH_REPEAT must be a positive integer, got '$repeat'" >&2
+  exit 2
+fi
+pages=$(((users + page_size - 1) / page_size))
+for tool in cargo curl jq python3; do
+  command -v "$tool" >/dev/null || {
+    echo "missing tool: $tool" >&2
+    exit 2
+  }
+done
+[[ -x $gnu_time ]] || {
+  echo "missing GNU time at $gnu_time" >&2
+  exit 2
+}
+
+echo "== building: cargo build --release --locked"
+cargo build --release --locked
+
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/agentsync-bench.XXXXXX")
+mock_pids=()
+cleanup() {
+  local pid
+  for pid in "${mock_pids[@]}"; do
+    kill "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+  done
+  rm -rf "$tmp"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# Run a private copy of the binary, so that a rebuild in the working tree while
+# the benchmark runs cannot mix two builds in one set of figures.
+cp "$root/target/release/agentsync" "$tmp/agentsync"
+bin=$tmp/agentsync
+revision=$(git -C "$root" describe --always --dirty 2>/dev/null || echo unknown)
+
+# ---------------------------------------------------------------- helpers
+
+free_port() {
+  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+# start_mock NAME MOCK_FLAGS... : sets mock_port and mock_pid.
+start_mock() {
+  local name=$1 try i
+  shift
+  for try in 1 2 3 4 5; do
+    mock_port=$(free_port)
+    "$bin" mock --addr "127.0.0.1:$mock_port" -q "$@" >"$tmp/mock-$name.log" 2>&1 &
+    mock_pid=$!
+    mock_pids+=("$mock_pid")
+    for i in $(seq 1 200); do
+      if ! kill -0 "$mock_pid" 2>/dev/null; then
+        break # exited (port taken?): try another port
+      fi
+      if curl -sf -o /dev/null "http://127.0.0.1:$mock_port/users/not-formatted?page=999999999"; then
+        echo "   mock '$name' on 127.0.0.1:$mock_port: $*"
+        return 0
+      fi
+      sleep 0.05
+    done
+    kill "$mock_pid" 2>/dev/null || true
+    wait "$mock_pid" 2>/dev/null || true
+  done
+  echo "could not start the mock ($name):" >&2
+  cat "$tmp/mock-$name.log" >&2
+  exit 1
+}
+
+stop_mock() {
+  kill "$mock_pid" 2>/dev/null || true
+  wait "$mock_pid" 2>/dev/null || true
+}
+
+# write_config FILE PORT PAGINATION_KIND [scim]
+write_config() {
+  local file=$1 port=$2 kind=$3 sink=${4:-}
+  {
+    echo 'name = "bench"'
+    echo
+    echo '[source]'
+    echo "base_url = \"http://127.0.0.1:$port\""
+    echo 'path = "/users/not-formatted"'
+    if [[ $kind == page ]]; then
+      echo 'query = { page = "{{page}}" }'
+    else
+      echo 'query = { page = "1" }'
+    fi
+    echo 'records = ".users"'
+    echo "concurrency = $concurrency"
+    echo
+    echo '[pagination]'
+    echo "kind = \"$kind\""
+    if [[ $kind == page ]]; then
+      echo 'total = ".total"'
+      echo 'count = ".count"'
+    fi
+    echo
+    echo '[mapping]'
+    echo "jq = 'select(.active != false) | {id: .punch_clock_id, email: .punch_clock_email}'"
+    if [[ $sink == scim ]]; then
+      echo
+      echo '[sink]'
+      echo 'kind = "scim"'
+      echo "base_url = \"http://127.0.0.1:$port/scim/v2\""
+      echo 'page_size = 1000'
+    fi
+  } >"$file"
+}
+
+# Results, by key: wall, user and sys seconds, peak RSS KiB, exit status.
+declare -A WALL USR SYS RSS RC RUNS
+keys=()
+
+# measure KEY RUNS OUTFILE COMMAND... : runs COMMAND RUNS times under GNU time
+# and keeps the run of median wall time (a single run of a command that takes
+# tens of seconds is enough; a sub-second one varies with page faults and
+# scheduling on a shared machine). Any failed run counts as the result.
+measure() {
+  local key=$1 runs=$2 out=$3 rc=0 run line
+  shift 3
+  echo "   $key (${runs}x): $*"
+  : >"$tmp/runs.$key"
+  if ((runs > 1)); then
+    # One untimed run first, as hyperfine's --warmup: the mock's first answers
+    # (its threads and buffers) and cold caches are not what is measured.
+    "$@" >"$out" 2>"$tmp/err.$key" || true
+  fi
+  for ((run = 1; run <= runs; run++)); do
+    rc=0
+    "$gnu_time" -o "$tmp/time.$key" -f '%e %U %S %M' "$@" >"$out" 2>"$tmp/err.$key" || rc=$?
+    line=$(tail -n 1 "$tmp/time.$key")
+    if ((rc != 0)); then
+      break
+    fi
+    echo "$line" >>"$tmp/runs.$key"
+  done
+  if ((rc == 0)); then
+    line=$(sort -n -k1,1 "$tmp/runs.$key" | sed -n "$(((runs + 1) / 2))p")
+  fi
+  read -r WALL[$key] USR[$key] SYS[$key] RSS[$key] <<<"$line"
+  RC[$key]=$rc
+  RUNS[$key]=$runs
+  keys+=("$key")
+  if ((rc != 0)); then
+    echo "   !! $key exited $rc; stderr:" >&2
+    tail -n 20 "$tmp/err.$key" >&2
+  fi
+}
+
+# Normalise outputs to sorted "id<TAB>email" lines (ids as decimal strings).
+norm_fetch_json() { jq -r '.users[] | "\(.id)\t\(.email)"' "$1" | LC_ALL=C sort >"$2"; }
+norm_jsonl() { jq -r '"\(.id)\t\(.email)"' "$1" | LC_ALL=C sort >"$2"; }
+lines() { wc -l <"$1" | tr -d ' '; }
+
+failures=0
+declare -A COUNT
+# verify TITLE KEY... : the normalised lists $tmp/KEY.norm must be equal and hold N users.
+verify() {
+  local title=$1 first=$2 k ok=1
+  shift
+  for k in "$@"; do
+    COUNT[$k]=$(lines "$tmp/$k.norm")
+    if [[ ${COUNT[$k]} != "$users" ]] || ! cmp -s "$tmp/$first.norm" "$tmp/$k.norm"; then
+      ok=0
+    fi
+  done
+  if ((ok)); then
+    EQUAL[$title]=PASS
+  else
+    EQUAL[$title]=FAIL
+    failures=$((failures + 1))
+  fi
+}
+declare -A EQUAL
+
+# ---------------------------------------------------------------- machine
+
+echo
+echo "== machine"
+cpu_model=$(grep -m1 '^model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')
+echo "   nproc: $(nproc)   arch: $(uname -m)   cpu: ${cpu_model:-unknown}"
+echo "   $("$bin" --version 2>/dev/null || echo agentsync) (git $revision)   $(jq --version)   $(curl --version | head -n 1 | cut -d' ' -f1-2)   $(python3 --version)"
+echo "   users: $users   pages: $pages x $page_size   concurrency: $concurrency   latency (W2): $latency_ms ms"
+
+# ---------------------------------------------------------------- W1 + W3
+
+echo
+echo "== W1: fetch + map $users users ($pages pages of $page_size), no latency"
+start_mock w1 --users "$users" --agents "$users" --page-size "$page_size"
+base=http://127.0.0.1:$mock_port
+# Context for the figures: three requests for one page on ONE kept-alive
+# connection. If the 2nd and 3rd take ~40 ms while the first takes ~1 ms, the
+# mock's socket holds the end of each response until the client's delayed ACK
+# (Nagle), and every client that keeps connections alive pays it per request.
+probe_url="$base/users/not-formatted?page=1"
+keepalive_ms=$(curl -sfS -w '%{time_total}\n' -o /dev/null "$probe_url" -o /dev/null "$probe_url" -o /dev/null "$probe_url" |
+  awk '{ printf "%s%.1f", (NR > 1 ? " / " : ""), $1 * 1000 }')
+echo "   mock keep-alive check, one page 3x on one connection: $keepalive_ms ms"
+write_config "$tmp/w1.toml" "$mock_port" page
+measure w1_agentsync $repeat "$tmp/w1_agentsync.out" "$bin" fetch --config "$tmp/w1.toml" --output json -q
+measure w1_curljq 1 "$tmp/w1_curljq.out" bash "$bench/fetch_users.sh" "$base"
+measure w1_python $repeat "$tmp/w1_python.out" python3 "$bench/fetch_users.py" "$base"
+norm_fetch_json "$tmp/w1_agentsync.out" "$tmp/w1_agentsync.norm" || true
+norm_jsonl "$tmp/w1_curljq.out" "$tmp/w1_curljq.norm" || true
+norm_jsonl "$tmp/w1_python.out" "$tmp/w1_python.norm" || true
+verify W1 w1_agentsync w1_curljq w1_python
+
+echo
+echo "== W3: dry-run plan, $users source users against $users SCIM agents"
+write_config "$tmp/w3.toml" "$mock_port" page scim
+measure w3_agentsync $repeat "$tmp/plan.json" "$bin" --config "$tmp/w3.toml" --dry-run --output json -q
+plan_summary=$(jq -c '{source_users: .source.users, agents: .sink.agents} + .summary' "$tmp/plan.json" 2>/dev/null || echo '(no plan)')
+echo "   plan: $plan_summary"
+stop_mock
+
+# ---------------------------------------------------------------- W2
+
+echo
+echo "== W2: the same at --latency-ms $latency_ms"
+start_mock w2 --users "$users" --agents 1 --page-size "$page_size" --latency-ms "$latency_ms"
+base=http://127.0.0.1:$mock_port
+write_config "$tmp/w2.toml" "$mock_port" page
+measure w2_agentsync $repeat "$tmp/w2_agentsync.out" "$bin" fetch --config "$tmp/w2.toml" --output json -q
+measure w2_curljq 1 "$tmp/w2_curljq.out" bash "$bench/fetch_users.sh" "$base"
+measure w2_python 1 "$tmp/w2_python.out" python3 "$bench/fetch_users.py" "$base"
+norm_fetch_json "$tmp/w2_agentsync.out" "$tmp/w2_agentsync.norm" || true
+norm_jsonl "$tmp/w2_curljq.out" "$tmp/w2_curljq.norm" || true
+norm_jsonl "$tmp/w2_python.out" "$tmp/w2_python.norm" || true
+verify W2 w2_agentsync w2_curljq w2_python
+stop_mock
+
+# ---------------------------------------------------------------- W4
+
+echo
+echo "== W4: mapping alone, one page of $users users"
+start_mock w4 --users "$users" --agents 1 --page-size "$users"
+measure w4_curl $repeat "$tmp/page.json" curl -sfS "http://127.0.0.1:$mock_port/users/not-formatted?page=1"
+page_mb=$(awk -v b="$(wc -c <"$tmp/page.json")" 'BEGIN { printf "%.1f", b / 1048576 }')
+stop_mock
+# agentsync reads the very bytes jq reads, served as a static file, so that the
+# mock's time to generate the page is in neither figure.
+mkdir -p "$tmp/static"
+cp "$tmp/page.json" "$tmp/static/page.json"
+static_port=$(free_port)
+python3 -m http.server "$static_port" --bind 127.0.0.1 --directory "$tmp/static" >"$tmp/static.log" 2>&1 &
+mock_pid=$!
+mock_pids+=("$mock_pid")
+for i in $(seq 1 200); do
+  curl -sf -o /dev/null "http://127.0.0.1:$static_port/page.json" && break
+  sleep 0.05
+done
+write_config "$tmp/w4.toml" "$static_port" none
+sed -i -e 's|^path = .*|path = "/page.json"|' -e '/^query = /d' "$tmp/w4.toml"
+measure w4_agentsync $repeat "$tmp/w4_agentsync.out" "$bin" fetch --config "$tmp/w4.toml" --output json -q
+measure w4_jq $repeat "$tmp/w4_jq.out" jq -c '.users[] | select(.active != false) | {id: .punch_clock_id, email: .punch_clock_email}' "$tmp/page.json"
+norm_fetch_json "$tmp/w4_agentsync.out" "$tmp/w4_agentsync.norm" || true
+norm_jsonl "$tmp/w4_jq.out" "$tmp/w4_jq.norm" || true
+verify W4 w4_agentsync w4_jq
+stop_mock
+
+# ---------------------------------------------------------------- report
+
+f1() { awk -v x="$1" 'BEGIN { printf "%.1f", x }'; }
+f2() { awk -v x="$1" 'BEGIN { printf "%.2f", x }'; }
+mb() { awk -v k="$1" 'BEGIN { printf "%.1f", k / 1024 }'; }
+div() { awk -v a="$1" -v b="$2" 'BEGIN { if (b == 0) b = 0.005; printf "%.2f", a / b }'; }
+
+declare -A LABEL=(
+  [w1_agentsync]="W1 agentsync fetch (concurrency 4)"
+  [w1_curljq]="W1 curl+jq loop"
+  [w1_python]="W1 python3 stdlib"
+  [w3_agentsync]="W3 agentsync --dry-run (plan)"
+  [w2_agentsync]="W2 agentsync fetch (concurrency 4)"
+  [w2_curljq]="W2 curl+jq loop"
+  [w2_python]="W2 python3 stdlib"
+  [w4_curl]="W4 curl: the one page (context)"
+  [w4_agentsync]="W4 agentsync fetch of the saved page (+HTTP)"
+  [w4_jq]="W4 jq on the saved page"
+)
+
+echo
+echo "== results ($users users; runs: the run of median wall time is shown; CPU = user + sys of the command and its children)"
+echo
+printf '| %-44s | %4s | %8s | %8s | %8s | %9s | %9s | %8s |\n' measurement runs "wall s" "user s" "sys s" "CPU s" "peak MB" users
+printf '| %-44s | %4s | %8s | %8s | %8s | %9s | %9s | %8s |\n' ':--' '--:' '--:' '--:' '--:' '--:' '--:' '--:'
+for k in "${keys[@]}"; do
+  n=${COUNT[$k]:-}
+  if [[ $k == w3_agentsync ]]; then
+    n=$(jq -r '.source.users // empty' "$tmp/plan.json" 2>/dev/null || true)
+  elif [[ $k == w4_curl ]]; then
+    n="${page_mb} MB"
+  fi
+  if [[ ${RC[$k]} != 0 ]]; then
+    n="exit ${RC[$k]}"
+  fi
+  printf '| %-44s | %4s | %8s | %8s | %8s | %9s | %9s | %8s |\n' "${LABEL[$k]}" "${RUNS[$k]}" \
+    "$(f2 "${WALL[$k]}")" "$(f2 "${USR[$k]}")" "$(f2 "${SYS[$k]}")" \
+    "$(f2 "$(awk -v u="${USR[$k]}" -v s="${SYS[$k]}" 'BEGIN { print u + s }')")" \
+    "$(mb "${RSS[$k]}")" "$n"
+done
+
+conc_floor=$(awk -v p="$pages" -v c="$concurrency" -v l="$latency_ms" 'BEGIN { printf "%.2f", int((p + c - 1) / c) * l / 1000 }')
+seq_floor=$(awk -v p="$pages" -v l="$latency_ms" 'BEGIN { printf "%.2f", p * l / 1000 }')
+w4_rate_a=$(awk -v n="$users" -v w="${WALL[w4_agentsync]}" 'BEGIN { if (w == 0) w = 0.005; printf "%.0f", n / w }')
+w4_rate_j=$(awk -v n="$users" -v w="${WALL[w4_jq]}" 'BEGIN { if (w == 0) w = 0.005; printf "%.0f", n / w }')
+
+echo
+echo "W2 floors at $latency_ms ms/request, $pages pages: concurrent (ceil($pages/$concurrency) x $latency_ms ms) = ${conc_floor} s; sequential ($pages x $latency_ms ms) = ${seq_floor} s"
+echo "W3 plan: $plan_summary"
+echo "W4 mapping rate: agentsync $w4_rate_a users/s (includes one loopback HTTP transfer of the ${page_mb} MB page), jq $w4_rate_j users/s"
+echo "Mock keep-alive check (one ${page_size}-user page requested 3 times on one connection): $keepalive_ms ms"
+echo "Same users (sorted id+email lists equal, $users each): W1 ${EQUAL[W1]}  W2 ${EQUAL[W2]}  W4 ${EQUAL[W4]}"
+
+met=0
+total=0
+# target TEXT MEASURED CONDITION(awk, on x)
+target() {
+  local text=$1 measured=$2 cond=$3 shown=$4 ok verdict
+  ok=$(awk -v x="$measured" "BEGIN { print (($cond) ? 1 : 0) }")
+  total=$((total + 1))
+  if ((ok)); then
+    verdict=MET
+    met=$((met + 1))
+  else
+    verdict="NOT MET"
+  fi
+  printf '| %-52s | %-28s | %-7s |\n' "$text" "$shown" "$verdict"
+}
+
+r_curl=$(div "${WALL[w1_curljq]}" "${WALL[w1_agentsync]}")
+r_py=$(div "${WALL[w1_python]}" "${WALL[w1_agentsync]}")
+r_floor=$(div "${WALL[w2_agentsync]}" "$conc_floor")
+r_w4=$(div "${WALL[w4_jq]}" "${WALL[w4_agentsync]}")
+w1_mb=$(mb "${RSS[w1_agentsync]}")
+w3_mb=$(mb "${RSS[w3_agentsync]}")
+w3_s=$(f2 "${WALL[w3_agentsync]}")
+[[ ${RC[w3_agentsync]} == 0 ]] || w3_s=999
+
+echo
+echo "== targets"
+echo
+printf '| %-52s | %-28s | %-7s |\n' target measured verdict
+printf '| %-52s | %-28s | %-7s |\n' ':--' ':--' ':--'
+target "W1 agentsync >= 10x faster than curl+jq" "$r_curl" "x >= 10" "${r_curl}x"
+target "W1 agentsync >= 3x faster than python3" "$r_py" "x >= 3" "${r_py}x"
+target "W2 agentsync within 1.5x of the concurrent floor" "$r_floor" "x <= 1.5" "${r_floor}x of ${conc_floor} s"
+target "W3 dry-run plan under 2 s" "$w3_s" "x < 2" "$(f2 "${WALL[w3_agentsync]}") s (exit ${RC[w3_agentsync]})"
+target "W4 agentsync at least as fast as jq" "$r_w4" "x >= 1" "${r_w4}x (jq wall / agentsync)"
+target "W1 agentsync peak memory under 200 MB" "$w1_mb" "x < 200" "$w1_mb MB"
+target "W3 agentsync peak memory under 200 MB" "$w3_mb" "x < 200" "$w3_mb MB"
+echo
+echo "$met of $total targets met."
+
+for k in "${keys[@]}"; do
+  if [[ ${RC[$k]} != 0 ]]; then
+    failures=$((failures + 1))
+  fi
+done
+if ((failures)); then
+  echo "FAIL: $failures command failure(s) or output mismatch(es) above." >&2
+  exit 1
+fi
