@@ -36,6 +36,9 @@ pub(crate) struct Fetched {
     pub sampled: bool,
 }
 
+/// The most users room is made for ahead of time.
+const MAX_RESERVED_USERS: usize = 1 << 20;
+
 /// Read the source: every page, or the first `sample` pages.
 pub(crate) fn fetch(
     job: &Job,
@@ -106,6 +109,14 @@ pub(crate) fn fetch(
                             .min(job.pagination.max_pages)
                             .min(sample.unwrap_or(u64::MAX));
                         stage.set_len(last);
+                        // Room for the users to come, so that the tables do not
+                        // grow (and copy) page after page; capped, as `total`
+                        // comes from the API.
+                        let expected = usize::try_from(last.saturating_mul(observed.count))
+                            .unwrap_or(usize::MAX)
+                            .min(MAX_RESERVED_USERS);
+                        fetched.users.reserve(expected);
+                        seen.reserve(expected);
                         let ahead = planned(job, &observed, 2..=last)?;
                         // Pages are read and mapped on the workers, in parallel.
                         let read = move |i: usize, req: &Request, sent| {
