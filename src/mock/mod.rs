@@ -20,7 +20,7 @@ use std::time::{Duration, SystemTime};
 use anyhow::{Context, Result, bail};
 use serde_json::{Map, Value, json};
 
-use server::{Request, Response, Server};
+use server::{Reply, Request, Server};
 
 const USER_SCHEMA: &str = "urn:ietf:params:scim:schemas:core:2.0:User";
 const LIST_SCHEMA: &str = "urn:ietf:params:scim:api:messages:2.0:ListResponse";
@@ -116,13 +116,6 @@ struct State {
     punches: Mutex<Vec<Value>>,
 }
 
-/// A response before it is sent.
-struct Reply {
-    status: u16,
-    content_type: &'static str,
-    body: String,
-}
-
 impl Reply {
     fn json(status: u16, body: Value) -> Self {
         Reply {
@@ -197,15 +190,10 @@ impl State {
         }
     }
 
-    fn handle(&self, req: Request) -> Response {
-        let reply = match std::str::from_utf8(&req.body) {
+    fn handle(&self, req: Request) -> Reply {
+        match std::str::from_utf8(&req.body) {
             Ok(body) => self.route(&req.method, &req.target, body),
             Err(e) => Reply::json(400, json!({"error": format!("the body is not UTF-8: {e}")})),
-        };
-        Response {
-            status: reply.status,
-            content_type: reply.content_type,
-            body: reply.body,
         }
     }
 

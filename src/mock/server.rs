@@ -35,13 +35,13 @@ pub(crate) struct Request {
 
 /// A response before it is written.
 #[derive(Debug)]
-pub(crate) struct Response {
+pub(crate) struct Reply {
     pub status: u16,
     pub content_type: &'static str,
     pub body: String,
 }
 
-type Handler = dyn Fn(Request) -> Response + Send + Sync;
+type Handler = dyn Fn(Request) -> Reply + Send + Sync;
 
 struct Shared {
     stop: AtomicBool,
@@ -61,7 +61,7 @@ impl Server {
     /// Serve `listener` with `handler` until dropped.
     pub(crate) fn start(
         listener: TcpListener,
-        handler: impl Fn(Request) -> Response + Send + Sync + 'static,
+        handler: impl Fn(Request) -> Reply + Send + Sync + 'static,
     ) -> Result<Server> {
         let addr = listener
             .local_addr()
@@ -131,11 +131,7 @@ fn accept_loop(listener: &TcpListener, shared: &Arc<Shared>, handler: &Arc<Handl
             let mut open = lock(&shared.connections);
             if open.len() >= MAX_CONNECTIONS {
                 drop(open);
-                let busy = Response {
-                    status: 503,
-                    content_type: "application/json",
-                    body: r#"{"error":"too many connections"}"#.into(),
-                };
+                let busy = error_reply(503, "too many connections");
                 let _ = write_response(&mut &stream, &busy, true, false);
                 continue;
             }
@@ -187,8 +183,9 @@ fn close_gently(stream: &TcpStream) {
     let _ = std::io::copy(&mut stream.take(1024 * 1024), &mut std::io::sink());
 }
 
-fn bad_request(status: u16, message: &str) -> Response {
-    Response {
+/// A JSON `{"error": message}` answer.
+fn error_reply(status: u16, message: &str) -> Reply {
+    Reply {
         status,
         content_type: "application/json",
         body: serde_json::json!({ "error": message }).to_string(),
@@ -197,18 +194,18 @@ fn bad_request(status: u16, message: &str) -> Response {
 
 /// Read one line of at most [`MAX_LINE`] bytes, without its line end. `None` at
 /// the end of the stream before any byte.
-fn read_line(reader: &mut impl BufRead) -> Result<Option<String>, Response> {
+fn read_line(reader: &mut impl BufRead) -> Result<Option<String>, Reply> {
     let mut line = Vec::new();
     let n = reader
         .by_ref()
         .take(MAX_LINE)
         .read_until(b'\n', &mut line)
-        .map_err(|e| bad_request(400, &format!("reading the request: {e}")))?;
+        .map_err(|e| error_reply(400, &format!("reading the request: {e}")))?;
     if n == 0 {
         return Ok(None);
     }
     if line.last() != Some(&b'\n') {
-        return Err(bad_request(431, "request line or header too long"));
+        return Err(error_reply(431, "request line or header too long"));
     }
     line.pop();
     if line.last() == Some(&b'\r') {
@@ -216,7 +213,7 @@ fn read_line(reader: &mut impl BufRead) -> Result<Option<String>, Response> {
     }
     String::from_utf8(line)
         .map(Some)
-        .map_err(|_| bad_request(400, "request line or header is not UTF-8"))
+        .map_err(|_| error_reply(400, "request line or header is not UTF-8"))
 }
 
 /// The next request of the connection and whether the connection closes after
@@ -224,7 +221,7 @@ fn read_line(reader: &mut impl BufRead) -> Result<Option<String>, Response> {
 fn read_request(
     reader: &mut impl BufRead,
     stream: &TcpStream,
-) -> Result<Option<(Request, bool)>, Response> {
+) -> Result<Option<(Request, bool)>, Reply> {
     let Some(line) = read_line(reader)? else {
         return Ok(None);
     };
@@ -232,36 +229,36 @@ fn read_request(
     let (Some(method), Some(target), Some(version), None) =
         (parts.next(), parts.next(), parts.next(), parts.next())
     else {
-        return Err(bad_request(400, "malformed request line"));
+        return Err(error_reply(400, "malformed request line"));
     };
     let mut close = match version {
         "HTTP/1.1" => false,
         "HTTP/1.0" => true,
-        _ => return Err(bad_request(505, "only HTTP/1.0 and HTTP/1.1 are served")),
+        _ => return Err(error_reply(505, "only HTTP/1.0 and HTTP/1.1 are served")),
     };
     let mut length = 0usize;
     let mut headers = 0;
     loop {
         let Some(header) = read_line(reader)? else {
-            return Err(bad_request(400, "the connection closed inside the headers"));
+            return Err(error_reply(400, "the connection closed inside the headers"));
         };
         if header.is_empty() {
             break;
         }
         headers += 1;
         if headers > MAX_HEADERS {
-            return Err(bad_request(431, "too many headers"));
+            return Err(error_reply(431, "too many headers"));
         }
         let Some((name, value)) = header.split_once(':') else {
-            return Err(bad_request(400, "malformed header"));
+            return Err(error_reply(400, "malformed header"));
         };
         let value = value.trim();
         if name.eq_ignore_ascii_case("content-length") {
             length = value
                 .parse()
-                .map_err(|_| bad_request(400, "bad Content-Length"))?;
+                .map_err(|_| error_reply(400, "bad Content-Length"))?;
         } else if name.eq_ignore_ascii_case("transfer-encoding") {
-            return Err(bad_request(501, "chunked request bodies are not supported"));
+            return Err(error_reply(501, "chunked request bodies are not supported"));
         } else if name.eq_ignore_ascii_case("connection") {
             let value = value.to_ascii_lowercase();
             if value.contains("close") {
@@ -275,12 +272,12 @@ fn read_request(
         }
     }
     if length > MAX_BODY {
-        return Err(bad_request(413, "request body too large"));
+        return Err(error_reply(413, "request body too large"));
     }
     let mut body = vec![0; length];
     reader
         .read_exact(&mut body)
-        .map_err(|e| bad_request(400, &format!("reading the request body: {e}")))?;
+        .map_err(|e| error_reply(400, &format!("reading the request body: {e}")))?;
     let request = Request {
         method: method.to_ascii_uppercase(),
         target: target.to_owned(),
@@ -316,7 +313,7 @@ fn reason(status: u16) -> &'static str {
 /// Write headers and body in one piece.
 fn write_response(
     out: &mut impl Write,
-    response: &Response,
+    response: &Reply,
     close: bool,
     head: bool,
 ) -> std::io::Result<()> {
@@ -344,7 +341,7 @@ mod tests {
 
     fn echo() -> Server {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        Server::start(listener, |req: Request| Response {
+        Server::start(listener, |req: Request| Reply {
             status: 200,
             content_type: "text/plain",
             body: format!(
