@@ -112,12 +112,18 @@ impl Jq {
 
     /// Every output of the filter on `input`, or the first runtime error.
     pub(crate) fn run(&self, input: Val) -> Result<Vec<Val>> {
+        self.outputs(input)
+            .map(|out| out.map_err(|e| anyhow!("{e}")))
+            .collect()
+    }
+
+    /// The outputs of the filter on `input` as they come; an error as its message.
+    fn outputs(&self, input: Val) -> impl Iterator<Item = Result<Val, String>> + '_ {
         let ctx = Ctx::<Data>::new(&self.filter.lut, Vars::new([]));
         self.filter
             .id
             .run((ctx, input))
-            .map(|out| jaq_core::unwrap_valr(out).map_err(|e| anyhow!("{e}")))
-            .collect()
+            .map(|out| jaq_core::unwrap_valr(out).map_err(|e| e.to_string()))
     }
 
     /// The single output of the filter, for page-level values (`total`, `cursor`…).
@@ -153,9 +159,8 @@ pub(crate) fn map_record_into(
     users: &mut Vec<User>,
 ) -> Result<(), String> {
     let before = users.len();
-    let ctx = Ctx::<Data>::new(&mapping.filter.lut, Vars::new([]));
-    for out in mapping.filter.id.run((ctx, record)) {
-        let checked = jaq_core::unwrap_valr(out)
+    for out in mapping.outputs(record) {
+        let checked = out
             .map_err(|e| format!("jq error: {e}"))
             .and_then(|out| to_user(&out));
         match checked {
