@@ -14,13 +14,22 @@ fn fetch_json(config: &str, server: &Server) -> Value {
     out.json()
 }
 
-fn emails(report: &Value) -> Vec<String> {
+/// One field of every user of a fetch report, in output order.
+fn users_field(report: &Value, field: &str) -> Vec<String> {
     report["users"]
         .as_array()
         .unwrap()
         .iter()
-        .map(|u| u["email"].as_str().unwrap().to_owned())
+        .map(|u| u[field].as_str().unwrap().to_owned())
         .collect()
+}
+
+fn emails(report: &Value) -> Vec<String> {
+    users_field(report, "email")
+}
+
+fn ids(report: &Value) -> Vec<String> {
+    users_field(report, "id")
 }
 
 fn not_found() -> Resp {
@@ -154,12 +163,7 @@ total = ".paging.total"
         .collect();
     offsets.sort();
     assert_eq!(offsets, ["0", "3", "6"]);
-    let ids: Vec<_> = report["users"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|u| u["id"].as_str().unwrap().to_owned())
-        .collect();
+    let ids = ids(&report);
     let in_order: Vec<_> = (0..7).map(|i| i.to_string()).collect();
     assert_eq!(ids, in_order);
 }
@@ -196,12 +200,7 @@ fn concurrent_pages_keep_page_order() {
         let server = slow_first_pages();
         let report = fetch_json(&CONCURRENT.replace("CONC", concurrency), &server);
         assert_eq!(report["pages"], 12);
-        let ids: Vec<_> = report["users"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|u| u["id"].as_str().unwrap().to_owned())
-            .collect();
+        let ids = ids(&report);
         let in_order: Vec<_> = (1..=60).map(|i| i.to_string()).collect();
         assert_eq!(ids, in_order, "concurrency {concurrency}");
         let pages: Vec<String> = server
@@ -241,12 +240,7 @@ kind = "offset"
 total = ".total"
 "#;
     let report = fetch_json(config, &server);
-    let ids: Vec<_> = report["users"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|u| u["id"].as_str().unwrap().to_owned())
-        .collect();
+    let ids = ids(&report);
     let all: Vec<_> = (0..10).map(|i| i.to_string()).collect();
     assert_eq!(ids, all);
     assert_eq!(report["pages"], 3, "offsets 0, 4, 6");
