@@ -11,13 +11,13 @@ use serde::{Deserialize, Serialize};
 use crate::config::ActionSpec;
 use crate::http::{Client, display_url};
 use crate::plan::normalize;
+use crate::request::{render_request, render_url};
 use crate::sink::Agent;
-use crate::source::{render_request, render_url};
 use crate::template::Values;
 
 /// What one action request did.
 #[derive(Debug, Serialize)]
-pub(crate) struct Outcome {
+pub(crate) struct ActionResult {
     pub email: String,
     pub external_id: Option<String>,
     pub status: Option<u16>,
@@ -54,17 +54,17 @@ pub(crate) fn missing_vars(spec: &ActionSpec, vars: &BTreeMap<String, String>) -
 }
 
 /// The agents by normalised email; agents sharing an email are ambiguous.
-pub(crate) struct Directory<'a> {
+pub(crate) struct AgentsByEmail<'a> {
     by_email: BTreeMap<String, Vec<&'a Agent>>,
 }
 
-impl<'a> Directory<'a> {
+impl<'a> AgentsByEmail<'a> {
     pub(crate) fn new(agents: &'a [Agent]) -> Self {
         let mut by_email: BTreeMap<String, Vec<&Agent>> = BTreeMap::new();
         for a in agents {
             by_email.entry(normalize(&a.email)).or_default().push(a);
         }
-        Directory { by_email }
+        AgentsByEmail { by_email }
     }
 
     /// The agent with this email and its external ID, or why there is none.
@@ -92,7 +92,7 @@ pub(crate) fn send(
     agent: &Agent,
     external_id: &str,
     vars: &BTreeMap<String, String>,
-) -> Outcome {
+) -> ActionResult {
     let values = Values {
         external_id: Some(external_id),
         agent_id: Some(&agent.id),
@@ -102,15 +102,12 @@ pub(crate) fn send(
     };
     let result = render_url(base, &spec.request, &values)
         .and_then(|url| render_request(&spec.request, url, &values))
-        .and_then(|mut request| {
-            // An action is not safe to repeat unless its method says so.
-            request.idempotent =
-                matches!(request.method.as_str(), "GET" | "HEAD" | "PUT" | "DELETE");
+        .and_then(|request| {
             let url = display_url(&request.url);
             let resp = client.send(&request)?;
             Ok((request.method, url, resp))
         });
-    let mut outcome = Outcome {
+    let mut outcome = ActionResult {
         email: agent.email.clone(),
         external_id: Some(external_id.to_owned()),
         status: None,
@@ -178,7 +175,7 @@ mod tests {
             agent("3", "dup@x.com", Some("1")),
             agent("4", "DUP@x.com", Some("2")),
         ];
-        let dir = Directory::new(&agents);
+        let dir = AgentsByEmail::new(&agents);
         assert_eq!(dir.find(" ann@X.com").unwrap().1, "7");
         assert!(
             dir.find("bob@x.com")

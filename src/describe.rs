@@ -6,6 +6,7 @@ use serde::Serialize;
 
 use crate::config::{Job, SinkSpec, join_url};
 use crate::http::display_url;
+use crate::output::Render;
 
 #[derive(Debug, Serialize)]
 pub(crate) struct Description {
@@ -120,44 +121,47 @@ pub(crate) fn describe(job: &Job) -> Description {
     }
 }
 
-pub(crate) fn write_human(d: &Description, out: &mut impl Write) -> io::Result<()> {
-    writeln!(out, "config     {} (valid)", d.config)?;
-    writeln!(out, "name       {}", d.name)?;
-    writeln!(out, "source     {} {}", d.source.method, d.source.url)?;
-    for (k, v) in &d.source.query {
-        writeln!(out, "  query    {k} = {v}")?;
+impl Render for Description {
+    fn human(&self, out: &mut dyn Write) -> io::Result<()> {
+        let d = self;
+        writeln!(out, "config     {} (valid)", d.config)?;
+        writeln!(out, "name       {}", d.name)?;
+        writeln!(out, "source     {} {}", d.source.method, d.source.url)?;
+        for (k, v) in &d.source.query {
+            writeln!(out, "  query    {k} = {v}")?;
+        }
+        if !d.source.headers.is_empty() {
+            writeln!(out, "  headers  {}", d.source.headers.join(", "))?;
+        }
+        if let Some(b) = &d.source.body {
+            writeln!(out, "  body     {b}")?;
+        }
+        if let Some(a) = d.source.auth {
+            writeln!(out, "  auth     {a}")?;
+        }
+        writeln!(out, "  records  {}", d.source.records)?;
+        writeln!(
+            out,
+            "pages      {} (max {}, concurrency {})",
+            d.pagination.kind, d.pagination.max_pages, d.pagination.concurrency
+        )?;
+        for s in &d.pagination.stops {
+            writeln!(out, "  stop on  {s}")?;
+        }
+        writeln!(out, "mapping    {}", d.mapping)?;
+        match &d.sink {
+            Some(s) => writeln!(out, "sink       {s}")?,
+            None => writeln!(out, "sink       none (fetch only)")?,
+        }
+        writeln!(
+            out,
+            "sync       unlink_missing = {}, max_changes = {}, max_unlink_percent = {}",
+            d.sync.unlink_missing, d.sync.max_changes, d.sync.max_unlink_percent
+        )?;
+        writeln!(out, "journal    {}", d.sync.journal)?;
+        if !d.actions.is_empty() {
+            writeln!(out, "actions    {}", d.actions.join(", "))?;
+        }
+        Ok(())
     }
-    if !d.source.headers.is_empty() {
-        writeln!(out, "  headers  {}", d.source.headers.join(", "))?;
-    }
-    if let Some(b) = &d.source.body {
-        writeln!(out, "  body     {b}")?;
-    }
-    if let Some(a) = d.source.auth {
-        writeln!(out, "  auth     {a}")?;
-    }
-    writeln!(out, "  records  {}", d.source.records)?;
-    writeln!(
-        out,
-        "pages      {} (max {}, concurrency {})",
-        d.pagination.kind, d.pagination.max_pages, d.pagination.concurrency
-    )?;
-    for s in &d.pagination.stops {
-        writeln!(out, "  stop on  {s}")?;
-    }
-    writeln!(out, "mapping    {}", d.mapping)?;
-    match &d.sink {
-        Some(s) => writeln!(out, "sink       {s}")?,
-        None => writeln!(out, "sink       none (fetch only)")?,
-    }
-    writeln!(
-        out,
-        "sync       unlink_missing = {}, max_changes = {}, max_unlink_percent = {}",
-        d.sync.unlink_missing, d.sync.max_changes, d.sync.max_unlink_percent
-    )?;
-    writeln!(out, "journal    {}", d.sync.journal)?;
-    if !d.actions.is_empty() {
-        writeln!(out, "actions    {}", d.actions.join(", "))?;
-    }
-    Ok(())
 }

@@ -1,37 +1,42 @@
 //! agentsync links contact-center agents to their IDs in another system.
 //!
 //! One TOML file declares the pipeline, and the runner applies it in order:
-//! **config** (`config`, `template`) → **source** pages over HTTP (`http`,
-//! `source`, `paginate`) → **mapping** of each record to `{id, email}` with jq
-//! (`mapping`) → **match and plan** against the agent directory (`plan`) →
-//! **apply** through a sink (`sink`) → **report** (`report`, `progress`).
-//! `run` holds the commands; [`main`] turns their result into an exit code.
+//! **config** (`config`, `template`) → **source** pages over HTTP (`request`,
+//! `http`, `pages`, `paginate`, `source`) → **mapping** of each record to
+//! `{id, email}` with jq (`mapping`) → **match and plan** against the agent
+//! directory (`plan`) → **apply** through a sink (`engine`, `sink`) →
+//! **journal** (`state`) → **report** (`report`, `output`, `progress`).
+//! `commands` turns each subcommand into those calls; [`main`] turns how it
+//! ended into an exit code (`exit`).
 
 mod action;
 mod cli;
+mod commands;
 mod config;
 mod describe;
+mod engine;
+mod exit;
 mod http;
-mod journal;
-mod lock;
 mod mapping;
 mod mock;
+mod output;
+mod pages;
 mod paginate;
 mod plan;
-mod prefetch;
 mod progress;
 mod redact;
 mod report;
-mod run;
+mod request;
 mod sink;
 mod source;
+mod state;
 mod template;
 
 use std::process::ExitCode;
 
 use clap::Parser;
 
-/// Parse the command line, run the command, and map the result to the exit
+/// Parse the command line, run the command, and map how it ended to the exit
 /// codes of the contract.
 pub fn main() -> ExitCode {
     let cli = cli::Cli::parse();
@@ -42,24 +47,16 @@ pub fn main() -> ExitCode {
     } else {
         1
     });
-    match run::dispatch(cli) {
-        Ok(outcome) => ExitCode::from(outcome.code()),
-        Err(err) => {
-            eprintln!("agentsync: error: {}", redact::redact(&format!("{err:#}")));
-            ExitCode::from(exit_code(&err))
+    let result = commands::dispatch(cli);
+    match &result {
+        Ok(exit::Ending::Refused(why)) => {
+            eprintln!(
+                "agentsync: error: {}",
+                redact::redact(&exit::refusal_message(why))
+            );
         }
+        Err(err) => eprintln!("agentsync: error: {}", redact::redact(&format!("{err:#}"))),
+        Ok(_) => {}
     }
-}
-
-/// The exit code of an error: every exit code is decided here.
-fn exit_code(err: &anyhow::Error) -> u8 {
-    if err.downcast_ref::<config::ConfigError>().is_some()
-        || err.downcast_ref::<run::UsageError>().is_some()
-    {
-        2
-    } else if err.downcast_ref::<run::Refused>().is_some() {
-        4
-    } else {
-        1
-    }
+    ExitCode::from(exit::code(&result))
 }

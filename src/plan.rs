@@ -2,42 +2,82 @@
 //! or left alone, which source users have no agent, and which emails are in
 //! conflict. Pure data in, pure data out; applying it is someone else's job.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::mapping::User;
 use crate::sink::Agent;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, serde::Deserialize)]
+/// What one change does to an agent's external ID.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
-pub(crate) enum Action {
+pub(crate) enum ChangeKind {
     Link,
     Update,
     Unlink,
 }
 
-impl Action {
+impl ChangeKind {
     pub(crate) fn as_str(self) -> &'static str {
         match self {
-            Action::Link => "link",
-            Action::Update => "update",
-            Action::Unlink => "unlink",
+            ChangeKind::Link => "link",
+            ChangeKind::Update => "update",
+            ChangeKind::Unlink => "unlink",
         }
     }
 }
 
-/// One write the plan calls for.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Where a change stands: planned, then applied or failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum Status {
+    Planned,
+    Applied,
+    Failed,
+}
+
+/// One write: planned here, applied by the engine, printed in the report and
+/// kept in the journal, as this one record.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct Change {
-    pub action: Action,
+    #[serde(rename = "action")]
+    pub kind: ChangeKind,
     /// The agent's email as the directory holds it.
     pub email: String,
     pub agent_id: String,
     pub old_external_id: Option<String>,
     pub new_external_id: Option<String>,
-    /// Index of the agent in the listing the plan was made from.
-    pub agent: usize,
+    pub status: Status,
+    /// Why the write failed.
+    pub error: Option<String>,
+}
+
+impl Change {
+    /// The planned change that sets `agent`'s external ID to `new_external_id`
+    /// (`None` clears it).
+    pub(crate) fn setting(agent: &Agent, new_external_id: Option<String>) -> Self {
+        let kind = match (&agent.external_id, &new_external_id) {
+            (None, _) => ChangeKind::Link,
+            (Some(_), None) => ChangeKind::Unlink,
+            (Some(_), Some(_)) => ChangeKind::Update,
+        };
+        Change {
+            kind,
+            email: agent.email.clone(),
+            agent_id: agent.id.clone(),
+            old_external_id: agent.external_id.clone(),
+            new_external_id,
+            status: Status::Planned,
+            error: None,
+        }
+    }
+
+    /// Mark the change failed with `err`, secrets masked.
+    pub(crate) fn fail(&mut self, err: &anyhow::Error) {
+        self.status = Status::Failed;
+        self.error = Some(crate::redact::redact(&format!("{err:#}")));
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -64,13 +104,13 @@ pub(crate) struct Plan {
 }
 
 impl Plan {
-    pub(crate) fn count(&self, action: Action) -> usize {
-        self.changes.iter().filter(|c| c.action == action).count()
+    pub(crate) fn count(&self, kind: ChangeKind) -> usize {
+        self.changes.iter().filter(|c| c.kind == kind).count()
     }
 
     /// Unlinks as a share of the agents that are linked now, in percent.
     pub(crate) fn unlink_percent(&self) -> f64 {
-        let unlinks = self.count(Action::Unlink);
+        let unlinks = self.count(ChangeKind::Unlink);
         if unlinks == 0 {
             0.0
         } else if self.linked_agents == 0 {
@@ -137,36 +177,65 @@ pub(crate) fn plan(users: &[User], agents: &[Agent], unlink_missing: bool) -> Pl
             });
             continue;
         }
-        let index = indices[0];
-        let agent = &agents[index];
+        let agent = &agents[indices[0]];
         let wanted = match source.get(email) {
             Some(ids) if ids.len() > 1 => continue, // conflict, reported above
             Some(ids) => ids.first().copied(),
             None => None,
         };
-        let current = agent.external_id.as_deref();
-        let action = match (current, wanted) {
-            (None, Some(_)) => Action::Link,
-            (Some(old), Some(new)) if old != new => Action::Update,
-            (Some(_), None) if unlink_missing => Action::Unlink,
+        match (agent.external_id.as_deref(), wanted) {
+            (None, Some(_)) => {}
+            (Some(old), Some(new)) if old != new => {}
+            (Some(_), None) if unlink_missing => {}
             (Some(_), Some(_)) => {
                 plan.unchanged += 1;
                 continue;
             }
             (_, None) => continue,
-        };
-        plan.changes.push(Change {
-            action,
-            email: agent.email.clone(),
-            agent_id: agent.id.clone(),
-            old_external_id: current.map(str::to_owned),
-            new_external_id: wanted.map(str::to_owned),
-            agent: index,
-        });
+        }
+        plan.changes
+            .push(Change::setting(agent, wanted.map(str::to_owned)));
     }
-    plan.changes
-        .sort_by_key(|c| (c.action, normalize(&c.email)));
+    plan.changes.sort_by_key(|c| (c.kind, normalize(&c.email)));
     plan.conflicts.sort_by(|a, b| a.email.cmp(&b.email));
+    plan
+}
+
+/// The plan that undoes run `run`, whose journaled changes are `changes`: each
+/// applied change is set back, unless its agent is gone or changed since (then
+/// it is a conflict and left alone).
+pub(crate) fn revert(run: &str, changes: &[Change], agents: &[Agent]) -> Plan {
+    let by_id: HashMap<&str, &Agent> = agents.iter().map(|a| (a.id.as_str(), a)).collect();
+    let mut plan = Plan {
+        linked_agents: agents.iter().filter(|a| a.external_id.is_some()).count(),
+        ..Plan::default()
+    };
+    for change in changes.iter().filter(|c| c.status == Status::Applied) {
+        let conflict = |reason: String| Conflict {
+            email: change.email.clone(),
+            reason,
+        };
+        let agent = by_id
+            .get(change.agent_id.as_str())
+            .filter(|a| normalize(&a.email) == normalize(&change.email));
+        let Some(agent) = agent else {
+            plan.conflicts.push(conflict(format!(
+                "agent {} is no longer in the directory",
+                change.agent_id
+            )));
+            continue;
+        };
+        if agent.external_id != change.new_external_id {
+            plan.conflicts.push(conflict(format!(
+                "changed since run {run}: external ID is now {}, not {}",
+                agent.external_id.as_deref().unwrap_or("(none)"),
+                change.new_external_id.as_deref().unwrap_or("(none)")
+            )));
+            continue;
+        }
+        plan.changes
+            .push(Change::setting(agent, change.old_external_id.clone()));
+    }
     plan
 }
 
@@ -191,9 +260,9 @@ mod tests {
 
     fn summary(p: &Plan) -> (usize, usize, usize, usize, usize, usize) {
         (
-            p.count(Action::Link),
-            p.count(Action::Update),
-            p.count(Action::Unlink),
+            p.count(ChangeKind::Link),
+            p.count(ChangeKind::Update),
+            p.count(ChangeKind::Unlink),
             p.unchanged,
             p.unmatched.len(),
             p.conflicts.len(),
@@ -223,16 +292,22 @@ mod tests {
         ];
         let p = plan(&users, &agents, true);
         assert_eq!(summary(&p), (1, 1, 1, 1, 1, 2));
-        let change = |a| p.changes.iter().find(|c| c.action == a).unwrap();
-        assert_eq!(change(Action::Link).agent_id, "a1");
-        assert_eq!(change(Action::Link).new_external_id.as_deref(), Some("1"));
+        let change = |a| p.changes.iter().find(|c| c.kind == a).unwrap();
+        assert_eq!(change(ChangeKind::Link).agent_id, "a1");
         assert_eq!(
-            change(Action::Update).old_external_id.as_deref(),
+            change(ChangeKind::Link).new_external_id.as_deref(),
+            Some("1")
+        );
+        assert_eq!(
+            change(ChangeKind::Update).old_external_id.as_deref(),
             Some("old")
         );
-        assert_eq!(change(Action::Update).new_external_id.as_deref(), Some("2"));
-        assert_eq!(change(Action::Unlink).agent_id, "a8");
-        assert_eq!(change(Action::Unlink).new_external_id, None);
+        assert_eq!(
+            change(ChangeKind::Update).new_external_id.as_deref(),
+            Some("2")
+        );
+        assert_eq!(change(ChangeKind::Unlink).agent_id, "a8");
+        assert_eq!(change(ChangeKind::Unlink).new_external_id, None);
         assert_eq!(
             p.unmatched,
             [Unmatched {
@@ -283,14 +358,74 @@ mod tests {
         let order: Vec<_> = p
             .changes
             .iter()
-            .map(|c| (c.action, c.email.as_str()))
+            .map(|c| (c.kind, c.email.as_str()))
             .collect();
         assert_eq!(
             order,
             [
-                (Action::Link, "a@x"),
-                (Action::Link, "b@x"),
-                (Action::Update, "c@x")
+                (ChangeKind::Link, "a@x"),
+                (ChangeKind::Link, "b@x"),
+                (ChangeKind::Update, "c@x")
+            ]
+        );
+    }
+
+    #[test]
+    fn revert_sets_back_what_was_applied_and_refuses_what_moved() {
+        let applied = |kind, email: &str, id: &str, old: Option<&str>, new: Option<&str>| Change {
+            kind,
+            email: email.into(),
+            agent_id: id.into(),
+            old_external_id: old.map(str::to_owned),
+            new_external_id: new.map(str::to_owned),
+            status: Status::Applied,
+            error: None,
+        };
+        let mut failed = applied(ChangeKind::Link, "f@x", "f", None, Some("9"));
+        failed.status = Status::Failed;
+        let journaled = [
+            applied(ChangeKind::Link, "a@x", "a", None, Some("1")),
+            applied(ChangeKind::Update, "b@x", "b", Some("old"), Some("2")),
+            applied(ChangeKind::Unlink, "c@x", "c", Some("3"), None),
+            applied(ChangeKind::Link, "d@x", "d", None, Some("4")),
+            applied(ChangeKind::Link, "gone@x", "g", None, Some("5")),
+            failed,
+        ];
+        let agents = [
+            agent("a", "A@x", Some("1")),
+            agent("b", "b@x", Some("2")),
+            agent("c", "c@x", None),
+            agent("d", "d@x", Some("changed")),
+            agent("f", "f@x", None),
+        ];
+        let p = revert("R1", &journaled, &agents);
+        let undo: Vec<_> = p
+            .changes
+            .iter()
+            .map(|c| {
+                (
+                    c.kind,
+                    c.agent_id.as_str(),
+                    c.old_external_id.as_deref(),
+                    c.new_external_id.as_deref(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            undo,
+            [
+                (ChangeKind::Unlink, "a", Some("1"), None),
+                (ChangeKind::Update, "b", Some("2"), Some("old")),
+                (ChangeKind::Link, "c", None, Some("3")),
+            ]
+        );
+        assert!(p.changes.iter().all(|c| c.status == Status::Planned));
+        let reasons: Vec<_> = p.conflicts.iter().map(|c| c.reason.as_str()).collect();
+        assert_eq!(
+            reasons,
+            [
+                "changed since run R1: external ID is now changed, not 4",
+                "agent g is no longer in the directory"
             ]
         );
     }

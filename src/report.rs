@@ -1,33 +1,13 @@
-//! What a run prints on stdout: the human diff of the plan (in the spirit of
-//! `terraform plan`) or the JSON report of the contract, and the mapped users of
-//! `fetch`.
+//! The report of a sync or a revert: the contract's JSON document, and the
+//! human diff of the plan (in the spirit of `terraform plan`).
 
 use std::io::{self, Write};
 
 use serde::Serialize;
 
-use crate::plan::{Action, Conflict, Plan, Unmatched};
+use crate::output::Render;
+use crate::plan::{Change, ChangeKind, Conflict, Plan, Status, Unmatched};
 use crate::source::{Fetched, Skipped};
-
-/// The status of one change in the report.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub(crate) enum Status {
-    Planned,
-    Applied,
-    Failed,
-}
-
-#[derive(Debug, Serialize)]
-pub(crate) struct ChangeReport {
-    pub action: Action,
-    pub email: String,
-    pub agent_id: String,
-    pub old_external_id: Option<String>,
-    pub new_external_id: Option<String>,
-    pub status: Status,
-    pub error: Option<String>,
-}
 
 #[derive(Debug, Serialize)]
 pub(crate) struct SourceReport {
@@ -60,7 +40,7 @@ pub(crate) struct Report {
     pub source: SourceReport,
     pub sink: SinkReport,
     pub summary: Summary,
-    pub changes: Vec<ChangeReport>,
+    pub changes: Vec<Change>,
     pub unmatched: Vec<Unmatched>,
     pub conflicts: Vec<Conflict>,
 }
@@ -69,9 +49,9 @@ impl Report {
     /// The report of a plan before anything is applied.
     pub(crate) fn new(dry_run: bool, fetched: &Fetched, agents: usize, plan: Plan) -> Self {
         let summary = Summary {
-            link: plan.count(Action::Link),
-            update: plan.count(Action::Update),
-            unlink: plan.count(Action::Unlink),
+            link: plan.count(ChangeKind::Link),
+            update: plan.count(ChangeKind::Update),
+            unlink: plan.count(ChangeKind::Unlink),
             unchanged: plan.unchanged,
             unmatched: plan.unmatched.len(),
             conflict: plan.conflicts.len(),
@@ -87,19 +67,7 @@ impl Report {
             },
             sink: SinkReport { agents },
             summary,
-            changes: plan
-                .changes
-                .into_iter()
-                .map(|c| ChangeReport {
-                    action: c.action,
-                    email: c.email,
-                    agent_id: c.agent_id,
-                    old_external_id: c.old_external_id,
-                    new_external_id: c.new_external_id,
-                    status: Status::Planned,
-                    error: None,
-                })
-                .collect(),
+            changes: plan.changes,
             unmatched: plan.unmatched,
             conflicts: plan.conflicts,
         }
@@ -108,15 +76,12 @@ impl Report {
     pub(crate) fn has_changes(&self) -> bool {
         !self.changes.is_empty()
     }
+}
 
-    pub(crate) fn write_json(&self, out: &mut impl Write) -> io::Result<()> {
-        serde_json::to_writer_pretty(&mut *out, self)?;
-        writeln!(out)
-    }
-
-    /// The diff for people: changes grouped by action, then what was left out,
+impl Render for Report {
+    /// The diff for people: changes grouped by kind, then what was left out,
     /// then one summary line.
-    pub(crate) fn write_human(&self, out: &mut impl Write) -> io::Result<()> {
+    fn human(&self, out: &mut dyn Write) -> io::Result<()> {
         let width = self
             .changes
             .iter()
@@ -124,16 +89,16 @@ impl Report {
             .max()
             .unwrap_or(0);
         let id = |v: &Option<String>| v.clone().unwrap_or_else(|| "(none)".into());
-        for action in [Action::Link, Action::Update, Action::Unlink] {
-            let group: Vec<_> = self.changes.iter().filter(|c| c.action == action).collect();
+        for kind in [ChangeKind::Link, ChangeKind::Update, ChangeKind::Unlink] {
+            let group: Vec<_> = self.changes.iter().filter(|c| c.kind == kind).collect();
             if group.is_empty() {
                 continue;
             }
-            writeln!(out, "{} ({}):", action.as_str(), group.len())?;
-            let sign = match action {
-                Action::Link => '+',
-                Action::Update => '~',
-                Action::Unlink => '-',
+            writeln!(out, "{} ({}):", kind.as_str(), group.len())?;
+            let sign = match kind {
+                ChangeKind::Link => '+',
+                ChangeKind::Update => '~',
+                ChangeKind::Unlink => '-',
             };
             for c in group {
                 let outcome = match (&c.status, &c.error) {
@@ -202,63 +167,4 @@ impl Report {
             self.sink.agents
         )
     }
-}
-
-/// `fetch --output json`: `{"pages", "users", "skipped"}`.
-pub(crate) fn write_fetch_json(fetched: &Fetched, out: &mut impl Write) -> io::Result<()> {
-    #[derive(Serialize)]
-    struct FetchReport<'a> {
-        pages: u64,
-        users: &'a [crate::mapping::User],
-        skipped: &'a [Skipped],
-    }
-    serde_json::to_writer_pretty(
-        &mut *out,
-        &FetchReport {
-            pages: fetched.pages,
-            users: &fetched.users,
-            skipped: &fetched.skipped,
-        },
-    )?;
-    writeln!(out)
-}
-
-/// `fetch` for people: a two-column table of the users, then a summary.
-pub(crate) fn write_fetch_human(fetched: &Fetched, out: &mut impl Write) -> io::Result<()> {
-    let width = fetched
-        .users
-        .iter()
-        .map(|u| u.id.chars().count())
-        .max()
-        .unwrap_or(0)
-        .max(2);
-    writeln!(out, "{:<width$}  EMAIL", "ID")?;
-    for u in &fetched.users {
-        writeln!(out, "{:<width$}  {}", u.id, u.email)?;
-    }
-    for s in &fetched.skipped {
-        writeln!(
-            out,
-            "skipped: page {} record {}: {}",
-            s.page, s.index, s.reason
-        )?;
-    }
-    writeln!(
-        out,
-        "{} users from {} records in {} page{}{}{}",
-        fetched.users.len(),
-        fetched.records,
-        fetched.pages,
-        if fetched.pages == 1 { "" } else { "s" },
-        if fetched.skipped.is_empty() {
-            String::new()
-        } else {
-            format!(", {} skipped", fetched.skipped.len())
-        },
-        if fetched.sampled {
-            " (sample: more pages left)"
-        } else {
-            ""
-        }
-    )
 }

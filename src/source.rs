@@ -3,19 +3,18 @@
 //! The source is read completely or the run stops: a page that fails, a total
 //! that does not add up or pages that shifted under us are errors.
 
-use std::collections::HashMap;
-
 use anyhow::{Context, Result, anyhow, bail};
 use jaq_json::Val;
 use url::Url;
 
-use crate::config::{Job, RequestSpec, join_url};
+use crate::config::Job;
 use crate::http::{Client, Request, Response, display_url};
 use crate::mapping::{self, User, map_record_into};
+use crate::pages::{self, Listing, Next, Seen};
 use crate::paginate::{Kind, Observed, Paginator, Position, Step};
-use crate::prefetch::Prefetch;
 use crate::progress::Progress;
-use crate::template::{Encoding, Values};
+use crate::request::{render_request, render_url};
+use crate::template::Values;
 
 /// A record the mapping could not turn into a user.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -39,6 +38,24 @@ pub(crate) struct Fetched {
 /// The most users room is made for ahead of time.
 const MAX_RESERVED_USERS: usize = 1 << 20;
 
+impl Fetched {
+    /// `N users from N records in N pages[, N skipped]`.
+    pub(crate) fn summary(&self) -> String {
+        format!(
+            "{} users from {} records in {} page{}{}",
+            self.users.len(),
+            self.records,
+            self.pages,
+            if self.pages == 1 { "" } else { "s" },
+            if self.skipped.is_empty() {
+                String::new()
+            } else {
+                format!(", {} skipped", self.skipped.len())
+            }
+        )
+    }
+}
+
 /// Read the source: every page, or the first `sample` pages.
 pub(crate) fn fetch(
     job: &Job,
@@ -47,109 +64,124 @@ pub(crate) fn fetch(
     progress: &Progress,
 ) -> Result<Fetched> {
     let pg = &job.pagination;
-    let mut paginator = Paginator::new(pg.kind.clone(), pg.stop_on_empty, pg.max_pages);
-    let mut position = paginator.first();
-    let mut fetched = Fetched::default();
-    // Which page each user came from, to notice a listing that shifted between pages.
-    let mut seen: HashMap<u64, (u64, usize)> = HashMap::new();
+    let paginator = Paginator::new(pg.kind.clone(), pg.stop_on_empty, pg.max_pages);
+    let mut listing = SourceListing {
+        job,
+        position: paginator.first(),
+        paginator,
+        previous_url: None,
+        current_url: None,
+        fetched: Fetched::default(),
+        seen: Seen::default(),
+        sample,
+    };
     let stage = progress.stage("source pages", None);
-    let mut request_url = None;
     let workers = job.source.endpoint.concurrency;
-
-    std::thread::scope(|scope| -> Result<()> {
-        let mut prefetch: Option<Prefetch<Result<PageOut>>> = None;
-        loop {
-            let number = paginator.pages() + 1;
-            let request = build_request(job, &position, request_url.as_ref())?;
-            let url_shown = display_url(&request.url);
-            let out = match prefetch.as_mut().and_then(|p| p.take(&request)) {
-                Some(out) => out,
-                None => read_page(job, &request, client.send(&request), number),
-            }?;
-            for user in out.users {
-                // Keyed by a hash of (id, email), confirmed on a hit: no copy
-                // of every user's strings.
-                let key = user_key(&user);
-                let slot = fetched.users.len();
-                if let Some((earlier, at)) = seen.insert(key, (number, slot))
-                    && earlier != number
-                    && fetched.users[at] == user
-                {
-                    bail!(
-                        "source pages shifted while being read: user {} ({}) appeared on page {earlier} and again on page {number}; nothing was written",
-                        user.id,
-                        user.email
-                    );
-                }
-                fetched.users.push(user);
-            }
-            fetched.skipped.extend(out.skipped);
-            let observed = out.observed;
-            stage.inc(1);
-            crate::progress::debug(&format!(
-                "source page {number}: {} records ({url_shown})",
-                observed.count
-            ));
-
-            let step = paginator
-                .next(&observed)
-                .with_context(|| format!("after source page {number}"))?;
-            match step {
-                Step::Done => break,
-                Step::Next(_) if sample.is_some_and(|n| paginator.pages() >= n) => {
-                    fetched.sampled = true;
-                    break;
-                }
-                Step::Next(next) => {
-                    if number == 1
-                        && workers > 1
-                        && let Some(count) = paginator.known_page_count(observed.count)
-                    {
-                        let last = count
-                            .min(job.pagination.max_pages)
-                            .min(sample.unwrap_or(u64::MAX));
-                        stage.set_len(last);
-                        // Room for the users to come, so that the tables do not
-                        // grow (and copy) page after page; capped, as `total`
-                        // comes from the API.
-                        let expected = usize::try_from(last.saturating_mul(observed.count))
-                            .unwrap_or(usize::MAX)
-                            .min(MAX_RESERVED_USERS);
-                        fetched.users.reserve(expected);
-                        seen.reserve(expected);
-                        let ahead = planned(job, &observed, 2..=last)?;
-                        // Pages are read and mapped on the workers, in parallel.
-                        let read = move |i: usize, req: &Request, sent| {
-                            read_page(job, req, sent, i as u64 + 2)
-                        };
-                        prefetch = Some(Prefetch::start(scope, client, ahead, workers, read));
-                    }
-                    request_url = Some(request.url.clone());
-                    position = next;
-                }
-            }
-        }
-        Ok(())
-    })?;
+    pages::walk(
+        client,
+        workers,
+        &mut listing,
+        |number, request, sent| read_page(job, request, sent, number),
+        &stage,
+    )?;
+    let SourceListing {
+        paginator,
+        mut fetched,
+        ..
+    } = listing;
     if !fetched.sampled {
         paginator.verify_complete()?;
     }
     fetched.pages = paginator.pages();
     fetched.records = paginator.records();
     drop(stage);
-    progress.log(&format!(
-        "source: {} users from {} records in {} page{}{}",
-        fetched.users.len(),
-        fetched.records,
-        fetched.pages,
-        if fetched.pages == 1 { "" } else { "s" },
-        if fetched.skipped.is_empty() {
-            String::new()
-        } else {
-            format!(", {} skipped", fetched.skipped.len())
-        }
-    ));
+    progress.log(&format!("source: {}", fetched.summary()));
     Ok(fetched)
+}
+
+/// The source's side of the page walk: where the pagination stands and the
+/// users read so far.
+struct SourceListing<'a> {
+    job: &'a Job,
+    paginator: Paginator,
+    position: Position,
+    /// The URL of the page before, against which a relative next URL is resolved.
+    previous_url: Option<Url>,
+    current_url: Option<Url>,
+    fetched: Fetched,
+    /// Which page each user came from.
+    seen: Seen,
+    sample: Option<u64>,
+}
+
+impl Listing for SourceListing<'_> {
+    type Page = PageOut;
+
+    fn next_request(&mut self) -> Result<Request> {
+        let request = build_request(self.job, &self.position, self.previous_url.as_ref())?;
+        self.current_url = Some(request.url.clone());
+        Ok(request)
+    }
+
+    fn take(&mut self, number: u64, out: PageOut) -> Result<Next> {
+        let fetched = &mut self.fetched;
+        for user in out.users {
+            let slot = fetched.users.len();
+            if let Some((earlier, at)) = self.seen.insert(&(&user.id, &user.email), number, slot)
+                && earlier != number
+                && fetched.users[at] == user
+            {
+                bail!(
+                    "source pages shifted while being read: user {} ({}) appeared on page {earlier} and again on page {number}; nothing was written",
+                    user.id,
+                    user.email
+                );
+            }
+            fetched.users.push(user);
+        }
+        fetched.skipped.extend(out.skipped);
+        let observed = out.observed;
+        crate::progress::debug(&format!(
+            "source page {number}: {} records ({})",
+            observed.count,
+            self.current_url
+                .as_ref()
+                .map(display_url)
+                .unwrap_or_default()
+        ));
+        let step = self
+            .paginator
+            .next(&observed)
+            .with_context(|| format!("after source page {number}"))?;
+        let next = match step {
+            Step::Done => return Ok(Next::Done),
+            Step::Next(_) if self.sample.is_some_and(|n| self.paginator.pages() >= n) => {
+                fetched.sampled = true;
+                return Ok(Next::Done);
+            }
+            Step::Next(next) => next,
+        };
+        let mut how = Next::More;
+        if number == 1
+            && self.job.source.endpoint.concurrency > 1
+            && let Some(count) = self.paginator.known_page_count(observed.count)
+        {
+            let last = count
+                .min(self.job.pagination.max_pages)
+                .min(self.sample.unwrap_or(u64::MAX));
+            // Room for the users to come, so that the tables do not grow (and
+            // copy) page after page; capped, as `total` comes from the API.
+            let expected = usize::try_from(last.saturating_mul(observed.count))
+                .unwrap_or(usize::MAX)
+                .min(MAX_RESERVED_USERS);
+            fetched.users.reserve(expected);
+            self.seen.reserve(expected);
+            how = Next::Ahead(planned(self.job, &observed, 2..=last)?);
+        }
+        self.previous_url = self.current_url.take();
+        self.position = next;
+        Ok(how)
+    }
 }
 
 /// The requests of pages `numbers` (1-based), for a listing whose pages are all
@@ -217,11 +249,6 @@ fn read_page(job: &Job, request: &Request, sent: Result<Response>, number: u64) 
     Ok(out)
 }
 
-fn user_key(user: &User) -> u64 {
-    use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
-    BuildHasherDefault::<DefaultHasher>::default().hash_one((&user.id, &user.email))
-}
-
 /// The request for one page. `previous` is the URL of the page before, against
 /// which a relative next URL is resolved.
 fn build_request(job: &Job, position: &Position, previous: Option<&Url>) -> Result<Request> {
@@ -258,61 +285,6 @@ fn build_request(job: &Job, position: &Position, previous: Option<&Url>) -> Resu
         request.body = None;
     }
     Ok(request)
-}
-
-/// The URL of a templated request: base URL, rendered path, rendered query.
-pub(crate) fn render_url(base: &Url, spec: &RequestSpec, values: &Values) -> Result<Url> {
-    let path = spec.path.render(values, Encoding::Path)?;
-    let mut url = join_url(base, &path);
-    if !spec.query.is_empty() {
-        let rendered = spec
-            .query
-            .iter()
-            .map(|(k, t)| Ok((k, t.render(values, Encoding::Raw)?)))
-            .collect::<Result<Vec<_>>>()?;
-        let mut pairs = url.query_pairs_mut();
-        for (k, v) in rendered {
-            pairs.append_pair(k, &v);
-        }
-    }
-    Ok(url)
-}
-
-/// Headers and body of a templated request, for `url`.
-pub(crate) fn render_request(spec: &RequestSpec, url: Url, values: &Values) -> Result<Request> {
-    let mut headers = spec
-        .headers
-        .iter()
-        .map(|(k, t)| Ok((k.clone(), t.render(values, Encoding::Raw)?)))
-        .collect::<Result<Vec<_>>>()?;
-    let body = spec
-        .body
-        .as_ref()
-        .map(|b| b.render(values, Encoding::Json))
-        .transpose()?;
-    if body.is_some()
-        && !headers
-            .iter()
-            .any(|(k, _)| k.eq_ignore_ascii_case("content-type"))
-    {
-        headers.push(("Content-Type".into(), "application/json".into()));
-    }
-    if !headers
-        .iter()
-        .any(|(k, _)| k.eq_ignore_ascii_case("accept"))
-    {
-        headers.push(("Accept".into(), "application/json".into()));
-    }
-    Ok(Request {
-        method: spec.method.clone(),
-        url,
-        headers,
-        body: body.map(String::into_bytes),
-        idempotent: matches!(
-            spec.method.as_str(),
-            "GET" | "HEAD" | "PUT" | "DELETE" | "OPTIONS"
-        ),
-    })
 }
 
 /// The page body as JSON, or an error that says what came instead.

@@ -11,6 +11,7 @@ use anyhow::{Context, Result, anyhow, bail};
 use serde_json::{Map, Value};
 
 use super::{Agent, Sink};
+use crate::plan::Change;
 use crate::progress::{self, Progress};
 
 const EMAIL: &str = "email";
@@ -126,11 +127,12 @@ impl Sink for FileSink {
         Ok(kept)
     }
 
-    fn set_external_id(&mut self, agent: &Agent, external_id: Option<&str>) -> Result<()> {
+    fn write(&mut self, change: &Change) -> Result<()> {
         let row = *self
             .rows
-            .get(&agent.id)
-            .ok_or_else(|| anyhow!("{}: no agent {}", self.path.display(), agent.id))?;
+            .get(&change.agent_id)
+            .ok_or_else(|| anyhow!("{}: no agent {}", self.path.display(), change.agent_id))?;
+        let external_id = change.new_external_id.as_deref();
         match self.data.as_mut() {
             None => bail!("{} was not read", self.path.display()),
             Some(Data::Json(objects)) => {
@@ -291,8 +293,9 @@ mod tests {
         assert_eq!(agents[0].id, "7");
         assert_eq!(agents[1].id, "row 2");
         assert_eq!(agents[1].external_id.as_deref(), Some("5"));
-        sink.set_external_id(&agents[0], Some("x1")).unwrap();
-        sink.set_external_id(&agents[1], None).unwrap();
+        sink.write(&Change::setting(&agents[0], Some("x1".into())))
+            .unwrap();
+        sink.write(&Change::setting(&agents[1], None)).unwrap();
         sink.commit().unwrap();
         let text = std::fs::read_to_string(&path).unwrap();
         assert_eq!(
@@ -322,7 +325,8 @@ mod tests {
         );
         let agents = sink.list_agents(&Progress::hidden()).unwrap();
         assert_eq!(agents[1].external_id.as_deref(), Some("9"));
-        sink.set_external_id(&agents[0], Some("3")).unwrap();
+        sink.write(&Change::setting(&agents[0], Some("3".into())))
+            .unwrap();
         sink.commit().unwrap();
         assert_eq!(
             std::fs::read_to_string(&path).unwrap(),

@@ -7,6 +7,7 @@ pub(crate) mod scim;
 
 use anyhow::Result;
 
+use crate::plan::Change;
 use crate::progress::Progress;
 
 /// One agent as the directory holds it.
@@ -24,12 +25,13 @@ pub(crate) trait Sink {
     /// shorter list.
     fn list_agents(&mut self, progress: &Progress) -> Result<Vec<Agent>>;
 
-    /// Set (`Some`) or clear (`None`) the external ID of one agent previously
-    /// returned by `list_agents`.
-    fn set_external_id(&mut self, agent: &Agent, external_id: Option<&str>) -> Result<()>;
+    /// Apply one planned change: set or clear the external ID of the agent it
+    /// names (one listed by `list_agents`), from `old_external_id` to
+    /// `new_external_id`.
+    fn write(&mut self, change: &Change) -> Result<()>;
 
     /// Make the writes durable (a file sink writes its file here). Called once
-    /// after the last `set_external_id`, also when some of them failed.
+    /// after the last `write`, also when some of them failed.
     fn commit(&mut self) -> Result<()> {
         Ok(())
     }

@@ -1,8 +1,6 @@
 //! A SCIM 2.0 user directory (RFC 7643/7644), such as Talkdesk's: list the users
 //! page by page, then replace (PUT) or patch (PATCH) one user's `externalId`.
 
-use std::collections::HashSet;
-
 use anyhow::{Context, Result, anyhow, bail};
 use serde::Deserialize;
 use serde_json::value::RawValue;
@@ -10,10 +8,11 @@ use serde_json::{Value, json};
 use url::Url;
 
 use super::{Agent, Sink};
-use crate::config::join_url;
 use crate::http::{Client, Request, Response, display_url};
-use crate::prefetch::Prefetch;
+use crate::pages::{self, Listing, Next, Seen};
+use crate::plan::Change;
 use crate::progress::{self, Progress};
+use crate::request::join_url;
 
 const SCIM_JSON: &str = "application/scim+json";
 const PATCH_OP: &str = "urn:ietf:params:scim:api:messages:2.0:PatchOp";
@@ -90,7 +89,7 @@ impl ScimSink {
     }
 
     fn read_page(&self, req: &Request, sent: Result<Response>) -> Result<ListResponse> {
-        let resp = check(sent?, "GET", &req.url)?;
+        let resp = expect_success(sent?, "GET", &req.url)?;
         serde_json::from_slice(&resp.body).with_context(|| {
             format!(
                 "GET {} answered something that is not a SCIM ListResponse ({}): {}",
@@ -146,10 +145,10 @@ impl ScimSink {
     /// The agent's resource as it is now, for a PUT. Refused when its external
     /// ID is no longer the one the plan was made from: someone changed it since
     /// the listing, and a write would undo their change.
-    fn current(&self, agent: &Agent) -> Result<Value> {
-        let url = self.user_url(&agent.id)?;
+    fn current(&self, change: &Change) -> Result<Value> {
+        let url = self.user_url(&change.agent_id)?;
         let req = Request::get(url).header("Accept", SCIM_JSON);
-        let resp = check(self.client.send(&req)?, "GET", &req.url)?;
+        let resp = expect_success(self.client.send(&req)?, "GET", &req.url)?;
         let resource: Value = serde_json::from_slice(&resp.body).with_context(|| {
             format!(
                 "GET {} answered something that is not a SCIM user",
@@ -162,29 +161,25 @@ impl ScimSink {
             Some(Value::String(s)) => Some(s.clone()),
             Some(other) => Some(other.to_string()),
         };
-        if now != agent.external_id {
+        if now != change.old_external_id {
             bail!(
                 "agent {} changed since it was listed: its external ID is now {}, not {}; left as it is",
-                agent.id,
+                change.agent_id,
                 now.as_deref().unwrap_or("(none)"),
-                agent.external_id.as_deref().unwrap_or("(none)")
+                change.old_external_id.as_deref().unwrap_or("(none)")
             );
         }
         Ok(resource)
     }
 
     /// The write of `external_id`; `current` is the resource to PUT back.
-    fn write_request(
-        &self,
-        agent: &Agent,
-        external_id: Option<&str>,
-        current: Option<Value>,
-    ) -> Result<Request> {
-        let url = self.user_url(&agent.id)?;
+    fn write_request(&self, change: &Change, current: Option<Value>) -> Result<Request> {
+        let url = self.user_url(&change.agent_id)?;
+        let external_id = change.new_external_id.as_deref();
         let (method, body) = match self.update {
             UpdateMode::Put => {
                 let Some(Value::Object(mut resource)) = current else {
-                    bail!("agent {}: no resource to PUT", agent.id);
+                    bail!("agent {}: no resource to PUT", change.agent_id);
                 };
                 // Read-only attributes are not sent back.
                 resource.remove("meta");
@@ -223,63 +218,21 @@ impl ScimSink {
 impl Sink for ScimSink {
     fn list_agents(&mut self, progress: &Progress) -> Result<Vec<Agent>> {
         let stage = progress.stage("directory pages", None);
-        let mut agents = Vec::new();
-        let mut seen = HashSet::new();
-        let mut read = 0usize;
-        let mut pages = 0usize;
-        std::thread::scope(|scope| -> Result<()> {
-            let mut prefetch: Option<Prefetch<Result<Response>>> = None;
-            loop {
-                let req = self.list_request(read + 1);
-                let sent = match prefetch.as_mut().and_then(|p| p.take(&req)) {
-                    Some(result) => result,
-                    None => self.client.send(&req),
-                };
-                let page = self.read_page(&req, sent)?;
-                pages += 1;
-                stage.inc(1);
-                let got = page.resources.len();
-                for resource in page.resources {
-                    match self.agent_of(&resource) {
-                        Ok(agent) => {
-                            if !seen.insert(agent.id.clone()) {
-                                bail!(
-                                    "SCIM listing returned user {} twice (the directory changed while it was read?)",
-                                    agent.id
-                                );
-                            }
-                            agents.push(agent);
-                        }
-                        Err(why) => progress::warn(&format!("directory: skipping {why}")),
-                    }
-                }
-                read += got;
-                if read >= page.total_results {
-                    return Ok(());
-                }
-                if got == 0 {
-                    bail!(
-                        "SCIM listing stopped at {read} of {} agents (an empty page before the end)",
-                        page.total_results
-                    );
-                }
-                if pages == 1 {
-                    // Pages the size of the first until the total: fetch them ahead.
-                    let count = page.total_results.div_ceil(got);
-                    stage.set_len(count as u64);
-                    if self.concurrency > 1 {
-                        let ahead = (1..count).map(|i| self.list_request(i * got + 1)).collect();
-                        prefetch = Some(Prefetch::start(
-                            scope,
-                            &self.client,
-                            ahead,
-                            self.concurrency,
-                            |_, _, sent| sent,
-                        ));
-                    }
-                }
-            }
-        })?;
+        let mut listing = DirectoryListing {
+            sink: self,
+            agents: Vec::new(),
+            seen: Seen::default(),
+            read: 0,
+            pages: 0,
+        };
+        pages::walk(
+            &self.client,
+            self.concurrency,
+            &mut listing,
+            |_, req, sent| self.read_page(req, sent),
+            &stage,
+        )?;
+        let DirectoryListing { agents, pages, .. } = listing;
         drop(stage);
         progress.log(&format!(
             "directory: {} agents in {pages} pages",
@@ -288,19 +241,80 @@ impl Sink for ScimSink {
         Ok(agents)
     }
 
-    fn set_external_id(&mut self, agent: &Agent, external_id: Option<&str>) -> Result<()> {
+    fn write(&mut self, change: &Change) -> Result<()> {
         let current = match self.update {
-            UpdateMode::Put => Some(self.current(agent)?),
+            UpdateMode::Put => Some(self.current(change)?),
             UpdateMode::Patch => None,
         };
-        let req = self.write_request(agent, external_id, current)?;
+        let req = self.write_request(change, current)?;
         let resp = self.client.send(&req)?;
-        check(resp, &req.method, &req.url)?;
+        expect_success(resp, &req.method, &req.url)?;
         Ok(())
     }
 
     fn describe(&self) -> String {
         format!("SCIM {}", display_url(&self.base_url))
+    }
+}
+
+/// The directory's side of the page walk: the agents read so far.
+struct DirectoryListing<'a> {
+    sink: &'a ScimSink,
+    agents: Vec<Agent>,
+    /// Which page each agent id came from.
+    seen: Seen,
+    /// Users read so far, also those skipped.
+    read: usize,
+    pages: u64,
+}
+
+impl Listing for DirectoryListing<'_> {
+    type Page = ListResponse;
+
+    fn next_request(&mut self) -> Result<Request> {
+        Ok(self.sink.list_request(self.read + 1))
+    }
+
+    fn take(&mut self, number: u64, page: ListResponse) -> Result<Next> {
+        self.pages = number;
+        let got = page.resources.len();
+        for resource in page.resources {
+            match self.sink.agent_of(&resource) {
+                Ok(agent) => {
+                    let slot = self.agents.len();
+                    if let Some((_, at)) = self.seen.insert(&agent.id, number, slot)
+                        && self.agents[at].id == agent.id
+                    {
+                        bail!(
+                            "SCIM listing returned user {} twice (the directory changed while it was read?)",
+                            agent.id
+                        );
+                    }
+                    self.agents.push(agent);
+                }
+                Err(why) => progress::warn(&format!("directory: skipping {why}")),
+            }
+        }
+        self.read += got;
+        if self.read >= page.total_results {
+            return Ok(Next::Done);
+        }
+        if got == 0 {
+            bail!(
+                "SCIM listing stopped at {} of {} agents (an empty page before the end)",
+                self.read,
+                page.total_results
+            );
+        }
+        if number > 1 {
+            return Ok(Next::More);
+        }
+        // Pages the size of the first until the total: fetch them ahead.
+        let count = page.total_results.div_ceil(got);
+        let ahead = (1..count)
+            .map(|i| self.sink.list_request(i * got + 1))
+            .collect();
+        Ok(Next::Ahead(ahead))
     }
 }
 
@@ -335,7 +349,7 @@ fn primary_email(emails: &Value) -> Option<&str> {
 
 /// A non-2xx answer as an error naming the SCIM `scimType` and `detail` when the
 /// body is a SCIM error (RFC 7644 §3.12).
-fn check(resp: Response, method: &str, url: &Url) -> Result<Response> {
+fn expect_success(resp: Response, method: &str, url: &Url) -> Result<Response> {
     if resp.is_success() {
         return Ok(resp);
     }
@@ -417,7 +431,10 @@ mod tests {
         let resource = json!({"id": "a/1", "userName": "a@x.com", "meta": {"version": "1"}, "externalId": "old"});
         let a = agent(resource.clone());
         let req = s
-            .write_request(&a, Some("7"), Some(resource.clone()))
+            .write_request(
+                &Change::setting(&a, Some("7".into())),
+                Some(resource.clone()),
+            )
             .unwrap();
         assert_eq!(req.method, "PUT");
         assert_eq!(req.url.as_str(), "http://127.0.0.1:9/scim/v2/Users/a%2F1");
@@ -426,7 +443,9 @@ mod tests {
             body,
             json!({"id": "a/1", "userName": "a@x.com", "externalId": "7"})
         );
-        let req = s.write_request(&a, None, Some(resource)).unwrap();
+        let req = s
+            .write_request(&Change::setting(&a, None), Some(resource))
+            .unwrap();
         let body: Value = serde_json::from_slice(req.body.as_ref().unwrap()).unwrap();
         assert_eq!(body, json!({"id": "a/1", "userName": "a@x.com"}));
     }
@@ -435,9 +454,10 @@ mod tests {
     fn patch_sends_one_operation() {
         let s = sink(UpdateMode::Patch, EmailAttribute::UserName);
         let a = agent(json!({"id": "a1", "userName": "a@x.com"}));
-        let body = |x| -> Value {
-            serde_json::from_slice(s.write_request(&a, x, None).unwrap().body.as_ref().unwrap())
-                .unwrap()
+        let body = |x: Option<&str>| -> Value {
+            let change = Change::setting(&a, x.map(str::to_owned));
+            let req = s.write_request(&change, None).unwrap();
+            serde_json::from_slice(req.body.as_ref().unwrap()).unwrap()
         };
         assert_eq!(
             body(Some("7"))["Operations"],
@@ -480,9 +500,9 @@ mod tests {
             .send(patch.to_string())
             .unwrap();
 
-        sink.set_external_id(one, Some("1")).unwrap();
+        sink.write(&Change::setting(one, Some("1".into()))).unwrap();
         let err = sink
-            .set_external_id(two, Some("2"))
+            .write(&Change::setting(two, Some("2".into())))
             .unwrap_err()
             .to_string();
         assert!(err.contains("changed since it was listed"), "{err}");
@@ -501,7 +521,7 @@ mod tests {
             headers: vec![],
             body: br#"{"status": "400", "scimType": "invalidValue", "detail": "bad id"}"#.to_vec(),
         };
-        let err = check(resp, "PUT", &url).unwrap_err().to_string();
+        let err = expect_success(resp, "PUT", &url).unwrap_err().to_string();
         assert_eq!(
             err,
             "SCIM PUT http://h/scim/v2/Users/a answered HTTP 400 (invalidValue): bad id"
@@ -511,7 +531,7 @@ mod tests {
             headers: vec![],
             body: b"down for maintenance".to_vec(),
         };
-        let err = check(resp, "GET", &url).unwrap_err().to_string();
+        let err = expect_success(resp, "GET", &url).unwrap_err().to_string();
         assert!(
             err.ends_with("answered HTTP 503: down for maintenance"),
             "{err}"

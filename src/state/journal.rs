@@ -10,8 +10,8 @@ use std::time::SystemTime;
 use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
 
-use crate::plan::Action;
-use crate::report::{Report, Status};
+use crate::plan::Change;
+use crate::report::Report;
 
 /// One applied run.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -32,17 +32,6 @@ pub(crate) struct Summary {
     pub update: usize,
     pub unlink: usize,
     pub failed: usize,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub(crate) struct Change {
-    pub action: Action,
-    pub email: String,
-    pub agent_id: String,
-    pub old_external_id: Option<String>,
-    pub new_external_id: Option<String>,
-    pub status: Status,
-    pub error: Option<String>,
 }
 
 /// A run ID: sortable UTC time plus a few random hex digits.
@@ -72,19 +61,7 @@ pub(crate) fn entry(config: &Path, name: &str, kind: &str, report: &Report) -> E
             unlink: report.summary.unlink,
             failed: report.summary.failed,
         },
-        changes: report
-            .changes
-            .iter()
-            .map(|c| Change {
-                action: c.action,
-                email: c.email.clone(),
-                agent_id: c.agent_id.clone(),
-                old_external_id: c.old_external_id.clone(),
-                new_external_id: c.new_external_id.clone(),
-                status: c.status.clone(),
-                error: c.error.clone(),
-            })
-            .collect(),
+        changes: report.changes.clone(),
     }
 }
 

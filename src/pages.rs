@@ -1,13 +1,15 @@
-//! Fetching pages ahead on a few threads, when the pages to come are known
-//! after the first one (page numbers or offsets with a total, a SCIM listing).
+//! The one page walker: the source and the directory listing both read their
+//! pages through [`walk`]. Pages are taken in order; when the pages still to
+//! come are known after one of them (page numbers or offsets with a total, a
+//! SCIM listing), they are fetched ahead on a few threads and read there too.
 //!
-//! The prefetch only guesses: the reader still walks the pages in order and asks
-//! for each request it would send. When that request is the one fetched ahead,
-//! it gets its response; when it is not (the pages were not all the size of the
-//! first), the prefetch stops and the reader goes on one page at a time. So the
-//! result is the same as a sequential read, only sooner.
+//! Fetching ahead only guesses: the walker still asks for each request it would
+//! send. When that request is the one fetched ahead, it gets its response; when
+//! it is not (the pages were not all the size of the first), fetching ahead
+//! stops and the walk goes on one page at a time. So the result is the same as
+//! a sequential read, only sooner.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, channel};
 use std::sync::{Arc, Condvar, Mutex};
@@ -16,6 +18,7 @@ use std::thread::Scope;
 use anyhow::Result;
 
 use crate::http::{Client, Request, Response};
+use crate::progress::Stage;
 
 /// How far ahead of the reader the workers may go, in pages per worker. Bounds
 /// the memory held by responses not yet read.
@@ -40,7 +43,7 @@ impl Shared {
 
 /// Fetches `requests` ahead and hands each response, read by `read` on the
 /// worker thread, to the reader in order.
-pub(crate) struct Prefetch<T> {
+struct Prefetch<T> {
     requests: Arc<Vec<Request>>,
     shared: Arc<Shared>,
     results: Receiver<(usize, T)>,
@@ -53,7 +56,7 @@ impl<T: Send + 'static> Prefetch<T> {
     /// Start `workers` threads in `scope` sending `requests` in order. Each
     /// response goes through `read` (given the request's index) on the worker,
     /// so that reading pages is done in parallel too.
-    pub(crate) fn start<'scope, 'env, F>(
+    fn start<'scope, 'env, F>(
         scope: &'scope Scope<'scope, 'env>,
         client: &'env Client,
         requests: Vec<Request>,
@@ -109,7 +112,7 @@ impl<T: Send + 'static> Prefetch<T> {
 
     /// The response to `request` if it is the next one fetched ahead; `None`
     /// (and the prefetch stops) when the reader went another way.
-    pub(crate) fn take(&mut self, request: &Request) -> Option<T> {
+    fn take(&mut self, request: &Request) -> Option<T> {
         let expected = self.requests.get(self.position)?;
         let same = expected.method == request.method
             && expected.url == request.url
@@ -145,6 +148,102 @@ impl<T> Drop for Prefetch<T> {
     fn drop(&mut self) {
         // Workers in the middle of a request finish it; none starts another.
         self.shared.halt();
+    }
+}
+
+/// What a listing does with its pages; [`walk`] drives it.
+pub(crate) trait Listing {
+    /// A page as read by [`walk`]'s `read` function.
+    type Page;
+    /// The request of the page after those taken so far.
+    fn next_request(&mut self) -> Result<Request>;
+    /// Take page `number` (1-based), in order, and say how the walk goes on.
+    fn take(&mut self, number: u64, page: Self::Page) -> Result<Next>;
+}
+
+/// How a walk goes on after a page.
+pub(crate) enum Next {
+    /// The listing is complete.
+    Done,
+    /// Ask for the next request.
+    More,
+    /// Ask for the next request; these are the requests of every page still
+    /// to come, in order, to be fetched ahead.
+    Ahead(Vec<Request>),
+}
+
+/// Walk the pages of `listing`: send each request, read its response with
+/// `read` (given the page number), hand the page to the listing. With
+/// `workers > 1` the pages a listing announces are fetched and read ahead.
+pub(crate) fn walk<L, F>(
+    client: &Client,
+    workers: usize,
+    listing: &mut L,
+    read: F,
+    stage: &Stage,
+) -> Result<()>
+where
+    L: Listing,
+    L::Page: Send + 'static,
+    F: Fn(u64, &Request, Result<Response>) -> Result<L::Page> + Sync,
+{
+    let read = &read;
+    std::thread::scope(|scope| -> Result<()> {
+        let mut ahead: Option<Prefetch<Result<L::Page>>> = None;
+        let mut number = 0u64;
+        loop {
+            number += 1;
+            let request = listing.next_request()?;
+            let page = match ahead.as_mut().and_then(|p| p.take(&request)) {
+                Some(page) => page,
+                None => read(number, &request, client.send(&request)),
+            }?;
+            stage.inc(1);
+            match listing.take(number, page)? {
+                Next::Done => return Ok(()),
+                Next::More => {}
+                Next::Ahead(requests) => {
+                    stage.set_len(number + requests.len() as u64);
+                    if workers > 1 && ahead.is_none() && !requests.is_empty() {
+                        let first = number + 1;
+                        ahead = Some(Prefetch::start(
+                            scope,
+                            client,
+                            requests,
+                            workers,
+                            move |i, req: &Request, sent| read(first + i as u64, req, sent),
+                        ));
+                    }
+                }
+            }
+        }
+    })
+}
+
+/// Items seen so far and the page each came from, to notice a listing that
+/// shifted between pages (an item on two pages). Keyed by a hash of the item,
+/// so no copy of every item is kept; callers confirm a hit against the item.
+#[derive(Default)]
+pub(crate) struct Seen {
+    at: HashMap<u64, (u64, usize)>,
+}
+
+impl Seen {
+    pub(crate) fn reserve(&mut self, n: usize) {
+        self.at.reserve(n);
+    }
+
+    /// Record `item`, the `slot`-th kept, from page `page`. Returns the page
+    /// and slot of an earlier item with the same hash, if any.
+    pub(crate) fn insert(
+        &mut self,
+        item: &impl std::hash::Hash,
+        page: u64,
+        slot: usize,
+    ) -> Option<(u64, usize)> {
+        use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
+        let key = BuildHasherDefault::<DefaultHasher>::default().hash_one(item);
+        self.at.insert(key, (page, slot))
     }
 }
 

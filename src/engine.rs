@@ -1,0 +1,241 @@
+//! The pipeline as library calls: [`sync`] (fetch → map → match → plan → apply)
+//! and [`revert`] (the inverse plan of a journaled run). Both end the same way:
+//! the safety limits, the apply through the sink — the only place that writes —
+//! and the journal. What they return is the report and how the run ended; the
+//! command layer prints it.
+
+use anyhow::{Context, Result};
+
+use crate::config::{Job, SinkSpec};
+use crate::exit::{self, Ending};
+use crate::plan::{self, Change, ChangeKind, Plan, Status};
+use crate::progress::{self, Progress};
+use crate::report::Report;
+use crate::sink::{Sink, file::FileSink, scim::ScimSink};
+use crate::source::{self, Fetched};
+use crate::state::{journal, lock};
+
+/// How a sync or a revert is run.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct RunOptions {
+    /// Everything but writing.
+    pub dry_run: bool,
+    /// Apply even over the safety limits.
+    pub force: bool,
+    /// A dry run with changes ends as [`Ending::Changes`].
+    pub detailed_exitcode: bool,
+}
+
+/// A finished sync or revert: what it did, and how it ended.
+pub(crate) struct Run {
+    pub report: Report,
+    pub ending: Ending,
+}
+
+/// The sink a job writes to.
+pub(crate) fn open_sink(job: &mut Job) -> Result<Box<dyn Sink>> {
+    match job.sink.as_mut() {
+        None => Err(exit::usage(format!(
+            "{}: the config has no [sink]: nothing to sync to (use `agentsync fetch` to read the source only)",
+            job.path.display()
+        ))),
+        Some(SinkSpec::Scim {
+            endpoint,
+            page_size,
+            update,
+            email_attribute,
+        }) => {
+            let base = endpoint.base_url.clone();
+            Ok(Box::new(ScimSink::new(
+                endpoint.client(),
+                base,
+                *page_size,
+                endpoint.concurrency,
+                *update,
+                *email_attribute,
+            )))
+        }
+        Some(SinkSpec::File { path }) => Ok(Box::new(FileSink::new(path.clone()))),
+    }
+}
+
+/// The whole pipeline for one loaded job.
+pub(crate) fn sync(mut job: Job, options: RunOptions, progress: &Progress) -> Result<Run> {
+    let mut sink = open_sink(&mut job)?;
+    let _lock = lock::acquire(&job.path)?;
+    progress.log(&format!(
+        "{}: {} from {} to {}",
+        job.name,
+        if options.dry_run {
+            "planning"
+        } else {
+            "syncing"
+        },
+        crate::http::display_url(&job.source.endpoint.base_url),
+        sink.describe()
+    ));
+    let client = job.source.endpoint.client();
+    let fetched = source::fetch(&job, &client, None, progress)
+        .context("reading the source; nothing was written")?;
+    let agents = sink
+        .list_agents(progress)
+        .context("listing the agent directory; nothing was written")?;
+    let plan = plan::plan(&fetched.users, &agents, job.sync.unlink_missing);
+    let refusal = safety_refusal(&job, &plan);
+    let report = Report::new(options.dry_run, &fetched, agents.len(), plan);
+    finish(
+        &job,
+        sink.as_mut(),
+        report,
+        refusal,
+        options,
+        "sync",
+        progress,
+    )
+}
+
+/// Undo one journaled run: every change it applied is set back, unless the
+/// agent changed since (then it is a conflict and left alone).
+pub(crate) fn revert(
+    mut job: Job,
+    run_id: &str,
+    options: RunOptions,
+    progress: &Progress,
+) -> Result<Run> {
+    let entries = journal::read(&job.sync.journal)?;
+    let entry = journal::find(&entries, run_id)?;
+    let mut sink = open_sink(&mut job)?;
+    let _lock = lock::acquire(&job.path)?;
+    let agents = sink
+        .list_agents(progress)
+        .context("listing the agent directory; nothing was written")?;
+    let plan = plan::revert(&entry.run, &entry.changes, &agents);
+    let report = Report::new(options.dry_run, &Fetched::default(), agents.len(), plan);
+    progress.log(&format!(
+        "revert of run {} ({}): {} changes to undo, {} refused",
+        entry.run,
+        entry.time,
+        report.changes.len(),
+        report.conflicts.len()
+    ));
+    // A revert is an admin's deliberate undo: the limits of a nightly sync do
+    // not hold it back.
+    let options = RunOptions {
+        detailed_exitcode: false,
+        ..options
+    };
+    let kind = format!("revert of {}", entry.run);
+    finish(&job, sink.as_mut(), report, None, options, &kind, progress)
+}
+
+/// The ending every sync and revert shares: stop at a dry run or a refusal,
+/// else apply and journal.
+fn finish(
+    job: &Job,
+    sink: &mut dyn Sink,
+    mut report: Report,
+    refusal: Option<String>,
+    options: RunOptions,
+    kind: &str,
+    progress: &Progress,
+) -> Result<Run> {
+    let ending = if options.dry_run {
+        if options.detailed_exitcode && report.has_changes() {
+            Ending::Changes
+        } else {
+            Ending::Success
+        }
+    } else if let Some(why) = refusal.as_ref().filter(|_| !options.force) {
+        Ending::Refused(why.clone())
+    } else {
+        if let Some(why) = &refusal {
+            progress::warn(&format!("{why}; applying anyway (--force)"));
+        }
+        let failed = apply(sink, &mut report.changes, progress);
+        report.summary.failed = failed;
+        record(job, kind, &report)?;
+        if failed > 0 {
+            Ending::WritesFailed
+        } else {
+            Ending::Success
+        }
+    };
+    Ok(Run { report, ending })
+}
+
+/// Why the plan may not be applied without `--force`, if it may not.
+fn safety_refusal(job: &Job, plan: &Plan) -> Option<String> {
+    let changes = plan.changes.len() as u64;
+    if changes > job.sync.max_changes {
+        return Some(format!(
+            "the plan has {changes} changes, more than [sync] max_changes = {}",
+            job.sync.max_changes
+        ));
+    }
+    let percent = plan.unlink_percent();
+    if percent > job.sync.max_unlink_percent {
+        return Some(format!(
+            "the plan unlinks {} of {} linked agents ({percent:.1}%), more than [sync] max_unlink_percent = {}",
+            plan.count(ChangeKind::Unlink),
+            plan.linked_agents,
+            job.sync.max_unlink_percent
+        ));
+    }
+    None
+}
+
+/// One write per change, each change's status and error set from its result;
+/// a failed write does not stop the others. Returns how many failed.
+fn apply(sink: &mut dyn Sink, changes: &mut [Change], progress: &Progress) -> usize {
+    let stage = progress.stage("writes", Some(changes.len() as u64));
+    for change in changes.iter_mut() {
+        match sink.write(change) {
+            Ok(()) => change.status = Status::Applied,
+            Err(e) => change.fail(&e),
+        }
+        stage.inc(1);
+    }
+    drop(stage);
+    if let Err(e) = sink.commit() {
+        // Nothing of a file sink was written: every change failed with it.
+        for change in changes.iter_mut().filter(|c| c.status == Status::Applied) {
+            change.fail(&e);
+        }
+    }
+    let failed = changes
+        .iter()
+        .filter(|c| c.status == Status::Failed)
+        .count();
+    progress.log(&format!(
+        "applied {} of {} changes{}",
+        changes.len() - failed,
+        changes.len(),
+        if failed > 0 {
+            format!(", {failed} failed")
+        } else {
+            String::new()
+        }
+    ));
+    failed
+}
+
+/// Append an applied report to the journal (a run that changed nothing is not
+/// recorded: there is nothing to read or undo).
+fn record(job: &Job, kind: &str, report: &Report) -> Result<()> {
+    if report.changes.is_empty() {
+        return Ok(());
+    }
+    let entry = journal::entry(&job.path, &job.name, kind, report);
+    journal::append(&job.sync.journal, &entry).with_context(|| {
+        format!(
+            "the writes were applied, but run {} could not be journaled",
+            entry.run
+        )
+    })?;
+    progress::debug(&format!(
+        "journaled run {} in {}",
+        entry.run,
+        job.sync.journal.display()
+    ));
+    Ok(())
+}

@@ -1,0 +1,82 @@
+//! How a command ends, and the contract's exit code for each ending: decided
+//! here and nowhere else. Commands return an [`Ending`]; errors that must be
+//! told apart by their exit code are typed as [`Error`] and travel inside
+//! `anyhow`; every other error is a runtime failure (1).
+
+use std::fmt;
+
+/// How a command that ran to its end ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Ending {
+    /// Nothing failed (0).
+    Success,
+    /// Applied, but some writes failed (3).
+    WritesFailed,
+    /// Refused by a safety limit after the plan was printed; nothing written (4).
+    Refused(String),
+    /// `--dry-run --detailed-exitcode` and the plan has changes (5).
+    Changes,
+}
+
+/// The errors whose exit code is not 1.
+#[derive(Debug)]
+pub(crate) enum Error {
+    /// Invalid usage: exit 2, nothing fetched or written.
+    Usage(String),
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Usage(message) => f.write_str(message),
+        }
+    }
+}
+
+impl std::error::Error for Error {}
+
+/// A usage error, ready for `?`.
+pub(crate) fn usage(message: impl Into<String>) -> anyhow::Error {
+    Error::Usage(message.into()).into()
+}
+
+/// The message a refusal prints on stderr.
+pub(crate) fn refusal_message(why: &str) -> String {
+    format!("refused: {why}; nothing was written (use --force to apply anyway)")
+}
+
+/// The exit code of a command's result: the one place where codes are decided.
+pub(crate) fn code(result: &anyhow::Result<Ending>) -> u8 {
+    match result {
+        Ok(Ending::Success) => 0,
+        Ok(Ending::WritesFailed) => 3,
+        Ok(Ending::Refused(_)) => 4,
+        Ok(Ending::Changes) => 5,
+        Err(err) => {
+            if err.downcast_ref::<crate::config::ConfigError>().is_some()
+                || matches!(err.downcast_ref::<Error>(), Some(Error::Usage(_)))
+            {
+                2
+            } else {
+                1
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_ending_has_the_contract_code() {
+        assert_eq!(code(&Ok(Ending::Success)), 0);
+        assert_eq!(code(&Ok(Ending::WritesFailed)), 3);
+        assert_eq!(code(&Ok(Ending::Refused("x".into()))), 4);
+        assert_eq!(code(&Ok(Ending::Changes)), 5);
+        assert_eq!(code(&Err(usage("bad flag"))), 2);
+        assert_eq!(code(&Err(anyhow::anyhow!("network down"))), 1);
+        let wrapped = Err(usage("bad").context("while loading"));
+        assert_eq!(code(&wrapped), 2, "the type survives added context");
+    }
+}

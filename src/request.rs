@@ -1,0 +1,85 @@
+//! Requests declared in the config, rendered: the base URL joined with the
+//! templated path and query, headers and body filled in, and the one rule that
+//! says which methods may be sent twice. Used by the source, the directory and
+//! the actions alike.
+
+use anyhow::Result;
+use url::Url;
+
+use crate::config::RequestSpec;
+pub(crate) use crate::config::join_url;
+use crate::http::Request;
+use crate::template::{Encoding, Values};
+
+/// May a request with this method be sent again when its answer was lost?
+/// The methods RFC 9110 §9.2.2 calls idempotent; POST and PATCH are not.
+pub(crate) fn is_idempotent(method: &str) -> bool {
+    matches!(method, "GET" | "HEAD" | "PUT" | "DELETE" | "OPTIONS")
+}
+
+/// The URL of a templated request: base URL, rendered path, rendered query.
+pub(crate) fn render_url(base: &Url, spec: &RequestSpec, values: &Values) -> Result<Url> {
+    let path = spec.path.render(values, Encoding::Path)?;
+    let mut url = join_url(base, &path);
+    if !spec.query.is_empty() {
+        let rendered = spec
+            .query
+            .iter()
+            .map(|(k, t)| Ok((k, t.render(values, Encoding::Raw)?)))
+            .collect::<Result<Vec<_>>>()?;
+        let mut pairs = url.query_pairs_mut();
+        for (k, v) in rendered {
+            pairs.append_pair(k, &v);
+        }
+    }
+    Ok(url)
+}
+
+/// Headers and body of a templated request, for `url`.
+pub(crate) fn render_request(spec: &RequestSpec, url: Url, values: &Values) -> Result<Request> {
+    let mut headers = spec
+        .headers
+        .iter()
+        .map(|(k, t)| Ok((k.clone(), t.render(values, Encoding::Raw)?)))
+        .collect::<Result<Vec<_>>>()?;
+    let body = spec
+        .body
+        .as_ref()
+        .map(|b| b.render(values, Encoding::Json))
+        .transpose()?;
+    if body.is_some()
+        && !headers
+            .iter()
+            .any(|(k, _)| k.eq_ignore_ascii_case("content-type"))
+    {
+        headers.push(("Content-Type".into(), "application/json".into()));
+    }
+    if !headers
+        .iter()
+        .any(|(k, _)| k.eq_ignore_ascii_case("accept"))
+    {
+        headers.push(("Accept".into(), "application/json".into()));
+    }
+    Ok(Request {
+        method: spec.method.clone(),
+        url,
+        headers,
+        body: body.map(String::into_bytes),
+        idempotent: is_idempotent(&spec.method),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_idempotent_methods_may_be_repeated() {
+        for m in ["GET", "HEAD", "PUT", "DELETE", "OPTIONS"] {
+            assert!(is_idempotent(m), "{m}");
+        }
+        for m in ["POST", "PATCH"] {
+            assert!(!is_idempotent(m), "{m}");
+        }
+    }
+}
