@@ -1013,4 +1013,362 @@ mod tests {
             .is_err()
         );
     }
+
+    const USERS: &str = "/scim/v2/Users";
+
+    fn talkdesk() -> State {
+        with(MockOptions {
+            talkdesk: Some(TalkdeskClient::default()),
+            ..MockOptions::default()
+        })
+    }
+
+    fn basic(id: &str, secret: &str) -> String {
+        use base64::Engine as _;
+        let pair = format!("{id}:{secret}");
+        format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(pair)
+        )
+    }
+
+    const FORM: &str = "grant_type=client_credentials&token_type=opaque";
+
+    fn token(s: &State) -> String {
+        let auth = basic("mock-client", "mock-secret");
+        let reply = send_with(s, "POST", "/oauth/token", &[("Authorization", &auth)], FORM);
+        assert_eq!(reply.status, 200, "{}", reply.body);
+        parse(&reply)["access_token"].as_str().unwrap().to_owned()
+    }
+
+    #[test]
+    fn service_provider_config_says_what_is_served() {
+        let config = get(&state(5, 5), "/scim/v2/ServiceProviderConfig");
+        assert_eq!(config["schemas"], json!([CONFIG_SCHEMA]));
+        assert_eq!(config["patch"], json!({"supported": true}));
+        assert_eq!(
+            config["filter"],
+            json!({"supported": true, "maxResults": 1000})
+        );
+        assert_eq!(config["etag"], json!({"supported": true}));
+        for off in ["bulk", "changePassword", "sort"] {
+            assert_eq!(config[off]["supported"], false, "{off}");
+        }
+        assert_eq!(config["authenticationSchemes"], json!([]));
+
+        let plain = with(MockOptions {
+            patch: false,
+            etag: false,
+            filter: false,
+            ..MockOptions::default()
+        });
+        let config = get(&plain, "/scim/v2/ServiceProviderConfig");
+        for off in ["patch", "etag", "filter"] {
+            assert_eq!(config[off]["supported"], false, "{off}");
+        }
+        let remove = json!({"schemas": [PATCH_SCHEMA], "Operations": [{"op": "remove", "path": "externalId"}]});
+        let reply = send(
+            &plain,
+            "PATCH",
+            "/scim/v2/Users/agent-1",
+            &remove.to_string(),
+        );
+        assert_eq!(reply.status, 501, "{}", reply.body);
+        let reply = send(
+            &plain,
+            "GET",
+            "/scim/v2/Users?filter=userName%20eq%20%22a%22",
+            "",
+        );
+        assert_eq!(reply.status, 400);
+        assert_eq!(parse(&reply)["scimType"], "invalidFilter");
+        // Without versions: no meta.version, no ETag, If-Match ignored.
+        let reply = send(&plain, "GET", "/scim/v2/Users/agent-1", "");
+        assert!(parse(&reply)["meta"].get("version").is_none());
+        assert!(header(&reply, "ETag").is_none());
+        let mut user = parse(&reply);
+        user["externalId"] = json!("1");
+        let reply = send_with(
+            &plain,
+            "PUT",
+            "/scim/v2/Users/agent-1",
+            &[("If-Match", "W/\"99\"")],
+            &user.to_string(),
+        );
+        assert_eq!(reply.status, 200, "{}", reply.body);
+        assert!(parse(&reply)["meta"].get("version").is_none());
+    }
+
+    #[test]
+    fn writes_honour_if_match_and_change_the_version() {
+        let s = state(5, 5);
+        let url = "/scim/v2/Users/agent-1";
+        let reply = send(&s, "GET", url, "");
+        assert_eq!(header(&reply, "ETag"), Some("W/\"1\""));
+        let mut user = parse(&reply);
+        assert_eq!(user["meta"]["version"], "W/\"1\"");
+        user["externalId"] = json!("1");
+        let put = |tag: &str| send_with(&s, "PUT", url, &[("If-Match", tag)], &user.to_string());
+
+        let stale = put("W/\"7\"");
+        assert_eq!(stale.status, 412, "{}", stale.body);
+        assert_eq!(parse(&stale)["schemas"], json!([ERROR_SCHEMA]));
+        assert!(get(&s, url).get("externalId").is_none(), "nothing written");
+
+        let ok = put("W/\"1\"");
+        assert_eq!(ok.status, 200, "{}", ok.body);
+        assert_eq!(parse(&ok)["meta"]["version"], "W/\"2\"");
+        assert_eq!(header(&ok, "ETag"), Some("W/\"2\""));
+        assert_eq!(put("W/\"1\"").status, 412, "the old version is spent");
+
+        let remove = json!({"schemas": [PATCH_SCHEMA], "Operations": [{"op": "remove", "path": "externalId"}]})
+            .to_string();
+        let patch = |tag: &str| send_with(&s, "PATCH", url, &[("If-Match", tag)], &remove);
+        assert_eq!(patch("W/\"1\"").status, 412);
+        // Compared weakly, and `*` matches any version.
+        assert_eq!(patch("\"2\"").status, 200);
+        assert_eq!(patch("*").status, 200);
+        // No If-Match still writes.
+        let reply = send(&s, "PATCH", url, &remove);
+        assert_eq!(reply.status, 200);
+        assert_eq!(parse(&reply)["meta"]["version"], "W/\"5\"");
+        assert_eq!(get(&s, url)["meta"]["version"], "W/\"5\"");
+    }
+
+    fn filtered(s: &State, filter: &str) -> Value {
+        get(s, &format!("{USERS}?filter={filter}"))
+    }
+
+    #[test]
+    fn filters_find_a_user_by_email_case_insensitively() {
+        let s = state(25, 25);
+        let ids = |list: &Value| -> Vec<String> {
+            let resources = list["Resources"].as_array().unwrap();
+            assert_eq!(list["totalResults"], resources.len(), "{list}");
+            resources
+                .iter()
+                .map(|u| u["id"].as_str().unwrap().to_owned())
+                .collect()
+        };
+        for filter in [
+            "userName%20eq%20%22USER%2B3%40TalkDesk.com%22",
+            "userName+eq+\"user%2B3@talkdesk.com\"",
+            "UserName+EQ+%22user%2b3%40talkdesk.com%22",
+            "emails.value+eq+%22User%2B3%40talkdesk.com%22",
+            "emails+eq+%22user%2B3%40talkdesk.com%22",
+        ] {
+            assert_eq!(ids(&filtered(&s, filter)), ["agent-3"], "{filter}");
+        }
+        // `+` in a query is a space: an unencoded plus is not the email's.
+        assert!(ids(&filtered(&s, "userName+eq+%22user+3%40talkdesk.com%22")).is_empty());
+        let none = filtered(&s, "userName+eq+%22nobody%40x.com%22");
+        assert_eq!(none["totalResults"], 0);
+        assert_eq!(none["Resources"], json!([]));
+
+        // A rename is seen by the next filter.
+        let mut user = get(&s, "/scim/v2/Users/agent-3");
+        user["userName"] = json!("Renamed@Example.com");
+        assert_eq!(
+            send(&s, "PUT", "/scim/v2/Users/agent-3", &user.to_string()).status,
+            200
+        );
+        assert_eq!(
+            ids(&filtered(&s, "userName+eq+%22renamed%40example.com%22")),
+            ["agent-3"]
+        );
+
+        for bad in [
+            "name.givenName+eq+%22User%22",
+            "userName+sw+%22user%22",
+            "userName+eq+user",
+            "userName+eq+%22a%22+and+active+eq+true",
+            "",
+        ] {
+            let reply = send(&s, "GET", &format!("{USERS}?filter={bad}"), "");
+            assert_eq!(reply.status, 400, "{bad}: {}", reply.body);
+            assert_eq!(parse(&reply)["scimType"], "invalidFilter", "{bad}");
+        }
+    }
+
+    #[test]
+    fn token_endpoint_wants_basic_client_auth_and_an_opaque_token() {
+        let s = talkdesk();
+        let good = basic("mock-client", "mock-secret");
+        let post = |auth: Option<&str>, form: &str| {
+            let headers: Vec<(&str, &str)> =
+                auth.map(|a| ("Authorization", a)).into_iter().collect();
+            send_with(&s, "POST", "/oauth/token", &headers, form)
+        };
+        let reply = post(Some(&good), &format!("{FORM}&scope=scim"));
+        assert_eq!(reply.status, 200, "{}", reply.body);
+        let answer = parse(&reply);
+        assert!(
+            answer["access_token"]
+                .as_str()
+                .is_some_and(|t| t.len() >= 32)
+        );
+        assert_eq!(answer["token_type"], "Bearer");
+        assert_eq!(answer["expires_in"], 600);
+        assert_eq!(answer["scope"], "scim");
+        assert_eq!(header(&reply, "Cache-Control"), Some("no-store"));
+
+        let error = |reply: Reply| {
+            (
+                reply.status,
+                parse(&reply)["error"].as_str().unwrap().to_owned(),
+            )
+        };
+        let wrong = basic("mock-client", "guess");
+        assert_eq!(
+            error(post(Some(&wrong), FORM)),
+            (401, "invalid_client".into())
+        );
+        assert!(header(&post(Some(&wrong), FORM), "WWW-Authenticate").is_some());
+        assert_eq!(error(post(None, FORM)), (401, "invalid_client".into()));
+        let in_body = format!("{FORM}&client_id=mock-client&client_secret=mock-secret");
+        assert_eq!(error(post(None, &in_body)), (401, "invalid_client".into()));
+        assert_eq!(
+            error(post(Some(&good), "grant_type=client_credentials")),
+            (400, "invalid_request".into())
+        );
+        assert_eq!(
+            error(post(Some(&good), "grant_type=password&token_type=opaque")),
+            (400, "unsupported_grant_type".into())
+        );
+        assert_eq!(
+            error(post(Some(&good), "token_type=opaque")),
+            (400, "invalid_request".into())
+        );
+        // Not served outside Talkdesk mode.
+        assert_eq!(
+            send_with(
+                &state(5, 5),
+                "POST",
+                "/oauth/token",
+                &[("Authorization", &good)],
+                FORM
+            )
+            .status,
+            404
+        );
+    }
+
+    #[test]
+    fn talkdesk_mode_takes_the_raw_token_and_refuses_a_bearer_prefix() {
+        let s = talkdesk();
+        let token = token(&s);
+        let url = "/scim/v2/Users/agent-1";
+        let as_header = |value: &str| send_with(&s, "GET", url, &[("Authorization", value)], "");
+
+        let reply = as_header(&format!("Bearer {token}"));
+        assert_eq!(reply.status, 401);
+        let detail = parse(&reply)["detail"].as_str().unwrap().to_owned();
+        assert!(detail.contains("without the Bearer prefix"), "{detail}");
+        assert_eq!(as_header(&token).status, 200);
+        assert_eq!(as_header("not-a-token").status, 401);
+        assert_eq!(send(&s, "GET", url, "").status, 401);
+        assert_eq!(
+            send(&s, "GET", "/scim/v2/ServiceProviderConfig", "").status,
+            401
+        );
+        let config = send_with(
+            &s,
+            "GET",
+            "/scim/v2/ServiceProviderConfig",
+            &[("Authorization", &token)],
+            "",
+        );
+        assert_eq!(parse(&config)["authenticationSchemes"][0]["primary"], true);
+        // The time clock's own API stays open.
+        assert_eq!(send(&s, "GET", "/users/formatted?page=1", "").status, 200);
+    }
+
+    #[test]
+    fn stats_count_requests_by_kind_until_reset() {
+        let s = talkdesk();
+        let token = token(&s);
+        let auth = [("Authorization", token.as_str())];
+        let remove = json!({"schemas": [PATCH_SCHEMA], "Operations": [{"op": "remove", "path": "externalId"}]});
+        get(&s, "/users/formatted?page=1");
+        get(&s, "/users/not-formatted?page=2");
+        send(&s, "POST", "/users/1/punch-clock", "");
+        send_with(&s, "GET", "/scim/v2/ServiceProviderConfig", &auth, "");
+        send_with(&s, "GET", "/scim/v2/Users?count=2", &auth, "");
+        send_with(
+            &s,
+            "GET",
+            "/scim/v2/Users?filter=userName+eq+%22a%40b.c%22",
+            &auth,
+            "",
+        );
+        let user = send_with(&s, "GET", "/scim/v2/Users/agent-1", &auth, "");
+        send_with(&s, "PUT", "/scim/v2/Users/agent-1", &auth, &user.body);
+        send_with(
+            &s,
+            "PATCH",
+            "/scim/v2/Users/agent-1",
+            &auth,
+            &remove.to_string(),
+        );
+        send(&s, "GET", "/scim/v2/Users", "");
+        let expected = json!({
+            "source_pages": 2, "punches": 1, "token": 1, "service_provider_config": 1,
+            "scim_list": 1, "scim_filter": 1, "scim_get": 1, "scim_put": 1, "scim_patch": 1,
+            "unauthorized": 1,
+        });
+        assert_eq!(get(&s, "/_mock/stats"), expected);
+        let reply = send(&s, "POST", "/_mock/stats/reset", "");
+        assert_eq!(parse(&reply), expected, "the counts before the reset");
+        let stats = get(&s, "/_mock/stats");
+        assert!(
+            stats.as_object().unwrap().values().all(|n| *n == 0),
+            "{stats}"
+        );
+    }
+
+    #[test]
+    fn talkdesk_mode_over_http_with_headers_both_ways() {
+        let server = start(MockOptions {
+            addr: "127.0.0.1:0".into(),
+            agents: 5,
+            log: false,
+            talkdesk: Some(TalkdeskClient::default()),
+            ..MockOptions::default()
+        })
+        .unwrap();
+        assert_eq!(
+            server.agents,
+            5 + 3,
+            "every agent seeded, with 3 the source lacks"
+        );
+        let base = server.base_url();
+        let agent = ureq::Agent::new_with_config(
+            ureq::Agent::config_builder()
+                .http_status_as_error(false)
+                .build(),
+        );
+        let mut reply = agent
+            .post(format!("{base}/oauth/token"))
+            .header("Authorization", basic("mock-client", "mock-secret"))
+            .send_form([
+                ("grant_type", "client_credentials"),
+                ("token_type", "opaque"),
+            ])
+            .unwrap();
+        assert_eq!(reply.status(), 200);
+        let answer: Value =
+            serde_json::from_str(&reply.body_mut().read_to_string().unwrap()).unwrap();
+        let token = answer["access_token"].as_str().unwrap();
+        let user = |auth: &str| {
+            agent
+                .get(format!("{base}/scim/v2/Users/agent-1"))
+                .header("Authorization", auth)
+                .call()
+                .unwrap()
+        };
+        let reply = user(token);
+        assert_eq!(reply.status(), 200);
+        assert_eq!(reply.headers().get("etag").unwrap(), "W/\"1\"");
+        assert_eq!(user(&format!("Bearer {token}")).status(), 401);
+    }
 }
