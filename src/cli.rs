@@ -159,6 +159,25 @@ pub(crate) struct MockArgs {
     /// Latency added to every request, in milliseconds.
     #[arg(long, default_value_t = 0)]
     pub latency_ms: u64,
+    /// A directory without PATCH: every PATCH answers 501.
+    #[arg(long)]
+    pub no_patch: bool,
+    /// A directory without versions: no meta.version, If-Match ignored.
+    #[arg(long)]
+    pub no_etag: bool,
+    /// A directory without filters: a `filter` answers 400 invalidFilter.
+    #[arg(long)]
+    pub no_filter: bool,
+    /// Talkdesk mode: serve the STS token endpoint (POST /oauth/token) and
+    /// accept SCIM requests only with its tokens, sent without `Bearer `.
+    #[arg(long)]
+    pub talkdesk: bool,
+    /// The client ID the token endpoint accepts (Talkdesk mode).
+    #[arg(long, default_value = "mock-client", requires = "talkdesk")]
+    pub client_id: String,
+    /// The client secret the token endpoint accepts (Talkdesk mode).
+    #[arg(long, default_value = "mock-secret", requires = "talkdesk")]
+    pub client_secret: String,
 }
 
 fn parse_var(s: &str) -> Result<(String, String), String> {

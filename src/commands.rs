@@ -260,6 +260,13 @@ fn mock_options(args: &MockArgs) -> mock::MockOptions {
         page_size: args.page_size as usize,
         latency_ms: args.latency_ms,
         log: true,
+        patch: !args.no_patch,
+        etag: !args.no_etag,
+        filter: !args.no_filter,
+        talkdesk: args.talkdesk.then(|| mock::TalkdeskClient {
+            id: args.client_id.clone(),
+            secret: args.client_secret.clone(),
+        }),
     }
 }
 

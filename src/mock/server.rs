@@ -30,7 +30,19 @@ pub(crate) struct Request {
     pub method: String,
     /// The request target: path and query.
     pub target: String,
+    /// Header names as sent, values trimmed, in order.
+    pub headers: Vec<(String, String)>,
     pub body: Vec<u8>,
+}
+
+impl Request {
+    /// The first value of header `name` (case-insensitive).
+    pub(crate) fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
 }
 
 /// A response before it is written.
@@ -38,7 +50,26 @@ pub(crate) struct Request {
 pub(crate) struct Reply {
     pub status: u16,
     pub content_type: &'static str,
+    /// Headers besides Content-Type, Content-Length and Connection; values
+    /// must not hold line ends.
+    pub headers: Vec<(&'static str, String)>,
     pub body: String,
+}
+
+impl Reply {
+    pub(crate) fn new(status: u16, content_type: &'static str, body: String) -> Self {
+        Reply {
+            status,
+            content_type,
+            headers: Vec::new(),
+            body,
+        }
+    }
+
+    pub(crate) fn with_header(mut self, name: &'static str, value: String) -> Self {
+        self.headers.push((name, value));
+        self
+    }
 }
 
 type Handler = dyn Fn(Request) -> Reply + Send + Sync;
@@ -185,11 +216,11 @@ fn close_gently(stream: &TcpStream) {
 
 /// A JSON `{"error": message}` answer.
 fn error_reply(status: u16, message: &str) -> Reply {
-    Reply {
+    Reply::new(
         status,
-        content_type: "application/json",
-        body: serde_json::json!({ "error": message }).to_string(),
-    }
+        "application/json",
+        serde_json::json!({ "error": message }).to_string(),
+    )
 }
 
 /// Read one line of at most [`MAX_LINE`] bytes, without its line end. `None` at
@@ -237,7 +268,7 @@ fn read_request(
         _ => return Err(error_reply(505, "only HTTP/1.0 and HTTP/1.1 are served")),
     };
     let mut length = 0usize;
-    let mut headers = 0;
+    let mut headers = Vec::new();
     loop {
         let Some(header) = read_line(reader)? else {
             return Err(error_reply(400, "the connection closed inside the headers"));
@@ -245,8 +276,7 @@ fn read_request(
         if header.is_empty() {
             break;
         }
-        headers += 1;
-        if headers > MAX_HEADERS {
+        if headers.len() >= MAX_HEADERS {
             return Err(error_reply(431, "too many headers"));
         }
         let Some((name, value)) = header.split_once(':') else {
@@ -270,6 +300,7 @@ fn read_request(
         {
             let _ = (&mut &*stream).write_all(b"HTTP/1.1 100 Continue\r\n\r\n");
         }
+        headers.push((name.trim().to_owned(), value.to_owned()));
     }
     if length > MAX_BODY {
         return Err(error_reply(413, "request body too large"));
@@ -281,6 +312,7 @@ fn read_request(
     let request = Request {
         method: method.to_ascii_uppercase(),
         target: target.to_owned(),
+        headers,
         body,
     };
     Ok(Some((request, close)))
@@ -320,13 +352,17 @@ fn write_response(
     let mut bytes = Vec::with_capacity(160 + response.body.len());
     write!(
         bytes,
-        "HTTP/1.1 {} {}\r\nContent-Type: {}\r\nContent-Length: {}\r\n{}\r\n",
+        "HTTP/1.1 {} {}\r\nContent-Type: {}\r\nContent-Length: {}\r\n{}",
         response.status,
         reason(response.status),
         response.content_type,
         response.body.len(),
         if close { "Connection: close\r\n" } else { "" },
     )?;
+    for (name, value) in &response.headers {
+        write!(bytes, "{name}: {value}\r\n")?;
+    }
+    bytes.extend_from_slice(b"\r\n");
     if !head {
         bytes.extend_from_slice(response.body.as_bytes());
     }
@@ -341,15 +377,15 @@ mod tests {
 
     fn echo() -> Server {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        Server::start(listener, |req: Request| Reply {
-            status: 200,
-            content_type: "text/plain",
-            body: format!(
+        Server::start(listener, |req: Request| {
+            let body = format!(
                 "{} {} {}",
                 req.method,
                 req.target,
                 String::from_utf8_lossy(&req.body)
-            ),
+            );
+            let host = req.header("HOST").unwrap_or("-").to_owned();
+            Reply::new(200, "text/plain", body).with_header("X-Host", host)
         })
         .unwrap()
     }
@@ -377,7 +413,7 @@ mod tests {
         );
         let answers: Vec<&str> = out.split("HTTP/1.1 200 OK").skip(1).collect();
         assert_eq!(answers.len(), 3, "{out}");
-        assert!(answers[0].ends_with("Content-Length: 11\r\n\r\nGET /a?x=1 "));
+        assert!(answers[0].ends_with("Content-Length: 11\r\nX-Host: h\r\n\r\nGET /a?x=1 "));
         assert!(answers[1].ends_with("POST /b hello"));
         assert!(answers[2].contains("Connection: close\r\n"));
         assert!(answers[2].ends_with("PUT /c "));
