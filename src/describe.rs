@@ -4,9 +4,10 @@ use std::io::{self, Write};
 
 use serde::Serialize;
 
-use crate::config::{Job, SinkSpec, join_url};
+use crate::config::{Job, SinkSpec};
 use crate::http::display_url;
 use crate::output::Render;
+use crate::request::join_url;
 
 #[derive(Debug, Serialize)]
 pub(crate) struct Description {

@@ -7,9 +7,35 @@ use anyhow::Result;
 use url::Url;
 
 use crate::config::RequestSpec;
-pub(crate) use crate::config::join_url;
 use crate::http::Request;
 use crate::template::{Encoding, Values};
+
+/// Join a base URL and a rendered path: `https://h/scim/v2` + `/Users` keeps the
+/// base's path (unlike RFC 3986 resolution, which would drop `scim/v2`).
+pub(crate) fn join_url(base: &Url, path: &str) -> Url {
+    if path.is_empty() {
+        return base.clone();
+    }
+    let mut url = base.clone();
+    let (path_part, query_part) = match path.split_once('?') {
+        Some((p, q)) => (p, Some(q)),
+        None => (path, None),
+    };
+    let joined = format!(
+        "{}/{}",
+        base.path().trim_end_matches('/'),
+        path_part.trim_start_matches('/')
+    );
+    url.set_path(&joined);
+    if let Some(q) = query_part {
+        let merged = match base.query() {
+            Some(b) if !b.is_empty() => format!("{b}&{q}"),
+            _ => q.to_owned(),
+        };
+        url.set_query(Some(&merged));
+    }
+    url
+}
 
 /// May a request with this method be sent again when its answer was lost?
 /// The methods RFC 9110 §9.2.2 calls idempotent; POST and PATCH are not.
@@ -81,5 +107,19 @@ mod tests {
         for m in ["POST", "PATCH"] {
             assert!(!is_idempotent(m), "{m}");
         }
+    }
+
+    #[test]
+    fn join_url_keeps_the_base_path() {
+        let base = Url::parse("https://api.talkdeskapp.com/scim/v2").unwrap();
+        assert_eq!(
+            join_url(&base, "/Users").as_str(),
+            "https://api.talkdeskapp.com/scim/v2/Users"
+        );
+        let base = Url::parse("http://h/api/?key=1").unwrap();
+        assert_eq!(
+            join_url(&base, "users?x=2").as_str(),
+            "http://h/api/users?key=1&x=2"
+        );
     }
 }

@@ -8,6 +8,7 @@ use serde_json::{Value, json};
 use url::Url;
 
 use super::{Agent, Sink};
+use crate::config::{EmailAttribute, UpdateMode};
 use crate::http::{Client, Request, Response, display_url};
 use crate::pages::{self, Listing, Next, Seen};
 use crate::plan::Change;
@@ -16,26 +17,6 @@ use crate::request::join_url;
 
 const SCIM_JSON: &str = "application/scim+json";
 const PATCH_OP: &str = "urn:ietf:params:scim:api:messages:2.0:PatchOp";
-
-/// How an external ID is written.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub(crate) enum UpdateMode {
-    /// Send the whole resource back with `externalId` changed (Talkdesk documents PUT).
-    Put,
-    /// Send an RFC 7644 PatchOp on `externalId` alone.
-    Patch,
-}
-
-/// Where an agent's email is read from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-pub(crate) enum EmailAttribute {
-    #[serde(rename = "userName")]
-    UserName,
-    /// The primary entry of `emails`, else the first.
-    #[serde(rename = "emails")]
-    Emails,
-}
 
 pub(crate) struct ScimSink {
     client: Client,

@@ -1,0 +1,184 @@
+//! An endpoint: where requests go, how they behave (timeouts, retries, rate
+//! limit, concurrency), and the credentials bound to its origin.
+
+use std::time::Duration;
+
+use secrecy::ExposeSecret;
+use toml::Spanned;
+use url::Url;
+
+use super::ctx::{ConfigError, Ctx};
+use super::raw::{ClientAuth, RawAuth, RawEndpoint};
+use crate::http::{self, Auth, OAuth2};
+
+/// Where requests go and how they behave.
+#[derive(Debug)]
+pub(crate) struct Endpoint {
+    pub base_url: Url,
+    pub settings: http::Settings,
+    pub concurrency: usize,
+    pub auth: Option<Auth>,
+}
+
+impl Endpoint {
+    /// A client for this endpoint. The credentials move into it.
+    pub(crate) fn client(&mut self) -> http::Client {
+        http::Client::new(self.settings.clone(), self.auth.take())
+    }
+
+    /// The endpoint declared in table `[table]`, or `None` if it has no `base_url`.
+    pub(super) fn from_raw(
+        table: &str,
+        raw: RawEndpoint<'_>,
+        ctx: &Ctx,
+    ) -> Result<Option<Self>, ConfigError> {
+        let Some(base_url) = raw.base_url else {
+            return Ok(None);
+        };
+        let base = ctx.url(&format!("[{table}] base_url"), base_url)?;
+        let auth = raw
+            .auth
+            .map(|a| auth_from_raw(&format!("[{table}.auth]"), a, ctx))
+            .transpose()?;
+        if auth.is_some()
+            && base.scheme() == "http"
+            && !is_loopback(&base)
+            && raw.allow_insecure_http != Some(true)
+        {
+            return Err(ctx.err_at(
+                base_url,
+                format!(
+                    "[{table}] base_url: credentials would travel unencrypted over http:// to {}; use https:// or set allow_insecure_http = true",
+                    base.host_str().unwrap_or("?")
+                ),
+            ));
+        }
+        if let Some(rate) = raw.rate_limit
+            && !(rate.get_ref().is_finite() && *rate.get_ref() >= 0.0)
+        {
+            return Err(ctx.err_at(
+                rate,
+                format!("[{table}] rate_limit must be 0 or a positive number"),
+            ));
+        }
+        if let Some(c) = raw.concurrency
+            && *c.get_ref() == 0
+        {
+            return Err(ctx.err_at(c, format!("[{table}] concurrency must be at least 1")));
+        }
+        let defaults = http::Settings::default();
+        Ok(Some(Endpoint {
+            base_url: base,
+            settings: http::Settings {
+                timeout: raw
+                    .timeout_secs
+                    .map(Duration::from_secs)
+                    .unwrap_or(defaults.timeout),
+                retries: raw.retries.unwrap_or(defaults.retries),
+                max_retry_wait: raw
+                    .max_retry_wait_secs
+                    .map(Duration::from_secs)
+                    .unwrap_or(defaults.max_retry_wait),
+                rate_limit: raw.rate_limit.map(|r| *r.get_ref()).unwrap_or(0.0),
+                ..defaults
+            },
+            concurrency: raw.concurrency.map(|c| *c.get_ref()).unwrap_or(4),
+            auth,
+        }))
+    }
+}
+
+/// The credentials of table `key`, read from the environment.
+fn auth_from_raw(key: &str, raw: &Spanned<RawAuth>, ctx: &Ctx) -> Result<Auth, ConfigError> {
+    let at = raw.span();
+    Ok(match raw.get_ref() {
+        RawAuth::Bearer { token_env } => Auth::Bearer(ctx.env_secret(at, token_env, key)?),
+        RawAuth::Basic {
+            username_env,
+            password_env,
+        } => {
+            let username = ctx.env_secret(at.clone(), username_env, key)?;
+            Auth::Basic {
+                username: username.expose_secret().to_owned(),
+                password: ctx.env_secret(at, password_env, key)?,
+            }
+        }
+        RawAuth::Header { name, value_env } => {
+            if ureq::http::HeaderName::from_bytes(name.as_bytes()).is_err() {
+                return Err(ctx.error(
+                    Some(at),
+                    format!("{key}: {name:?} is not a valid header name"),
+                ));
+            }
+            Auth::Header {
+                name: name.clone(),
+                value: ctx.env_secret(at, value_env, key)?,
+            }
+        }
+        RawAuth::Oauth2 {
+            token_url,
+            client_id_env,
+            client_secret_env,
+            scope,
+            client_auth,
+        } => {
+            let token_url = ctx.url(
+                &format!("{key}.token_url"),
+                &Spanned::new(at.clone(), token_url.clone()),
+            )?;
+            let client_id = ctx.env_secret(at.clone(), client_id_env, key)?;
+            Auth::OAuth2(OAuth2 {
+                token_url,
+                client_id: client_id.expose_secret().to_owned(),
+                client_secret: ctx.env_secret(at, client_secret_env, key)?,
+                scope: scope.clone(),
+                basic_client_auth: !matches!(client_auth, Some(ClientAuth::Body)),
+            })
+        }
+    })
+}
+
+fn is_loopback(url: &Url) -> bool {
+    match url.host() {
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        None => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::config::tests::{MINIMAL, parse_str};
+
+    #[test]
+    fn missing_secret_env_is_a_config_error() {
+        let text = MINIMAL.replace(
+            "records = \".users\"",
+            "records = \".users\"\nauth = { kind = \"bearer\", token_env = \"NOPE\" }",
+        );
+        let err = parse_str(&text).unwrap_err();
+        assert!(
+            err.message.contains("environment variable NOPE is not set"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn credentials_over_remote_http_are_refused() {
+        let text = MINIMAL
+            .replace("http://127.0.0.1:8787", "http://api.example.com")
+            .replace(
+                "records = \".users\"",
+                "records = \".users\"\nauth = { kind = \"bearer\", token_env = \"TOKEN\" }",
+            );
+        let err = parse_str(&text).unwrap_err();
+        assert!(err.message.contains("unencrypted"), "{err}");
+        assert!(!err.to_string().contains("tok-secret-1"));
+        let ok = text.replace(
+            "records = \".users\"",
+            "records = \".users\"\nallow_insecure_http = true",
+        );
+        parse_str(&ok).unwrap();
+    }
+}

@@ -1,0 +1,88 @@
+//! Stage two: the validated [`Job`], built part by part from the raw file, and
+//! the small settings types shared with the code that runs it.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use super::ctx::{ConfigError, Ctx};
+use super::raw::RawConfig;
+use super::{ActionSpec, PaginationSpec, SinkSpec, SourceSpec, SyncSpec};
+use crate::mapping::Jq;
+use crate::paginate;
+
+/// How an external ID is written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum UpdateMode {
+    /// Send the whole resource back with `externalId` changed (Talkdesk documents PUT).
+    Put,
+    /// Send an RFC 7644 PatchOp on `externalId` alone.
+    Patch,
+}
+
+/// Where an agent's email is read from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub(crate) enum EmailAttribute {
+    #[serde(rename = "userName")]
+    UserName,
+    /// The primary entry of `emails`, else the first.
+    #[serde(rename = "emails")]
+    Emails,
+}
+
+/// Everything a run needs, checked.
+#[derive(Debug)]
+pub(crate) struct Job {
+    pub name: String,
+    pub path: PathBuf,
+    pub source: SourceSpec,
+    pub pagination: PaginationSpec,
+    pub mapping: Jq,
+    pub sink: Option<SinkSpec>,
+    pub sync: SyncSpec,
+    pub actions: BTreeMap<String, ActionSpec>,
+}
+
+impl Job {
+    /// The job of the config file at `path`.
+    pub(super) fn from_raw(raw: &RawConfig, path: &Path, ctx: &Ctx) -> Result<Self, ConfigError> {
+        let mut source = SourceSpec::from_raw(&raw.source, ctx)?;
+        let pagination =
+            PaginationSpec::from_raw(raw.pagination.as_ref(), &source.request, &raw.source, ctx)?;
+        let mapping = match &raw.mapping {
+            Some(m) => ctx.jq("[mapping] jq", &m.jq)?,
+            None => Jq::compile("{id: .id, email: .email}").expect("default mapping compiles"),
+        };
+        if pagination.kind == paginate::Kind::None && source.endpoint.concurrency > 1 {
+            source.endpoint.concurrency = 1;
+        }
+        let sink = raw
+            .sink
+            .as_ref()
+            .map(|s| SinkSpec::from_raw(s, path, ctx))
+            .transpose()?;
+        let sync = SyncSpec::from_raw(&raw.sync, path, ctx)?;
+        let actions = raw
+            .actions
+            .iter()
+            .map(|(name, a)| Ok((name.clone(), ActionSpec::from_raw(name, a, ctx)?)))
+            .collect::<Result<_, ConfigError>>()?;
+        let name = raw.name.clone().unwrap_or_else(|| {
+            path.file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_else(|| "agentsync".into())
+        });
+        Ok(Job {
+            name,
+            path: path.to_owned(),
+            source,
+            pagination,
+            mapping,
+            sink,
+            sync,
+            actions,
+        })
+    }
+}

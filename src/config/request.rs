@@ -1,0 +1,198 @@
+//! Templated requests: the source's "get users" request and the declared
+//! per-agent actions, with every `{{placeholder}}` checked for its scope.
+
+use toml::Spanned;
+
+use super::Endpoint;
+use super::ctx::{ConfigError, Ctx};
+use super::raw::{RawAction, RawRequest, RawSource, Scalar};
+use crate::mapping::Jq;
+use crate::template::{Scope, Template};
+
+/// One templated request.
+#[derive(Debug)]
+pub(crate) struct RequestSpec {
+    pub method: String,
+    pub path: Template,
+    pub query: Vec<(String, Template)>,
+    pub headers: Vec<(String, Template)>,
+    pub body: Option<Template>,
+}
+
+impl RequestSpec {
+    /// The request of table `[table]`; `default_method` when it names none.
+    fn from_raw(
+        table: &str,
+        raw: RawRequest<'_>,
+        default_method: &str,
+        scope: Scope,
+        ctx: &Ctx,
+    ) -> Result<Self, ConfigError> {
+        let method = method(
+            &format!("[{table}] method"),
+            raw.method,
+            default_method,
+            ctx,
+        )?;
+        let path = match raw.path {
+            Some(p) => ctx.template(&format!("[{table}] path"), p, scope)?,
+            None => Template::literal(""),
+        };
+        let query = raw
+            .query
+            .iter()
+            .map(|(k, v)| {
+                let key = format!("[{table}] query.{k}");
+                Ok((k.clone(), scalar_template(&key, v, scope, ctx)?))
+            })
+            .collect::<Result<_, ConfigError>>()?;
+        let headers = raw
+            .headers
+            .iter()
+            .map(|(k, v)| {
+                if ureq::http::HeaderName::from_bytes(k.as_bytes()).is_err() {
+                    return Err(ctx.err_at(
+                        v,
+                        format!("[{table}] headers: {k:?} is not a valid header name"),
+                    ));
+                }
+                let key = format!("[{table}] headers.{k}");
+                Ok((k.clone(), scalar_template(&key, v, scope, ctx)?))
+            })
+            .collect::<Result<_, ConfigError>>()?;
+        let body = raw
+            .body
+            .map(|b| ctx.template(&format!("[{table}] body"), b, scope))
+            .transpose()?;
+        Ok(RequestSpec {
+            method,
+            path,
+            query,
+            headers,
+            body,
+        })
+    }
+}
+
+#[derive(Debug)]
+pub(crate) struct SourceSpec {
+    pub endpoint: Endpoint,
+    pub request: RequestSpec,
+    pub records: Jq,
+}
+
+impl SourceSpec {
+    pub(super) fn from_raw(raw: &Spanned<RawSource>, ctx: &Ctx) -> Result<Self, ConfigError> {
+        let src = raw.get_ref();
+        let Some(endpoint) = Endpoint::from_raw("source", src.endpoint(), ctx)? else {
+            return Err(ctx.err_at(raw, "missing field `base_url`"));
+        };
+        let request = RequestSpec::from_raw("source", src.request(), "GET", Scope::Source, ctx)?;
+        let records = match &src.records {
+            Some(r) => ctx.jq("[source] records", r)?,
+            None => Jq::compile(".").expect("identity compiles"),
+        };
+        Ok(SourceSpec {
+            endpoint,
+            request,
+            records,
+        })
+    }
+}
+
+#[derive(Debug)]
+pub(crate) struct ActionSpec {
+    /// Its own endpoint, or `None` to use the source's.
+    pub endpoint: Option<Endpoint>,
+    pub request: RequestSpec,
+}
+
+impl ActionSpec {
+    /// The action `[actions.name]`.
+    pub(super) fn from_raw(
+        name: &str,
+        raw: &Spanned<RawAction>,
+        ctx: &Ctx,
+    ) -> Result<Self, ConfigError> {
+        let a = raw.get_ref();
+        let table = format!("actions.{name}");
+        let endpoint = Endpoint::from_raw(&table, a.endpoint(), ctx)?;
+        if endpoint.is_none() {
+            if let Some(auth) = &a.auth {
+                return Err(ctx.err_at(
+                    auth,
+                    format!(
+                        "[{table}] auth needs its own base_url (else the source's auth is used)"
+                    ),
+                ));
+            }
+            if let Some(key) = a.endpoint().first_setting() {
+                return Err(ctx.err_at(
+                    raw,
+                    format!(
+                        "[{table}] {key} needs its own base_url (else the source's settings are used)"
+                    ),
+                ));
+            }
+        }
+        let request = RequestSpec::from_raw(&table, a.request(), "POST", Scope::Action, ctx)?;
+        Ok(ActionSpec { endpoint, request })
+    }
+}
+
+fn method(
+    key: &str,
+    method: Option<&Spanned<String>>,
+    default: &str,
+    ctx: &Ctx,
+) -> Result<String, ConfigError> {
+    let Some(m) = method else {
+        return Ok(default.to_owned());
+    };
+    let upper = m.get_ref().trim().to_ascii_uppercase();
+    if upper.is_empty() || !upper.bytes().all(|b| b.is_ascii_uppercase()) {
+        return Err(ctx.err_at(m, format!("{key}: {:?} is not an HTTP method", m.get_ref())));
+    }
+    Ok(upper)
+}
+
+/// A query or header value: strings are templates, numbers and booleans literal.
+fn scalar_template(
+    key: &str,
+    value: &Spanned<Scalar>,
+    scope: Scope,
+    ctx: &Ctx,
+) -> Result<Template, ConfigError> {
+    match value.get_ref() {
+        Scalar::Text(s) => ctx.template(key, &Spanned::new(value.span(), s.clone()), scope),
+        other => Ok(Template::literal(&other.text())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::config::tests::{MINIMAL, parse_str};
+
+    #[test]
+    fn action_endpoint_keys_need_their_own_base_url() {
+        let action = "\n[actions.punch]\npath = \"/p\"\ntimeout_secs = 5\n";
+        let err = parse_str(&format!("{MINIMAL}{action}")).unwrap_err();
+        assert!(
+            err.message
+                .contains("[actions.punch] timeout_secs needs its own base_url"),
+            "{err}"
+        );
+        let own = "base_url = \"http://127.0.0.1:9\"\n";
+        let job = parse_str(&format!("{MINIMAL}{action}{own}")).unwrap();
+        let endpoint = job.actions["punch"].endpoint.as_ref().unwrap();
+        assert_eq!(endpoint.settings.timeout.as_secs(), 5);
+    }
+
+    #[test]
+    fn source_without_base_url_is_an_error() {
+        let text = MINIMAL.replace("base_url = \"http://127.0.0.1:8787\"\n", "");
+        let err = parse_str(&text).unwrap_err();
+        assert!(err.message.contains("missing field `base_url`"), "{err}");
+        assert_eq!(err.at.map(|(line, _)| line), Some(2), "{err}");
+    }
+}
