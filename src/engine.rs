@@ -151,10 +151,43 @@ fn finish(
         if let Some(why) = &refusal {
             progress::warn(&format!("{why}; applying anyway (--force)"));
         }
-        let failed = apply(sink, &mut report.changes, progress);
+        let applied = apply(sink, &mut report.changes, &mut Unwatched, progress)?;
+        if let Err(e) = sink.commit() {
+            // Nothing of a file sink was written: every change failed with it.
+            for change in report
+                .changes
+                .iter_mut()
+                .filter(|c| c.status == Status::Applied)
+            {
+                change.fail(&e);
+            }
+        }
+        let failed = report
+            .changes
+            .iter()
+            .filter(|c| c.status == Status::Failed)
+            .count();
         report.summary.failed = failed;
+        progress.log(&format!(
+            "applied {} of {} changes{}{}",
+            report.changes.len() - failed - applied.skipped,
+            report.changes.len(),
+            if failed > 0 {
+                format!(", {failed} failed")
+            } else {
+                String::new()
+            },
+            if applied.skipped > 0 {
+                format!(", {} skipped", applied.skipped)
+            } else {
+                String::new()
+            }
+        ));
+        if let Some(why) = &applied.stopped {
+            progress::warn(&format!("writing stopped: {why}"));
+        }
         record(job, kind, &report)?;
-        if failed > 0 {
+        if failed > 0 || applied.skipped > 0 {
             Ending::WritesFailed
         } else {
             Ending::Success
@@ -184,39 +217,136 @@ fn safety_refusal(job: &Job, plan: &Plan) -> Option<String> {
     None
 }
 
-/// One write per change, each change's status and error set from its result;
-/// a failed write does not stop the others. Returns how many failed.
-fn apply(sink: &mut dyn Sink, changes: &mut [Change], progress: &Progress) -> usize {
+/// What the apply tells its caller as each change ends, and asks it whether
+/// to go on.
+pub(crate) trait ApplyWatch {
+    /// A change has its final status. An error stops the apply: no new write
+    /// starts (those in flight finish and are reported here too).
+    fn done(&mut self, change: &Change) -> Result<()>;
+    /// Checked before each write starts: `Some(why)` leaves it and every one
+    /// after it skipped.
+    fn stop(&self) -> Option<String> {
+        None
+    }
+}
+
+/// Nothing to tell, never stops.
+pub(crate) struct Unwatched;
+
+impl ApplyWatch for Unwatched {
+    fn done(&mut self, _: &Change) -> Result<()> {
+        Ok(())
+    }
+}
+
+/// After this many failures in a row with the same error that no retry can
+/// fix (the directory refuses writes), the rest are skipped.
+const REFUSALS_BEFORE_STOP: usize = 3;
+
+/// How an apply ended.
+#[derive(Debug, Default)]
+pub(crate) struct Applied {
+    pub failed: usize,
+    pub skipped: usize,
+    /// Why writing stopped early, if it did.
+    pub stopped: Option<String>,
+}
+
+/// Write `changes` through `sink`, up to `sink.concurrency()` at once, each
+/// change's status and error set from its result; a failed write does not stop
+/// the others, but a directory that refuses every write does. Every change
+/// that ends is told to `watch` (the journal) on this thread, in the order
+/// they end. An error of `watch` stops the writes and is returned after those
+/// in flight have ended.
+pub(crate) fn apply(
+    sink: &dyn Sink,
+    changes: &mut [Change],
+    watch: &mut dyn ApplyWatch,
+    progress: &Progress,
+) -> Result<Applied> {
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    use std::sync::mpsc;
+
     let stage = progress.stage("writes", Some(changes.len() as u64));
-    for change in changes.iter_mut() {
-        match sink.write(change) {
-            Ok(()) => change.status = Status::Applied,
-            Err(e) => change.fail(&e),
+    let workers = sink.concurrency().clamp(1, changes.len().max(1));
+    let next = AtomicUsize::new(0);
+    let halt = AtomicBool::new(false);
+    let mut applied = Applied::default();
+    let mut watch_error = None;
+    let snapshot: Vec<Change> = changes.to_vec();
+    std::thread::scope(|scope| {
+        let (tx, rx) = mpsc::channel::<(usize, Result<()>)>();
+        for _ in 0..workers {
+            let (tx, next, halt, snapshot) = (tx.clone(), &next, &halt, &snapshot);
+            scope.spawn(move || {
+                while !halt.load(Ordering::SeqCst) {
+                    let i = next.fetch_add(1, Ordering::SeqCst);
+                    let Some(change) = snapshot.get(i) else { break };
+                    if tx.send((i, sink.write(change))).is_err() {
+                        break;
+                    }
+                }
+            });
         }
-        stage.inc(1);
-    }
+        drop(tx);
+        let mut streak: Option<(String, usize)> = None;
+        // Writes are handed out in order; `taken` is how far they went.
+        while let Ok((i, result)) = rx.recv() {
+            let change = &mut changes[i];
+            match result {
+                Ok(()) => {
+                    change.status = Status::Applied;
+                    streak = None;
+                }
+                Err(e) => {
+                    change.fail(&e);
+                    applied.failed += 1;
+                    if crate::sink::is_refusal(&e) {
+                        let message = change.error.clone().unwrap_or_default();
+                        let count = match &streak {
+                            Some((m, n)) if *m == message => n + 1,
+                            _ => 1,
+                        };
+                        if count >= REFUSALS_BEFORE_STOP && applied.stopped.is_none() {
+                            applied.stopped = Some(format!(
+                                "the directory refused {count} writes in a row: {message}"
+                            ));
+                            halt.store(true, Ordering::SeqCst);
+                        }
+                        streak = Some((message, count));
+                    } else {
+                        streak = None;
+                    }
+                }
+            }
+            stage.inc(1);
+            if watch_error.is_none()
+                && let Err(e) = watch.done(change)
+            {
+                watch_error = Some(e);
+                halt.store(true, Ordering::SeqCst);
+            }
+            if applied.stopped.is_none()
+                && let Some(why) = watch.stop()
+            {
+                applied.stopped = Some(why);
+                halt.store(true, Ordering::SeqCst);
+            }
+        }
+    });
     drop(stage);
-    if let Err(e) = sink.commit() {
-        // Nothing of a file sink was written: every change failed with it.
-        for change in changes.iter_mut().filter(|c| c.status == Status::Applied) {
-            change.fail(&e);
-        }
+    let why = applied
+        .stopped
+        .clone()
+        .unwrap_or_else(|| "writing stopped".to_owned());
+    for change in changes.iter_mut().filter(|c| c.status == Status::Planned) {
+        change.skip(&why);
+        applied.skipped += 1;
     }
-    let failed = changes
-        .iter()
-        .filter(|c| c.status == Status::Failed)
-        .count();
-    progress.log(&format!(
-        "applied {} of {} changes{}",
-        changes.len() - failed,
-        changes.len(),
-        if failed > 0 {
-            format!(", {failed} failed")
-        } else {
-            String::new()
-        }
-    ));
-    failed
+    if let Some(e) = watch_error {
+        return Err(e);
+    }
+    Ok(applied)
 }
 
 /// Append an applied report to the journal (a run that changed nothing is not

@@ -28,13 +28,18 @@ impl ChangeKind {
     }
 }
 
-/// Where a change stands: planned, then applied or failed.
+/// Where a change stands: planned, then applied, failed, or not attempted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub(crate) enum Status {
     Planned,
     Applied,
+    /// The write was sent and refused or lost; `error` says why.
     Failed,
+    /// Not attempted: the directory refused writes, or the run was interrupted.
+    Skipped,
+    /// A saved plan's agent changed since the plan; not written.
+    Stale,
 }
 
 /// One write: planned here, applied by the engine, printed in the report and
@@ -77,6 +82,12 @@ impl Change {
     pub(crate) fn fail(&mut self, err: &anyhow::Error) {
         self.status = Status::Failed;
         self.error = Some(crate::redact::redact(&format!("{err:#}")));
+    }
+
+    /// Mark the change not attempted, and why.
+    pub(crate) fn skip(&mut self, why: &str) {
+        self.status = Status::Skipped;
+        self.error = Some(why.to_owned());
     }
 }
 

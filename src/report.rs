@@ -104,6 +104,10 @@ impl Render for Report {
                 let outcome = match (&c.status, &c.error) {
                     (Status::Failed, Some(e)) => format!("  FAILED: {e}"),
                     (Status::Failed, None) => "  FAILED".into(),
+                    (Status::Skipped, Some(e)) => format!("  SKIPPED: {e}"),
+                    (Status::Skipped, None) => "  SKIPPED".into(),
+                    (Status::Stale, Some(e)) => format!("  STALE: {e}"),
+                    (Status::Stale, None) => "  STALE".into(),
                     _ => String::new(),
                 };
                 writeln!(
@@ -144,7 +148,11 @@ impl Render for Report {
         let s = &self.summary;
         let verb = if self.dry_run {
             "Plan"
-        } else if self.changes.iter().any(|c| c.status != Status::Planned) {
+        } else if self
+            .changes
+            .iter()
+            .any(|c| matches!(c.status, Status::Applied | Status::Failed))
+        {
             "Applied"
         } else {
             "Nothing applied"

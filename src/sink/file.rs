@@ -6,6 +6,7 @@
 use std::collections::HashMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::{Mutex, PoisonError};
 
 use anyhow::{Context, Result, anyhow, bail};
 use serde_json::{Map, Value};
@@ -20,9 +21,15 @@ const ID: &str = "id";
 
 pub(crate) struct FileSink {
     path: PathBuf,
-    data: Option<Data>,
     /// Agent id → row index (0-based, header excluded).
     rows: HashMap<String, usize>,
+    /// The file as read, edited in memory by the writes until the commit.
+    edit: Mutex<Edit>,
+}
+
+#[derive(Default)]
+struct Edit {
+    data: Option<Data>,
     changed: bool,
 }
 
@@ -42,9 +49,8 @@ impl FileSink {
     pub(crate) fn new(path: PathBuf) -> Self {
         FileSink {
             path,
-            data: None,
             rows: HashMap::new(),
-            changed: false,
+            edit: Mutex::new(Edit::default()),
         }
     }
 
@@ -63,8 +69,8 @@ impl FileSink {
         parsed.with_context(|| format!("reading {}", self.path.display()))
     }
 
-    fn render(&self) -> Result<Vec<u8>> {
-        match &self.data {
+    fn render(&self, data: Option<&Data>) -> Result<Vec<u8>> {
+        match data {
             None => bail!("{} was not read", self.path.display()),
             Some(Data::Json(objects)) => {
                 let mut text = serde_json::to_vec_pretty(objects)?;
@@ -121,19 +127,22 @@ impl Sink for FileSink {
             kept.len(),
             self.path.display()
         ));
-        self.data = Some(data);
+        *self.edit.get_mut().unwrap_or_else(PoisonError::into_inner) = Edit {
+            data: Some(data),
+            changed: false,
+        };
         self.rows = rows;
-        self.changed = false;
         Ok(kept)
     }
 
-    fn write(&mut self, change: &Change) -> Result<()> {
+    fn write(&self, change: &Change) -> Result<()> {
         let row = *self
             .rows
             .get(&change.agent_id)
             .ok_or_else(|| anyhow!("{}: no agent {}", self.path.display(), change.agent_id))?;
         let external_id = change.new_external_id.as_deref();
-        match self.data.as_mut() {
+        let mut edit = self.edit.lock().unwrap_or_else(PoisonError::into_inner);
+        match edit.data.as_mut() {
             None => bail!("{} was not read", self.path.display()),
             Some(Data::Json(objects)) => {
                 let value = external_id.map_or(Value::Null, |x| Value::String(x.to_owned()));
@@ -144,17 +153,22 @@ impl Sink for FileSink {
                 table.rows[row][column] = external_id.unwrap_or_default().to_owned();
             }
         }
-        self.changed = true;
+        edit.changed = true;
         Ok(())
     }
 
     fn commit(&mut self) -> Result<()> {
-        if !self.changed {
+        let edit = self.edit.lock().unwrap_or_else(PoisonError::into_inner);
+        if !edit.changed {
             return Ok(());
         }
-        let bytes = self.render()?;
+        let bytes = self.render(edit.data.as_ref())?;
+        drop(edit);
         write_atomically(&self.path, &bytes)?;
-        self.changed = false;
+        self.edit
+            .get_mut()
+            .unwrap_or_else(PoisonError::into_inner)
+            .changed = false;
         Ok(())
     }
 

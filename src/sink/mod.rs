@@ -20,7 +20,8 @@ pub(crate) struct Agent {
     pub external_id: Option<String>,
 }
 
-pub(crate) trait Sink {
+/// A directory. Writes take `&self`: the engine may have several in flight.
+pub(crate) trait Sink: Sync {
     /// Every agent of the directory. An incomplete listing is an error, never a
     /// shorter list.
     fn list_agents(&mut self, progress: &Progress) -> Result<Vec<Agent>>;
@@ -28,7 +29,12 @@ pub(crate) trait Sink {
     /// Apply one planned change: set or clear the external ID of the agent it
     /// names (one listed by `list_agents`), from `old_external_id` to
     /// `new_external_id`.
-    fn write(&mut self, change: &Change) -> Result<()>;
+    fn write(&self, change: &Change) -> Result<()>;
+
+    /// How many writes may be in flight at once.
+    fn concurrency(&self) -> usize {
+        1
+    }
 
     /// Make the writes durable (a file sink writes its file here). Called once
     /// after the last `write`, also when some of them failed.
@@ -38,4 +44,27 @@ pub(crate) trait Sink {
 
     /// A short description for logs, e.g. `SCIM http://host/scim/v2`.
     fn describe(&self) -> String;
+}
+
+/// A write the directory refused in a way no retry can fix (HTTP 401, 403,
+/// 405, 501): after a few in a row the engine stops writing.
+#[derive(Debug)]
+pub(crate) struct Refusal {
+    /// The HTTP status of the refusal.
+    #[allow(dead_code)] // kept for the report's readers and future policy
+    pub status: u16,
+    pub message: String,
+}
+
+impl std::fmt::Display for Refusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for Refusal {}
+
+/// Is `err` a [`Refusal`]?
+pub(crate) fn is_refusal(err: &anyhow::Error) -> bool {
+    err.downcast_ref::<Refusal>().is_some()
 }

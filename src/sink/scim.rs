@@ -7,7 +7,7 @@ use serde_json::value::RawValue;
 use serde_json::{Value, json};
 use url::Url;
 
-use super::{Agent, Sink};
+use super::{Agent, Refusal, Sink};
 use crate::config::{EmailAttribute, UpdateMode};
 use crate::http::{Client, Request, Response, display_url};
 use crate::pages::{self, Listing, Next, Seen};
@@ -222,15 +222,30 @@ impl Sink for ScimSink {
         Ok(agents)
     }
 
-    fn write(&mut self, change: &Change) -> Result<()> {
+    fn write(&self, change: &Change) -> Result<()> {
         let current = match self.update {
             UpdateMode::Put => Some(self.current(change)?),
             UpdateMode::Patch => None,
         };
         let req = self.write_request(change, current)?;
         let resp = self.client.send(&req)?;
-        expect_success(resp, &req.method, &req.url)?;
+        let status = resp.status;
+        expect_success(resp, &req.method, &req.url).map_err(|e| {
+            if matches!(status, 401 | 403 | 405 | 501) {
+                Refusal {
+                    status,
+                    message: format!("{e:#}"),
+                }
+                .into()
+            } else {
+                e
+            }
+        })?;
         Ok(())
+    }
+
+    fn concurrency(&self) -> usize {
+        self.concurrency
     }
 
     fn describe(&self) -> String {
