@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{Job, Mock, Resp, Scim, Server, run};
+use common::{Job, JobDir, Mock, Resp, Scim, Server, agentsync, sync};
 use serde_json::{Value, json};
 
 /// A time clock that accepts punches, except for the external ID "broken".
@@ -17,22 +17,18 @@ fn clock() -> Server {
 }
 
 /// A directory in a JSON file and a punch action on `clock`.
-fn action_job(clock: &Server) -> Job {
-    let text = r#"
-[source]
-base_url = "BASE"
-records = ".users"
-
-[sink]
-kind = "file"
-path = "agents.json"
-
-[actions.punch]
-method = "POST"
-path = "/users/{{external_id}}/punch-clock"
-body = '{"event": "{{var.event}}", "agent": "{{agent_id}}", "email": "{{email}}"}'
-"#;
-    let job = Job::new(text, &clock.base);
+fn action_job(clock: &Server) -> JobDir {
+    let job = Job::source(&clock.base)
+        .records(".users")
+        .sink_file("agents.json")
+        .action("punch", "method", "POST")
+        .action("punch", "path", "/users/{{external_id}}/punch-clock")
+        .action(
+            "punch",
+            "body",
+            r#"{"event": "{{var.event}}", "agent": "{{agent_id}}", "email": "{{email}}"}"#,
+        )
+        .write();
     job.write(
         "agents.json",
         r#"[
@@ -51,17 +47,15 @@ fn an_action_encodes_the_path_and_escapes_the_body() {
     let clock = clock();
     let job = action_job(&clock);
     let event = "log\"in\\ \n{{x}}";
-    let out = run(&[
-        "action",
-        "punch",
-        "--config",
-        job.config(),
-        "--agent",
-        "  ANN@X.COM ",
-        "--set",
-        &format!("event={event}"),
-    ]);
-    out.expect(0);
+    let out = agentsync(&["action", "punch"])
+        .config(&job)
+        .args(&[
+            "--agent",
+            "  ANN@X.COM ",
+            "--set",
+            &format!("event={event}"),
+        ])
+        .expect(0);
     assert!(out.stdout.contains("HTTP 201"), "{}", out.stdout);
     let requests = clock.requests();
     assert_eq!(requests.len(), 1);
@@ -97,11 +91,7 @@ fn refused_actions_send_nothing() {
         (&["punch", "--agent", "di@x.com"], 2, "{{var.event}}"),
     ];
     for (args, code, message) in cases {
-        let mut full = vec!["action"];
-        full.extend_from_slice(args);
-        full.extend(["--config", job.config()]);
-        let out = run(&full);
-        out.expect(code);
+        let out = agentsync(&["action"]).args(args).config(&job).expect(code);
         assert!(out.stderr.contains(message), "{args:?}: {}", out.stderr);
     }
     assert_eq!(clock.request_count(), 0, "a refused action sent a request");
@@ -120,22 +110,12 @@ fn an_events_batch_reports_each_line_and_exits_3_on_a_failure() {
 {"email": "di@x.com", "vars": {"event": "logout"}}
 "#,
     );
-    let out = run(&[
-        "action",
-        "punch",
-        "--config",
-        job.config(),
-        "--events",
-        events.to_str().unwrap(),
-        "--output",
-        "json",
-    ]);
-    out.expect(3);
-    let lines: Vec<Value> = out
-        .stdout
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let lines = agentsync(&["action", "punch"])
+        .config(&job)
+        .args(&["--events", events.to_str().unwrap()])
+        .output_json()
+        .expect(3)
+        .json_lines();
     let ok: Vec<(&str, bool)> = lines
         .iter()
         .map(|l| (l["email"].as_str().unwrap(), l["ok"].as_bool().unwrap()))
@@ -168,44 +148,31 @@ fn a_bad_events_line_is_refused_before_anything_is_sent() {
         "events.jsonl",
         "{\"email\": \"ann@x.com\", \"vars\": {\"event\": \"in\"}}\nnot json\n",
     );
-    let out = run(&[
-        "action",
-        "punch",
-        "--config",
-        job.config(),
-        "--events",
-        events.to_str().unwrap(),
-    ]);
+    let out = agentsync(&["action", "punch"])
+        .config(&job)
+        .args(&["--events", events.to_str().unwrap()])
+        .run();
     assert_ne!(out.code, 0);
     assert!(out.stderr.contains("line 2"), "{}", out.stderr);
     assert_eq!(clock.request_count(), 0);
 }
 
 /// A sync to `scim` from a source of these users.
-fn sync_job(users: &[(&str, &str)], scim: &Scim) -> (Server, Job) {
+fn sync_job(users: &[(&str, &str)], scim: &Scim) -> (Server, JobDir) {
     let users: Vec<Value> = users
         .iter()
         .map(|(id, email)| json!({"id": id, "email": email}))
         .collect();
     let body = json!({ "users": users });
     let src = Server::start(move |_| Resp::value(&body));
-    let text = format!(
-        "name = \"nightly\"\n[source]\nbase_url = \"{}\"\nrecords = \".users\"\n[sink]\nkind = \"scim\"\nbase_url = \"{}\"\n[sync]\nunlink_missing = true\nmax_unlink_percent = 100\n",
-        src.base,
-        scim.base()
-    );
-    (src, Job::new(&text, ""))
-}
-
-fn journal(job: &Job) -> Vec<Value> {
-    let path = job.config.with_extension("journal.jsonl");
-    match std::fs::read_to_string(&path) {
-        Ok(text) => text
-            .lines()
-            .map(|l| serde_json::from_str(l).unwrap())
-            .collect(),
-        Err(_) => Vec::new(),
-    }
+    let job = Job::source(&src.base)
+        .name("nightly")
+        .records(".users")
+        .sink_scim(&scim.base())
+        .sync("unlink_missing", true)
+        .sync("max_unlink_percent", 100)
+        .write();
+    (src, job)
 }
 
 #[test]
@@ -224,11 +191,11 @@ fn applied_runs_are_journaled_and_revert_restores_them() {
         &scim,
     );
 
-    run(&["--config", job.config(), "--dry-run", "-q"]).expect(0);
-    assert!(journal(&job).is_empty(), "a dry run was journaled");
+    sync(&job).dry_run().quiet().expect(0);
+    assert!(job.journal().is_empty(), "a dry run was journaled");
 
-    run(&["--config", job.config(), "-q"]).expect(0);
-    let entries = journal(&job);
+    sync(&job).quiet().expect(0);
+    let entries = job.journal();
     assert_eq!(entries.len(), 1);
     let entry = &entries[0];
     assert_eq!(entry["name"], "nightly");
@@ -266,33 +233,30 @@ fn applied_runs_are_journaled_and_revert_restores_them() {
     );
     let run_id = entry["run"].as_str().unwrap().to_owned();
 
-    let history = run(&["history", "--config", job.config()]);
-    history.expect(0);
+    let history = agentsync(&["history"]).config(&job).expect(0);
     assert!(history.stdout.contains(&run_id), "{}", history.stdout);
 
     // A dry-run revert writes nothing; the revert restores every ID.
     let writes = scim.writes().len();
-    let plan = run(&[
-        "revert",
-        &run_id,
-        "--config",
-        job.config(),
-        "--dry-run",
-        "--output",
-        "json",
-    ]);
-    plan.expect(0);
+    let plan = agentsync(&["revert", &run_id])
+        .config(&job)
+        .dry_run()
+        .output_json()
+        .expect(0);
     assert_eq!(plan.json()["summary"]["unlink"], 1);
     assert_eq!(plan.json()["summary"]["update"], 1);
     assert_eq!(plan.json()["summary"]["link"], 1);
     assert_eq!(scim.writes().len(), writes);
 
-    run(&["revert", "last", "--config", job.config(), "-q"]).expect(0);
+    agentsync(&["revert", "last"])
+        .config(&job)
+        .quiet()
+        .expect(0);
     assert_eq!(scim.external_id("a1"), None);
     assert_eq!(scim.external_id("a2").as_deref(), Some("old-2"));
     assert_eq!(scim.external_id("a3").as_deref(), Some("3"));
     assert_eq!(scim.external_id("a4").as_deref(), Some("9"));
-    let entries = journal(&job);
+    let entries = job.journal();
     assert_eq!(entries.len(), 2);
     assert_eq!(entries[1]["kind"], format!("revert of {run_id}"));
 }
@@ -301,23 +265,14 @@ fn applied_runs_are_journaled_and_revert_restores_them() {
 fn revert_refuses_an_agent_changed_since() {
     let scim = Scim::start(&[("a1", "a@x.com", None), ("a2", "b@x.com", None)], &[]);
     let (_src, job) = sync_job(&[("1", "a@x.com"), ("2", "b@x.com")], &scim);
-    run(&["--config", job.config(), "-q"]).expect(0);
+    sync(&job).quiet().expect(0);
     // Someone relinks a2 by hand after the run.
-    for user in scim.users.lock().unwrap().iter_mut() {
-        if user["id"] == "a2" {
-            user["externalId"] = json!("manual");
-        }
-    }
-    let out = run(&[
-        "revert",
-        "last",
-        "--config",
-        job.config(),
-        "--output",
-        "json",
-    ]);
-    out.expect(0);
-    let report = out.json();
+    scim.set_external_id("a2", "manual");
+    let report = agentsync(&["revert", "last"])
+        .config(&job)
+        .output_json()
+        .expect(0)
+        .json();
     assert_eq!(report["summary"]["unlink"], 1);
     assert_eq!(report["summary"]["conflict"], 1);
     let reason = report["conflicts"][0]["reason"].as_str().unwrap();
@@ -334,11 +289,11 @@ fn revert_refuses_an_agent_changed_since() {
 fn revert_of_an_unknown_run_is_an_error() {
     let scim = Scim::start(&[("a1", "a@x.com", None)], &[]);
     let (_src, job) = sync_job(&[("1", "a@x.com")], &scim);
-    let out = run(&["revert", "last", "--config", job.config()]);
+    let out = agentsync(&["revert", "last"]).config(&job).run();
     assert_ne!(out.code, 0);
     assert!(scim.writes().is_empty());
-    run(&["--config", job.config(), "-q"]).expect(0);
-    let out = run(&["revert", "20000101", "--config", job.config()]);
+    sync(&job).quiet().expect(0);
+    let out = agentsync(&["revert", "20000101"]).config(&job).run();
     assert_ne!(out.code, 0);
     assert!(out.stderr.contains("20000101"), "{}", out.stderr);
     assert_eq!(scim.writes().len(), 1);
@@ -347,22 +302,12 @@ fn revert_of_an_unknown_run_is_an_error() {
 #[test]
 fn punch_after_a_sync_against_the_bundled_mock() {
     let mock = Mock::start(&[]);
-    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/configs/punch.toml"))
-        .unwrap()
-        .replace("http://127.0.0.1:8787", &mock.base);
-    let job = Job::new(&text, "");
-    run(&["--config", job.config(), "-q"]).expect(0);
-    let out = run(&[
-        "action",
-        "punch",
-        "--config",
-        job.config(),
-        "--agent",
-        "user+3@talkdesk.com",
-        "--set",
-        "event=login",
-    ]);
-    out.expect(0);
+    let job = mock.punch_job();
+    sync(&job).quiet().expect(0);
+    agentsync(&["action", "punch"])
+        .config(&job)
+        .args(&["--agent", "user+3@talkdesk.com", "--set", "event=login"])
+        .expect(0);
     let punches = mock.get("/punches")["punches"].clone();
     assert_eq!(punches.as_array().unwrap().len(), 1, "{punches}");
     assert_eq!(punches[0]["user_id"], "3");
@@ -372,13 +317,12 @@ fn punch_after_a_sync_against_the_bundled_mock() {
 #[test]
 fn completions_are_printed_for_each_shell() {
     for shell in ["bash", "zsh", "fish"] {
-        let out = run(&["completions", shell]);
-        out.expect(0);
+        let out = agentsync(&["completions", shell]).expect(0);
         assert!(out.stdout.contains("agentsync"), "{shell}");
         assert!(
             out.stdout.contains("revert"),
             "{shell}: subcommands are completed"
         );
     }
-    run(&["completions", "tcsh"]).expect(2);
+    agentsync(&["completions", "tcsh"]).expect(2);
 }

@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
-use common::{Job, Resp, Scim, Server, command, run, run_env, run_with};
+use common::{Job, Output, Resp, Run, Scim, Server, agentsync, fetch, sync};
 use serde_json::json;
 
 const TOKEN: &str = "tok-Sup3rSecret-0042";
@@ -22,43 +22,33 @@ fn users_page(n: usize, total: usize) -> Resp {
     Resp::value(&json!({"total": total, "users": users}))
 }
 
-/// A paged source with `retries` and a bearer token, syncing to `scim`.
-fn job(source: &str, scim: Option<&Scim>, extra_source: &str) -> Job {
-    let sink = match scim {
-        Some(s) => format!(
-            "[sink]\nkind = \"scim\"\nbase_url = \"{}\"\nretries = 0\n",
-            s.base()
-        ),
-        None => String::new(),
-    };
-    let text = format!(
-        r#"
-[source]
-base_url = "{source}"
-path = "/users"
-query = {{ page = "{{{{page}}}}" }}
-records = ".users"
-max_retry_wait_secs = 5
-auth = {{ kind = "bearer", token_env = "FAULT_TOKEN" }}
-{extra_source}
-[pagination]
-kind = "page"
-total = ".total"
-{sink}"#
-    );
-    Job::new(&text, "")
+/// A paged source with a bearer token from FAULT_TOKEN.
+fn paged(source: &str) -> Job {
+    Job::source(source)
+        .path("/users")
+        .query("page", "{{page}}")
+        .records(".users")
+        .set("max_retry_wait_secs", 5)
+        .bearer("FAULT_TOKEN")
+        .paginate("page")
+        .total(".total")
 }
 
-fn sync(job: &Job, extra: &[&str]) -> common::Run {
-    let mut args = vec!["--config", job.config()];
-    args.extend_from_slice(extra);
-    let out = run_env(&args, &[("FAULT_TOKEN", TOKEN)]);
+/// `paged`, syncing to `scim` without retries.
+fn paged_to(source: &str, scim: &Scim) -> Job {
+    paged(source).sink_scim(&scim.base()).sink("retries", 0)
+}
+
+/// Run with the token in FAULT_TOKEN, and check it was printed nowhere.
+#[track_caller]
+fn with_token(run: Run) -> Output {
+    let out = run.env("FAULT_TOKEN", TOKEN).run();
     assert_no_token(&out);
     out
 }
 
 #[track_caller]
-fn assert_no_token(out: &common::Run) {
+fn assert_no_token(out: &Output) {
     assert!(
         !out.stdout.contains(TOKEN),
         "token printed on stdout:\n{}",
@@ -102,7 +92,8 @@ fn f01_429_with_retry_after_seconds_is_waited_out() {
     );
     let scim = directory();
     let started = Instant::now();
-    sync(&job(&src.base, Some(&scim), ""), &["-q"]).expect(0);
+    let job = paged_to(&src.base, &scim).write();
+    with_token(sync(&job).quiet()).expect(0);
     assert!(
         started.elapsed() >= Duration::from_millis(950),
         "did not wait: {:?}",
@@ -121,7 +112,8 @@ fn f02_429_with_retry_after_date_is_waited_out() {
     );
     let scim = directory();
     let started = Instant::now();
-    sync(&job(&src.base, Some(&scim), ""), &["-q"]).expect(0);
+    let job = paged_to(&src.base, &scim).write();
+    with_token(sync(&job).quiet()).expect(0);
     // The date has a one-second resolution: at least one second is left of it.
     assert!(
         started.elapsed() >= Duration::from_millis(900),
@@ -135,7 +127,8 @@ fn f02_429_with_retry_after_date_is_waited_out() {
 fn f03_503_then_success_is_retried() {
     let src = flaky(2, Resp::status(503, "text/plain", "unavailable"));
     let scim = directory();
-    sync(&job(&src.base, Some(&scim), ""), &["-q"]).expect(0);
+    let job = paged_to(&src.base, &scim).write();
+    with_token(sync(&job).quiet()).expect(0);
     assert_eq!(src.request_count(), 4);
     assert_eq!(scim.writes().len(), 3);
 }
@@ -147,7 +140,8 @@ fn f04_500_is_not_retried_and_writes_nothing() {
         Resp::status(500, "application/json", r#"{"error": "internal"}"#),
     );
     let scim = directory();
-    let out = sync(&job(&src.base, Some(&scim), ""), &[]);
+    let job = paged_to(&src.base, &scim).write();
+    let out = with_token(sync(&job));
     out.expect(1);
     assert!(out.stderr.contains("HTTP 500"), "{}", out.stderr);
     assert!(out.stderr.contains("nothing was written"), "{}", out.stderr);
@@ -162,7 +156,8 @@ fn f05_503_forever_gives_up_after_the_retries() {
         Resp::status(503, "text/plain", "unavailable").with_header("Retry-After", "0"),
     );
     let scim = directory();
-    let out = sync(&job(&src.base, Some(&scim), "retries = 2"), &[]);
+    let job = paged_to(&src.base, &scim).set("retries", 2).write();
+    let out = with_token(sync(&job));
     out.expect(1);
     assert!(out.stderr.contains("HTTP 503"), "{}", out.stderr);
     assert_eq!(
@@ -182,10 +177,11 @@ fn f06_a_timeout_is_retried_then_fails() {
         users_page(req.query("page").unwrap().parse().unwrap(), 3)
     });
     let scim = directory();
-    let out = sync(
-        &job(&src.base, Some(&scim), "timeout_secs = 1\nretries = 1"),
-        &[],
-    );
+    let job = paged_to(&src.base, &scim)
+        .set("timeout_secs", 1)
+        .set("retries", 1)
+        .write();
+    let out = with_token(sync(&job));
     out.expect(1);
     assert!(out.stderr.contains("timed out after 1s"), "{}", out.stderr);
     assert!(out.stderr.contains("after 2 attempts"), "{}", out.stderr);
@@ -201,14 +197,10 @@ fn f07_connection_refused_is_retried_then_fails() {
         .unwrap()
         .port();
     let scim = directory();
-    let out = sync(
-        &job(
-            &format!("http://127.0.0.1:{port}"),
-            Some(&scim),
-            "retries = 1",
-        ),
-        &[],
-    );
+    let job = paged_to(&format!("http://127.0.0.1:{port}"), &scim)
+        .set("retries", 1)
+        .write();
+    let out = with_token(sync(&job));
     out.expect(1);
     assert!(out.stderr.contains("after 2 attempts"), "{}", out.stderr);
     assert!(scim.server.request_count() == 0 && scim.writes().is_empty());
@@ -239,7 +231,8 @@ fn truncating_server() -> (String, Arc<AtomicUsize>) {
 fn f08_a_truncated_body_is_retried_then_fails() {
     let (base, hits) = truncating_server();
     let scim = directory();
-    let out = sync(&job(&base, Some(&scim), "retries = 1"), &[]);
+    let job = paged_to(&base, &scim).set("retries", 1).write();
+    let out = with_token(sync(&job));
     out.expect(1);
     assert!(
         out.stderr.contains("response body could not be read"),
@@ -257,7 +250,8 @@ fn f09_an_html_page_with_status_200_writes_nothing() {
         Resp::status(200, "text/html", "<html><body>Maintenance</body></html>"),
     );
     let scim = directory();
-    let out = sync(&job(&src.base, Some(&scim), ""), &[]);
+    let job = paged_to(&src.base, &scim).write();
+    let out = with_token(sync(&job));
     out.expect(1);
     assert!(out.stderr.contains("not JSON"), "{}", out.stderr);
     assert!(out.stderr.contains("text/html"), "{}", out.stderr);
@@ -271,7 +265,8 @@ fn f10_json_of_the_wrong_shape_writes_nothing() {
         Resp::json(r#"{"total": 3, "users": {"u3@x.com": "3"}}"#),
     );
     let scim = directory();
-    let out = sync(&job(&src.base, Some(&scim), ""), &[]);
+    let job = paged_to(&src.base, &scim).write();
+    let out = with_token(sync(&job));
     out.expect(1);
     assert!(
         out.stderr.contains("records `.users` gave"),
@@ -293,7 +288,8 @@ fn f11_a_total_larger_than_served_writes_nothing() {
         resp
     });
     let scim = directory();
-    let out = sync(&job(&src.base, Some(&scim), ""), &[]);
+    let job = paged_to(&src.base, &scim).write();
+    let out = with_token(sync(&job));
     out.expect(1);
     assert!(
         out.stderr.contains("total of 5 records but 3 were read"),
@@ -307,7 +303,8 @@ fn f11_a_total_larger_than_served_writes_nothing() {
 fn f12_an_empty_page_mid_stream_writes_nothing() {
     let src = flaky(usize::MAX, Resp::json(r#"{"total": 3, "users": []}"#));
     let scim = directory();
-    let out = sync(&job(&src.base, Some(&scim), ""), &[]);
+    let job = paged_to(&src.base, &scim).write();
+    let out = with_token(sync(&job));
     out.expect(1);
     assert!(
         out.stderr.contains("total of 3 records but 2 were read"),
@@ -330,7 +327,8 @@ fn f13_shifted_pages_write_nothing() {
         ),
     });
     let scim = directory();
-    let out = sync(&job(&src.base, Some(&scim), ""), &[]);
+    let job = paged_to(&src.base, &scim).write();
+    let out = with_token(sync(&job));
     out.expect(1);
     assert!(
         out.stderr
@@ -350,14 +348,14 @@ fn f14_a_repeated_cursor_writes_nothing() {
         )
     });
     let scim = directory();
-    let text = format!(
-        "[source]\nbase_url = \"{}\"\nquery = {{ c = \"{{{{cursor}}}}\" }}\nrecords = \".data\"\n[pagination]\nkind = \"cursor\"\ncursor = \".next\"\n[sink]\nkind = \"scim\"\nbase_url = \"{}\"\n",
-        src.base,
-        scim.base()
-    );
-    let job = Job::new(&text, "");
-    let out = run(&["--config", job.config()]);
-    out.expect(1);
+    let job = Job::source(&src.base)
+        .query("c", "{{cursor}}")
+        .records(".data")
+        .paginate("cursor")
+        .pagination("cursor", ".next")
+        .sink_scim(&scim.base())
+        .write();
+    let out = sync(&job).expect(1);
     assert!(out.stderr.contains("pagination loop"), "{}", out.stderr);
     assert!(scim.writes().is_empty());
 }
@@ -369,7 +367,8 @@ fn f15_401_and_403_are_clear_and_not_retried() {
             Resp::status(status, "application/json", r#"{"error": "invalid token"}"#)
         });
         let scim = directory();
-        let out = sync(&job(&src.base, Some(&scim), ""), &["-v"]);
+        let job = paged_to(&src.base, &scim).write();
+        let out = with_token(sync(&job).arg("-v"));
         out.expect(1);
         assert!(
             out.stderr.contains(&format!("HTTP {status}")),
@@ -397,7 +396,8 @@ fn f16_a_scim_write_failing_for_one_agent_is_exit_3() {
         ],
         &["a2"],
     );
-    let out = sync(&job(&src.base, Some(&scim), ""), &["--output", "json"]);
+    let job = paged_to(&src.base, &scim).write();
+    let out = with_token(sync(&job).output_json());
     out.expect(3);
     let report = out.json();
     assert_eq!(report["summary"]["failed"], 1);
@@ -430,13 +430,16 @@ fn f17_a_scim_listing_failing_half_way_writes_nothing() {
             "Resources": [{"id": "a1", "userName": "u1@x.com"}]}),
         )
     });
-    let text = format!(
-        "[source]\nbase_url = \"{}\"\nquery = {{ page = \"{{{{page}}}}\" }}\nrecords = \".users\"\n[pagination]\nkind = \"page\"\ntotal = \".total\"\n[sink]\nkind = \"scim\"\nbase_url = \"{}/scim/v2\"\npage_size = 1\nretries = 0\n",
-        src.base, dir.base
-    );
-    let job = Job::new(&text, "");
-    let out = run(&["--config", job.config()]);
-    out.expect(1);
+    let job = Job::source(&src.base)
+        .query("page", "{{page}}")
+        .records(".users")
+        .paginate("page")
+        .total(".total")
+        .sink_scim(&format!("{}/scim/v2", dir.base))
+        .sink("page_size", 1)
+        .sink("retries", 0)
+        .write();
+    let out = sync(&job).expect(1);
     assert!(
         out.stderr
             .contains("listing the agent directory; nothing was written"),
@@ -463,24 +466,24 @@ fn f18_a_killed_apply_converges_on_the_next_run() {
         .collect();
     // Slow writes leave time to kill the run in the middle of its apply.
     let scim = Scim::start_slow(&agents, &[], Duration::from_millis(300));
-    let text = format!(
-        "[source]\nbase_url = \"{}\"\nrecords = \".users\"\n[sink]\nkind = \"scim\"\nbase_url = \"{}\"\n",
-        src.base,
-        scim.base()
-    );
-    let job = Job::new(&text, "");
-    let mut child = command(&["--config", job.config(), "-q"]).spawn().unwrap();
+    let job = Job::source(&src.base)
+        .records(".users")
+        .sink_scim(&scim.base())
+        .write();
+    let mut child = sync(&job).quiet().spawn();
     let deadline = Instant::now() + Duration::from_secs(20);
     while scim.writes().len() < 2 && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(20));
     }
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
+    // The writes the run sent before it died still land (the directory
+    // answers each connection in its own thread); count them once they have.
+    scim.server.wait_idle();
     let written = scim.writes().len();
     assert!((2..6).contains(&written), "killed after {written} writes");
 
-    let out = run(&["--config", job.config(), "--output", "json"]);
-    out.expect(0);
+    let out = sync(&job).output_json().expect(0);
     assert_eq!(
         out.json()["changes"].as_array().unwrap().len(),
         6 - written,
@@ -489,7 +492,7 @@ fn f18_a_killed_apply_converges_on_the_next_run() {
     for i in 1..=6 {
         assert_eq!(scim.external_id(&format!("a{i}")), Some(i.to_string()));
     }
-    run(&["--config", job.config(), "--dry-run", "--detailed-exitcode"]).expect(0);
+    sync(&job).dry_run().arg("--detailed-exitcode").expect(0);
 }
 
 #[test]
@@ -499,19 +502,16 @@ fn f19_two_overlapping_runs_the_second_exits_1() {
         Resp::json(r#"{"users": [{"id": "1", "email": "u1@x.com"}]}"#)
     });
     let scim = directory();
-    let text = format!(
-        "[source]\nbase_url = \"{}\"\nrecords = \".users\"\n[sink]\nkind = \"scim\"\nbase_url = \"{}\"\n",
-        src.base,
-        scim.base()
-    );
-    let job = Job::new(&text, "");
-    let mut first = command(&["--config", job.config(), "-q"]).spawn().unwrap();
+    let job = Job::source(&src.base)
+        .records(".users")
+        .sink_scim(&scim.base())
+        .write();
+    let mut first = sync(&job).quiet().spawn();
     let deadline = Instant::now() + Duration::from_secs(10);
     while src.request_count() == 0 && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(10));
     }
-    let second = run(&["--config", job.config()]);
-    second.expect(1);
+    let second = sync(&job).expect(1);
     assert!(
         second
             .stderr
@@ -529,25 +529,19 @@ fn f20_the_token_is_in_no_error_path() {
     // Every failure above already asserts the token is absent (see `sync`);
     // here the token also travels in a query string and a header template.
     let src = Server::start(|_| Resp::status(500, "text/plain", format!("echo: {TOKEN}")));
-    let text = format!(
-        "[source]\nbase_url = \"{}\"\nquery = {{ key = \"{{{{env.FAULT_TOKEN}}}}\" }}\nheaders = {{ X-Key = \"{{{{env.FAULT_TOKEN}}}}\" }}\nrecords = \".users\"\n",
-        src.base
-    );
-    let job = Job::new(&text, "");
+    let job = Job::source(&src.base)
+        .query("key", "{{env.FAULT_TOKEN}}")
+        .header("X-Key", "{{env.FAULT_TOKEN}}")
+        .records(".users")
+        .write();
     for args in [
         vec!["fetch", "-v"],
         vec!["fetch", "--output", "json"],
         vec!["check"],
     ] {
-        let mut full = args.clone();
-        full.extend(["--config", job.config()]);
-        let out = run_env(&full, &[("FAULT_TOKEN", TOKEN)]);
-        assert_no_token(&out);
+        with_token(agentsync(&args).config(&job));
     }
-    let out = run_env(
-        &["fetch", "--config", job.config()],
-        &[("FAULT_TOKEN", TOKEN)],
-    );
+    let out = with_token(fetch(&job));
     out.expect(1);
     assert!(out.stderr.contains("key=***"), "{}", out.stderr);
     assert!(out.stderr.contains("echo: ***"), "{}", out.stderr);
@@ -582,17 +576,19 @@ fn f21_oauth2_token_is_cached_and_refreshed_once_on_401() {
         }
         users_page(page, 5)
     });
-    let text = format!(
-        "[source]\nbase_url = \"{0}\"\nquery = {{ page = \"{{{{page}}}}\" }}\nrecords = \".users\"\n[source.auth]\nkind = \"oauth2\"\ntoken_url = \"{0}/oauth/token\"\nclient_id_env = \"CID\"\nclient_secret_env = \"FAULT_TOKEN\"\nscope = \"users:read\"\n[pagination]\nkind = \"page\"\ntotal = \".total\"\n",
-        src.base
-    );
-    let job = Job::new(&text, "");
-    let out = run_env(
-        &["fetch", "--config", job.config(), "--output", "json"],
-        &[("CID", "client-1"), ("FAULT_TOKEN", TOKEN)],
-    );
+    let job = Job::source(&src.base)
+        .query("page", "{{page}}")
+        .records(".users")
+        .auth("kind", "oauth2")
+        .auth("token_url", format!("{}/oauth/token", src.base))
+        .auth("client_id_env", "CID")
+        .auth("client_secret_env", "FAULT_TOKEN")
+        .auth("scope", "users:read")
+        .paginate("page")
+        .total(".total")
+        .write();
+    let out = with_token(fetch(&job).output_json().env("CID", "client-1"));
     out.expect(0);
-    assert_no_token(&out);
     assert_eq!(out.json()["users"].as_array().unwrap().len(), 5);
     assert_eq!(
         tokens.load(Ordering::SeqCst),
@@ -603,23 +599,12 @@ fn f21_oauth2_token_is_cached_and_refreshed_once_on_401() {
 
 #[test]
 fn f22_the_rate_limit_spaces_requests() {
-    let times = Arc::new(Mutex::new(Vec::new()));
-    let log = times.clone();
-    let src = Server::start(move |req| {
-        log.lock().unwrap().push(Instant::now());
-        users_page(req.query("page").unwrap().parse().unwrap(), 10)
-    });
-    let out = run_env(
-        &[
-            "fetch",
-            "--config",
-            job(&src.base, None, "rate_limit = 8").config(),
-            "-q",
-        ],
-        &[("FAULT_TOKEN", TOKEN)],
-    );
+    let src = Server::start(|req| users_page(req.query("page").unwrap().parse().unwrap(), 10));
+    let job = paged(&src.base).set("rate_limit", 8).write();
+    let out = fetch(&job).quiet().env("FAULT_TOKEN", TOKEN).run();
     out.expect(0);
-    let times = times.lock().unwrap();
+    let mut times: Vec<_> = src.requests().iter().map(|r| r.at).collect();
+    times.sort();
     let last5: Vec<_> = times[times.len() - 5..].to_vec();
     for pair in last5.windows(2) {
         let gap = pair[1] - pair[0];
@@ -632,11 +617,8 @@ fn f22_the_rate_limit_spaces_requests() {
 
 #[test]
 fn f23_credentials_over_plain_http_to_a_remote_host_are_refused() {
-    let job = job("http://timeclock.example.com", None, "");
-    let out = run_env(
-        &["fetch", "--config", job.config()],
-        &[("FAULT_TOKEN", TOKEN)],
-    );
+    let job = paged("http://timeclock.example.com").write();
+    let out = fetch(&job).env("FAULT_TOKEN", TOKEN).run();
     out.expect(2);
     assert!(out.stderr.contains("unencrypted"), "{}", out.stderr);
     assert_no_token(&out);
@@ -649,13 +631,11 @@ fn f24_an_oversized_response_is_refused() {
         "x".repeat(65 * 1024 * 1024)
     ));
     let src = Server::start(move |_| Resp::json(big.as_str()));
-    let text = format!(
-        "[source]\nbase_url = \"{}\"\nrecords = \".users\"\nretries = 0\n",
-        src.base
-    );
-    let job = Job::new(&text, "");
-    let out = run_with(command(&["fetch", "--config", job.config()]));
-    out.expect(1);
+    let job = Job::source(&src.base)
+        .records(".users")
+        .set("retries", 0)
+        .write();
+    let out = fetch(&job).expect(1);
     assert!(
         out.stderr.contains("larger than the 67108864-byte limit"),
         "{}",

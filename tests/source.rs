@@ -3,15 +3,12 @@
 
 mod common;
 
-use common::{Job, Resp, Server, fixture, run, run_env};
+use common::{Job, Resp, Server, agentsync, fetch, fixture};
 use serde_json::{Value, json};
 
-/// `fetch --output json` of a config against a server; returns the report.
-fn fetch_json(config: &str, server: &Server) -> Value {
-    let job = Job::new(config, &server.base);
-    let out = run(&["fetch", "--config", job.config(), "--output", "json", "-q"]);
-    out.expect(0);
-    out.json()
+/// `fetch --output json` of a job; returns the report.
+fn fetch_json(job: Job) -> Value {
+    fetch(&job.write()).output_json().quiet().expect(0).json()
 }
 
 /// One field of every user of a fetch report, in output order.
@@ -36,6 +33,23 @@ fn not_found() -> Resp {
     Resp::status(404, "application/json", r#"{"error": "not found"}"#)
 }
 
+/// Page numbers in `?page=`, records in `.users`, no retries.
+fn paged(base: &str) -> Job {
+    Job::source(base)
+        .path("/users")
+        .query("page", "{{page}}")
+        .records(".users")
+        .set("retries", 0)
+        .paginate("page")
+}
+
+/// `paged`, stopping at `.total` with `.count` records a page.
+fn paged_to_total(base: &str) -> Job {
+    paged(base).total(".total").count(".count")
+}
+
+/// `paged_to_total` as text, for the config errors, whose positions are
+/// line and column of this text.
 const PAGE: &str = r#"
 [source]
 base_url = "BASE"
@@ -56,7 +70,7 @@ fn page_numbers_stop_at_the_total() {
         Some(n @ ("1" | "2" | "3")) => Resp::json(fixture(&format!("page/{n}.json"))),
         _ => not_found(),
     });
-    let report = fetch_json(PAGE, &server);
+    let report = fetch_json(paged_to_total(&server.base));
     assert_eq!(report["pages"], 3);
     assert_eq!(
         report["users"],
@@ -89,18 +103,14 @@ fn page_numbers_stop_on_has_more_false() {
             "has_more": n < 4,
         }))
     });
-    let config = r#"
-[source]
-base_url = "BASE"
-path = "/people"
-query = { p = "{{page}}" }
-records = ".results"
-[pagination]
-kind = "page"
-start = 0
-has_more = ".has_more"
-"#;
-    let report = fetch_json(config, &server);
+    let job = Job::source(&server.base)
+        .path("/people")
+        .query("p", "{{page}}")
+        .records(".results")
+        .paginate("page")
+        .pagination("start", 0)
+        .pagination("has_more", ".has_more");
+    let report = fetch_json(job);
     assert_eq!(report["pages"], 5);
     assert_eq!(emails(&report).last().unwrap(), "u4@example.com");
     assert_eq!(report["users"][0]["id"], "0");
@@ -115,11 +125,21 @@ fn page_numbers_stop_on_an_empty_page() {
             .collect();
         Resp::value(&json!({ "users": users }))
     });
-    let config = PAGE.replace("total = \".total\"\ncount = \".count\"\n", "");
-    let report = fetch_json(&config, &server);
+    let report = fetch_json(paged(&server.base));
     assert_eq!(report["pages"], 3);
     assert_eq!(report["users"].as_array().unwrap().len(), 6);
     assert_eq!(server.request_count(), 3);
+}
+
+/// A job reading `offset_server`, three users a page.
+fn offsets_of_3(base: &str) -> Job {
+    Job::source(base)
+        .path("/members")
+        .query("offset", "{{offset}}")
+        .query("limit", "{{limit}}")
+        .records(".entries")
+        .paginate("offset")
+        .pagination("limit", 3)
 }
 
 /// An API with 7 users served by `offset`/`limit`.
@@ -141,18 +161,7 @@ fn offset_server(with_total: bool) -> Server {
 #[test]
 fn offsets_stop_at_the_total() {
     let server = offset_server(true);
-    let config = r#"
-[source]
-base_url = "BASE"
-path = "/members"
-query = { offset = "{{offset}}", limit = "{{limit}}" }
-records = ".entries"
-[pagination]
-kind = "offset"
-limit = 3
-total = ".paging.total"
-"#;
-    let report = fetch_json(config, &server);
+    let report = fetch_json(offsets_of_3(&server.base).total(".paging.total"));
     assert_eq!(report["pages"], 3);
     assert_eq!(report["users"].as_array().unwrap().len(), 7);
     // Pages 2 and 3 are fetched concurrently: compare the set of requests.
@@ -183,22 +192,17 @@ fn slow_first_pages() -> Server {
     })
 }
 
-const CONCURRENT: &str = r#"
-[source]
-base_url = "BASE"
-query = { page = "{{page}}" }
-records = ".users"
-concurrency = CONC
-[pagination]
-kind = "page"
-total = ".total"
-"#;
-
 #[test]
 fn concurrent_pages_keep_page_order() {
-    for concurrency in ["1", "4"] {
+    for concurrency in [1, 4] {
         let server = slow_first_pages();
-        let report = fetch_json(&CONCURRENT.replace("CONC", concurrency), &server);
+        let job = Job::source(&server.base)
+            .query("page", "{{page}}")
+            .records(".users")
+            .set("concurrency", concurrency)
+            .paginate("page")
+            .total(".total");
+        let report = fetch_json(job);
         assert_eq!(report["pages"], 12);
         let ids = ids(&report);
         let in_order: Vec<_> = (1..=60).map(|i| i.to_string()).collect();
@@ -209,7 +213,7 @@ fn concurrent_pages_keep_page_order() {
             .map(|r| r.query("page").unwrap())
             .collect();
         assert_eq!(pages.len(), 12, "each page once: {pages:?}");
-        if concurrency == "1" {
+        if concurrency == 1 {
             let sequential: Vec<_> = (1..=12).map(|i| i.to_string()).collect();
             assert_eq!(pages, sequential);
         }
@@ -229,17 +233,13 @@ fn pages_shorter_than_the_first_fall_back_to_one_at_a_time() {
             .collect();
         Resp::value(&json!({"total": 10, "users": users}))
     });
-    let config = r#"
-[source]
-base_url = "BASE"
-query = { offset = "{{offset}}" }
-records = ".users"
-concurrency = 4
-[pagination]
-kind = "offset"
-total = ".total"
-"#;
-    let report = fetch_json(config, &server);
+    let job = Job::source(&server.base)
+        .query("offset", "{{offset}}")
+        .records(".users")
+        .set("concurrency", 4)
+        .paginate("offset")
+        .total(".total");
+    let report = fetch_json(job);
     let ids = ids(&report);
     let all: Vec<_> = (0..10).map(|i| i.to_string()).collect();
     assert_eq!(ids, all);
@@ -255,17 +255,7 @@ total = ".total"
 #[test]
 fn offsets_stop_on_an_empty_page() {
     let server = offset_server(false);
-    let config = r#"
-[source]
-base_url = "BASE"
-path = "/members"
-query = { offset = "{{offset}}", limit = "{{limit}}" }
-records = ".entries"
-[pagination]
-kind = "offset"
-limit = 3
-"#;
-    let report = fetch_json(config, &server);
+    let report = fetch_json(offsets_of_3(&server.base));
     assert_eq!(report["users"].as_array().unwrap().len(), 7);
     let offsets: Vec<_> = server
         .requests()
@@ -281,19 +271,15 @@ fn cursors_are_followed_until_null() {
         None | Some("") => Resp::json(fixture("cursor/first.json")),
         Some(c) => Resp::json(fixture(&format!("cursor/{c}.json"))),
     });
-    let config = r#"
-[source]
-base_url = "BASE"
-path = "/api/users"
-query = { cursor = "{{cursor}}", size = 2 }
-records = ".data"
-[pagination]
-kind = "cursor"
-cursor = ".meta.next_cursor"
-[mapping]
-jq = '{id: .uid, email: .mail}'
-"#;
-    let report = fetch_json(config, &server);
+    let job = Job::source(&server.base)
+        .path("/api/users")
+        .query("cursor", "{{cursor}}")
+        .query("size", 2)
+        .records(".data")
+        .paginate("cursor")
+        .pagination("cursor", ".meta.next_cursor")
+        .mapping("{id: .uid, email: .mail}");
+    let report = fetch_json(job);
     assert_eq!(report["pages"], 3);
     assert_eq!(emails(&report).len(), 5);
     assert_eq!(
@@ -319,16 +305,12 @@ fn an_empty_string_cursor_stops() {
     let server = Server::start(|_| {
         Resp::json(r#"{"data": [{"id": "1", "email": "a@example.com"}], "next": ""}"#)
     });
-    let config = r#"
-[source]
-base_url = "BASE"
-query = { after = "{{cursor}}" }
-records = ".data"
-[pagination]
-kind = "cursor"
-cursor = ".next"
-"#;
-    let report = fetch_json(config, &server);
+    let job = Job::source(&server.base)
+        .query("after", "{{cursor}}")
+        .records(".data")
+        .paginate("cursor")
+        .pagination("cursor", ".next");
+    let report = fetch_json(job);
     assert_eq!(report["pages"], 1);
 }
 
@@ -343,16 +325,12 @@ fn next_urls_relative_and_absolute() {
         _ => not_found(),
     });
     base.set(server.base.clone()).unwrap();
-    let config = r#"
-[source]
-base_url = "BASE/v2"
-path = "/people"
-records = ".items"
-[pagination]
-kind = "next_url"
-next_url = "._links.next.href"
-"#;
-    let report = fetch_json(config, &server);
+    let job = Job::source(&format!("{}/v2", server.base))
+        .path("/people")
+        .records(".items")
+        .paginate("next_url")
+        .pagination("next_url", "._links.next.href");
+    let report = fetch_json(job);
     assert_eq!(report["pages"], 3);
     assert_eq!(
         emails(&report),
@@ -387,17 +365,12 @@ fn link_headers_rel_next() {
         _ => not_found(),
     }
     });
-    let config = r#"
-[source]
-base_url = "BASE"
-path = "/orgs/acme/members"
-query = { per_page = 2 }
-[pagination]
-kind = "link_header"
-[mapping]
-jq = '{id, email}'
-"#;
-    let report = fetch_json(config, &server);
+    let job = Job::source(&server.base)
+        .path("/orgs/acme/members")
+        .query("per_page", 2)
+        .paginate("link_header")
+        .mapping("{id, email}");
+    let report = fetch_json(job);
     assert_eq!(report["pages"], 2);
     assert_eq!(
         report["users"][2],
@@ -408,13 +381,7 @@ jq = '{id, email}'
 #[test]
 fn no_pagination_reads_one_page() {
     let server = Server::start(|_| Resp::json(fixture("page/1.json")));
-    let config = r#"
-[source]
-base_url = "BASE"
-path = "/all"
-records = ".users"
-"#;
-    let report = fetch_json(config, &server);
+    let report = fetch_json(Job::source(&server.base).path("/all").records(".users"));
     assert_eq!(report["pages"], 1);
     assert_eq!(server.request_count(), 1);
 }
@@ -429,18 +396,14 @@ fn post_body_templates_carry_the_page() {
             {"id": page * 2 + 1, "email": format!("b{page}@example.com")},
         ]}))
     });
-    let config = r#"
-[source]
-base_url = "BASE"
-method = "post"
-path = "/search"
-body = '{"page": {{page}}, "filter": "active"}'
-records = ".rows"
-[pagination]
-kind = "page"
-total = ".total"
-"#;
-    let report = fetch_json(config, &server);
+    let job = Job::source(&server.base)
+        .set("method", "post")
+        .path("/search")
+        .set("body", r#"{"page": {{page}}, "filter": "active"}"#)
+        .records(".rows")
+        .paginate("page")
+        .total(".total");
+    let report = fetch_json(job);
     assert_eq!(report["pages"], 2);
     let reqs = server.requests();
     assert!(reqs.iter().all(|r| r.method == "POST"));
@@ -453,9 +416,10 @@ fn max_pages_with_pages_left_is_an_error() {
         Some(n @ ("1" | "2" | "3")) => Resp::json(fixture(&format!("page/{n}.json"))),
         _ => not_found(),
     });
-    let job = Job::new(&format!("{PAGE}max_pages = 2\n"), &server.base);
-    let out = run(&["fetch", "--config", job.config()]);
-    out.expect(1);
+    let job = paged_to_total(&server.base)
+        .pagination("max_pages", 2)
+        .write();
+    let out = fetch(&job).expect(1);
     assert!(
         out.stderr.contains("max_pages (2) reached"),
         "{}",
@@ -480,18 +444,13 @@ fn a_repeated_cursor_is_a_loop() {
             &json!({"data": [{"id": n, "email": format!("{n}@example.com")}], "next": next}),
         )
     });
-    let config = r#"
-[source]
-base_url = "BASE"
-query = { c = "{{cursor}}" }
-records = ".data"
-[pagination]
-kind = "cursor"
-cursor = ".next"
-"#;
-    let job = Job::new(config, &server.base);
-    let out = run(&["fetch", "--config", job.config()]);
-    out.expect(1);
+    let job = Job::source(&server.base)
+        .query("c", "{{cursor}}")
+        .records(".data")
+        .paginate("cursor")
+        .pagination("cursor", ".next")
+        .write();
+    let out = fetch(&job).expect(1);
     assert!(out.stderr.contains("pagination loop"), "{}", out.stderr);
     assert!(
         out.stderr.contains("the cursor \"A\" came back"),
@@ -511,9 +470,7 @@ fn a_page_that_is_not_json_is_an_error() {
         Some("1") => Resp::json(fixture("page/1.json")),
         _ => Resp::status(200, "text/html; charset=utf-8", fixture("maintenance.html")),
     });
-    let job = Job::new(PAGE, &server.base);
-    let out = run(&["fetch", "--config", job.config()]);
-    out.expect(1);
+    let out = fetch(&paged_to_total(&server.base).write()).expect(1);
     assert!(out.stderr.contains("source page 2"), "{}", out.stderr);
     assert!(out.stderr.contains("not JSON"), "{}", out.stderr);
     assert!(out.stderr.contains("text/html"), "{}", out.stderr);
@@ -528,9 +485,7 @@ fn a_non_2xx_page_names_status_url_and_body() {
             r#"{"message": "database unavailable"}"#,
         )
     });
-    let job = Job::new(PAGE, &server.base);
-    let out = run(&["fetch", "--config", job.config()]);
-    out.expect(1);
+    let out = fetch(&paged_to_total(&server.base).write()).expect(1);
     assert!(out.stderr.contains("HTTP 500"), "{}", out.stderr);
     assert!(
         out.stderr
@@ -551,9 +506,7 @@ fn a_total_that_does_not_add_up_is_an_error() {
         Some("1") => Resp::json(fixture("page/1.json")),
         _ => Resp::json(r#"{"total": 5, "count": 0, "users": []}"#),
     });
-    let job = Job::new(PAGE, &server.base);
-    let out = run(&["fetch", "--config", job.config()]);
-    out.expect(1);
+    let out = fetch(&paged_to_total(&server.base).write()).expect(1);
     assert!(
         out.stderr.contains("total of 5 records but 2 were read"),
         "{}",
@@ -564,12 +517,7 @@ fn a_total_that_does_not_add_up_is_an_error() {
 #[test]
 fn records_that_fail_the_mapping_are_skipped_with_a_reason() {
     let server = Server::start(|_| Resp::json(fixture("skipped.json")));
-    let config = r#"
-[source]
-base_url = "BASE"
-records = ".users"
-"#;
-    let report = fetch_json(config, &server);
+    let report = fetch_json(Job::source(&server.base).records(".users"));
     assert_eq!(emails(&report), ["ok@example.com", "five@example.com"]);
     assert_eq!(report["users"][1]["id"], "5");
     assert_eq!(
@@ -585,10 +533,8 @@ records = ".users"
 #[test]
 fn records_of_the_wrong_shape_are_an_error() {
     let server = Server::start(|_| Resp::json(r#"{"data": {"users": []}}"#));
-    let config = "[source]\nbase_url = \"BASE\"\nrecords = \".users\"\n";
-    let job = Job::new(config, &server.base);
-    let out = run(&["fetch", "--config", job.config()]);
-    out.expect(1);
+    let job = Job::source(&server.base).records(".users").write();
+    let out = fetch(&job).expect(1);
     assert!(
         out.stderr.contains("gave null, not an array"),
         "{}",
@@ -604,9 +550,8 @@ fn pages_flag_samples_without_error() {
             req.query("page").unwrap()
         )))
     });
-    let job = Job::new(PAGE, &server.base);
-    let out = run(&["fetch", "--config", job.config(), "--pages", "1"]);
-    out.expect(0);
+    let job = paged_to_total(&server.base).write();
+    let out = fetch(&job).args(&["--pages", "1"]).expect(0);
     assert!(
         out.stdout.contains("101  ana@example.com"),
         "{}",
@@ -625,22 +570,18 @@ fn pages_flag_samples_without_error() {
 fn env_placeholders_and_bearer_auth_are_sent_and_never_printed() {
     let server =
         Server::start(|_| Resp::status(403, "application/json", r#"{"error": "forbidden"}"#));
-    let config = r#"
-[source]
-base_url = "BASE"
-path = "/t/{{env.TENANT}}/users"
-query = { key = "{{env.API_KEY}}" }
-records = ".users"
-auth = { kind = "bearer", token_env = "PUNCH_TOKEN" }
-"#;
-    let job = Job::new(config, &server.base);
-    let env = [
-        ("TENANT", "acme corp"),
-        ("API_KEY", "key-0123456789"),
-        ("PUNCH_TOKEN", "tok-abcdefghij"),
-    ];
-    let out = run_env(&["fetch", "--config", job.config(), "-v"], &env);
-    out.expect(1);
+    let job = Job::source(&server.base)
+        .path("/t/{{env.TENANT}}/users")
+        .query("key", "{{env.API_KEY}}")
+        .records(".users")
+        .bearer("PUNCH_TOKEN")
+        .write();
+    let out = fetch(&job)
+        .arg("-v")
+        .env("TENANT", "acme corp")
+        .env("API_KEY", "key-0123456789")
+        .env("PUNCH_TOKEN", "tok-abcdefghij")
+        .expect(1);
     let req = &server.requests()[0];
     assert_eq!(req.path(), "/t/acme%20corp/users");
     assert_eq!(req.query("key").as_deref(), Some("key-0123456789"));
@@ -658,12 +599,21 @@ auth = { kind = "bearer", token_env = "PUNCH_TOKEN" }
 
 // --- invalid configs: exit 2 with a position, and no request sent ---------
 
+#[test]
+fn the_page_text_is_the_page_job() {
+    let parse = |text: &str| text.parse::<toml::Table>().unwrap();
+    assert_eq!(
+        parse(PAGE),
+        parse(&paged_to_total("BASE").text()),
+        "the config error tests see the job the other tests run"
+    );
+}
+
 fn expect_config_error(config: &str, line_col: &str, message: &str) {
     let server = Server::start(|_| Resp::json(fixture("page/1.json")));
-    let job = Job::new(config, &server.base);
+    let job = Job::raw(config.replace("BASE", &server.base)).write();
     for cmd in ["fetch", "check", "sync"] {
-        let out = run(&[cmd, "--config", job.config()]);
-        out.expect(2);
+        let out = agentsync(&[cmd]).config(&job).expect(2);
         let expected = format!("{}:{line_col}: ", job.config());
         assert!(
             out.stderr.contains(&expected),
@@ -725,11 +675,9 @@ fn missing_env_var_is_exit_2_and_named() {
 
 #[test]
 fn missing_config_is_exit_2() {
-    let out = run(&["fetch"]);
-    out.expect(2);
+    let out = agentsync(&["fetch"]).expect(2);
     assert!(out.stderr.contains("--config"), "{}", out.stderr);
-    let out = run(&["fetch", "--config", "/nonexistent/agentsync.toml"]);
-    out.expect(2);
+    let out = agentsync(&["fetch", "--config", "/nonexistent/agentsync.toml"]).expect(2);
     assert!(
         out.stderr.contains("cannot read the config"),
         "{}",
@@ -739,9 +687,8 @@ fn missing_config_is_exit_2() {
 
 #[test]
 fn check_describes_the_job_without_network() {
-    let job = Job::new(PAGE, "http://127.0.0.1:9");
-    let out = run(&["check", "--config", job.config()]);
-    out.expect(0);
+    let job = paged_to_total("http://127.0.0.1:9").write();
+    let out = agentsync(&["check"]).config(&job).expect(0);
     assert!(
         out.stdout.contains("GET http://127.0.0.1:9/users"),
         "{}",
@@ -758,8 +705,7 @@ fn check_describes_the_job_without_network() {
         "{}",
         out.stdout
     );
-    let out = run(&["check", "--config", job.config(), "--output", "json"]);
-    out.expect(0);
+    let out = agentsync(&["check"]).config(&job).output_json().expect(0);
     assert_eq!(out.json()["pagination"]["kind"], "page");
 }
 
@@ -775,7 +721,7 @@ fn every_bundled_config_is_valid() {
     configs.sort();
     assert!(configs.len() >= 8, "{configs:?}");
     // The secrets the examples read from the environment.
-    let env: Vec<(&str, &str)> = [
+    let secrets = [
         "WORKFORCE_TOKEN",
         "ROSTER_API_KEY",
         "TALKDESK_CLIENT_ID",
@@ -786,12 +732,13 @@ fn every_bundled_config_is_valid() {
         "TALKDESK_SCIM_TOKEN",
         "TIMECLOCK_TOKEN",
         "SCHEDULER_TOKEN",
-    ]
-    .iter()
-    .map(|k| (*k, "secret-value"))
-    .collect();
+    ];
     for config in &configs {
-        let out = run_env(&["check", "--config", config.to_str().unwrap()], &env);
+        let check = agentsync(&["check", "--config", config.to_str().unwrap()]);
+        let out = secrets
+            .iter()
+            .fold(check, |run, name| run.env(name, "secret-value"))
+            .run();
         assert_eq!(out.code, 0, "{}: {}", config.display(), out.stderr);
         assert!(!out.stdout.contains("secret-value"), "{}", out.stdout);
     }

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{Job, Mock, Resp, Scim, Server, run};
+use common::{Job, JobDir, Mock, Resp, Scim, Server, agentsync, sync};
 use serde_json::{Value, json};
 
 /// A source that serves these users on one page.
@@ -16,27 +16,16 @@ fn source(users: &[(&str, &str)]) -> Server {
     Server::start(move |_| Resp::value(&body))
 }
 
-fn scim_config(src: &Server, scim: &Scim, extra: &str) -> Job {
-    let text = format!(
-        r#"
-name = "test-sync"
-[source]
-base_url = "{src}"
-path = "/users"
-records = ".users"
-retries = 0
-
-[sink]
-kind = "scim"
-base_url = "{scim}"
-page_size = 2
-retries = 0
-{extra}
-"#,
-        src = src.base,
-        scim = scim.base()
-    );
-    Job::new(&text, "")
+/// A sync from `src` to `scim`, two agents a listing page, no retries.
+fn scim_job(src: &Server, scim: &Scim) -> Job {
+    Job::source(&src.base)
+        .name("test-sync")
+        .path("/users")
+        .records(".users")
+        .set("retries", 0)
+        .sink_scim(&scim.base())
+        .sink("page_size", 2)
+        .sink("retries", 0)
 }
 
 /// The crafted directory: one agent for each kind of outcome.
@@ -68,10 +57,8 @@ fn crafted() -> (Server, Scim) {
 #[test]
 fn dry_run_prints_the_exact_plan_and_writes_nothing() {
     let (src, scim) = crafted();
-    let job = scim_config(&src, &scim, "");
-    let out = run(&["--config", job.config(), "--dry-run", "--output", "json"]);
-    out.expect(0);
-    let report = out.json();
+    let job = scim_job(&src, &scim).write();
+    let report = sync(&job).dry_run().output_json().expect(0).json();
     assert_eq!(report["dry_run"], true);
     assert_eq!(
         report["source"],
@@ -105,8 +92,7 @@ fn dry_run_prints_the_exact_plan_and_writes_nothing() {
     assert!(scim.writes().is_empty(), "a dry run wrote");
 
     // The human diff says the same.
-    let out = run(&["--config", job.config(), "--dry-run"]);
-    out.expect(0);
+    let out = sync(&job).dry_run().expect(0);
     assert!(
         out.stdout
             .contains("link (1):\n  + Link@X.com    (none) -> 1"),
@@ -133,19 +119,14 @@ fn dry_run_prints_the_exact_plan_and_writes_nothing() {
 #[test]
 fn apply_writes_exactly_the_plan_and_a_second_run_is_a_no_op() {
     let (src, scim) = crafted();
-    let job = scim_config(&src, &scim, "");
-    let out = run(&[
-        "--config",
-        job.config(),
-        "--dry-run",
-        "--detailed-exitcode",
-        "-q",
-    ]);
-    out.expect(5);
+    let job = scim_job(&src, &scim).write();
+    sync(&job)
+        .dry_run()
+        .arg("--detailed-exitcode")
+        .quiet()
+        .expect(5);
 
-    let out = run(&["--config", job.config(), "--output", "json"]);
-    out.expect(0);
-    let report = out.json();
+    let report = sync(&job).output_json().expect(0).json();
     assert_eq!(report["dry_run"], false);
     let statuses: Vec<_> = report["changes"]
         .as_array()
@@ -182,11 +163,9 @@ fn apply_writes_exactly_the_plan_and_a_second_run_is_a_no_op() {
     assert_eq!(scim.external_id("a-two2").as_deref(), Some("9"));
     assert_eq!(scim.external_id("a-gone").as_deref(), Some("8"));
 
-    let out = run(&["--config", job.config(), "--dry-run", "--detailed-exitcode"]);
-    out.expect(0);
+    let out = sync(&job).dry_run().arg("--detailed-exitcode").expect(0);
     assert!(out.stdout.contains("No changes"), "{}", out.stdout);
-    let out = run(&["--config", job.config(), "--output", "json"]);
-    out.expect(0);
+    let out = sync(&job).output_json().expect(0);
     assert_eq!(out.json()["changes"], json!([]));
     assert_eq!(scim.writes().len(), 2, "the second run wrote");
 }
@@ -195,12 +174,12 @@ fn apply_writes_exactly_the_plan_and_a_second_run_is_a_no_op() {
 fn patch_mode_sends_patch_ops() {
     let src = source(&[("1", "a@x.com")]);
     let scim = Scim::start(&[("a", "a@x.com", None), ("b", "b@x.com", Some("7"))], &[]);
-    let job = scim_config(
-        &src,
-        &scim,
-        "update = \"patch\"\n[sync]\nunlink_missing = true\nmax_unlink_percent = 100\n",
-    );
-    run(&["--config", job.config(), "-q"]).expect(0);
+    let job = scim_job(&src, &scim)
+        .sink("update", "patch")
+        .sync("unlink_missing", true)
+        .sync("max_unlink_percent", 100)
+        .write();
+    sync(&job).quiet().expect(0);
     let writes = scim.writes();
     assert_eq!(writes.len(), 2);
     assert!(writes.iter().all(|w| w.method == "PATCH"));
@@ -246,9 +225,8 @@ fn unlink_setup(keep: usize) -> (Server, Scim) {
 #[test]
 fn unlink_over_the_limit_is_refused_with_nothing_written() {
     let (src, scim) = unlink_setup(3); // 2 of 5 linked agents would be unlinked: 40%
-    let job = scim_config(&src, &scim, "[sync]\nunlink_missing = true\n");
-    let out = run(&["--config", job.config()]);
-    out.expect(4);
+    let job = scim_job(&src, &scim).sync("unlink_missing", true).write();
+    let out = sync(&job).expect(4);
     assert!(
         out.stderr.contains("unlinks 2 of 5 linked agents (40.0%)"),
         "{}",
@@ -262,8 +240,7 @@ fn unlink_over_the_limit_is_refused_with_nothing_written() {
     );
     assert!(scim.writes().is_empty());
 
-    let out = run(&["--config", job.config(), "--force", "--output", "json"]);
-    out.expect(0);
+    let out = sync(&job).arg("--force").output_json().expect(0);
     assert_eq!(out.json()["summary"]["unlink"], 2);
     assert_eq!(scim.external_id("a4"), None);
     assert_eq!(scim.external_id("a5"), None);
@@ -273,16 +250,15 @@ fn unlink_over_the_limit_is_refused_with_nothing_written() {
 #[test]
 fn unlink_under_the_limit_is_applied_and_off_by_default() {
     let (src, scim) = unlink_setup(4); // 1 of 5: 20%, not more than the default
-    let job = scim_config(&src, &scim, "");
-    let out = run(&["--config", job.config(), "--output", "json"]);
-    out.expect(0);
+    let job = scim_job(&src, &scim).write();
+    let out = sync(&job).output_json().expect(0);
     assert_eq!(
         out.json()["summary"]["unlink"],
         0,
         "unlink_missing defaults to false"
     );
-    let job = scim_config(&src, &scim, "[sync]\nunlink_missing = true\n");
-    run(&["--config", job.config(), "-q"]).expect(0);
+    let job = scim_job(&src, &scim).sync("unlink_missing", true).write();
+    sync(&job).quiet().expect(0);
     assert_eq!(scim.external_id("a5"), None);
     assert_eq!(scim.writes().len(), 1);
 }
@@ -298,9 +274,8 @@ fn max_changes_is_a_safety_limit() {
         ],
         &[],
     );
-    let job = scim_config(&src, &scim, "[sync]\nmax_changes = 2\n");
-    let out = run(&["--config", job.config()]);
-    out.expect(4);
+    let job = scim_job(&src, &scim).sync("max_changes", 2).write();
+    let out = sync(&job).expect(4);
     assert!(
         out.stderr
             .contains("3 changes, more than [sync] max_changes = 2"),
@@ -309,7 +284,7 @@ fn max_changes_is_a_safety_limit() {
     );
     assert!(scim.writes().is_empty());
     // A dry run is not refused: it only shows the plan.
-    run(&["--config", job.config(), "--dry-run"]).expect(0);
+    sync(&job).dry_run().expect(0);
 }
 
 #[test]
@@ -323,10 +298,8 @@ fn a_failed_write_is_reported_and_the_others_go_on() {
         ],
         &["b"],
     );
-    let job = scim_config(&src, &scim, "");
-    let out = run(&["--config", job.config(), "--output", "json"]);
-    out.expect(3);
-    let report = out.json();
+    let job = scim_job(&src, &scim).write();
+    let report = sync(&job).output_json().expect(3).json();
     assert_eq!(report["summary"]["failed"], 1);
     let failed = &report["changes"][1];
     assert_eq!(failed["agent_id"], "b");
@@ -338,8 +311,7 @@ fn a_failed_write_is_reported_and_the_others_go_on() {
     assert_eq!(scim.external_id("a").as_deref(), Some("1"));
     assert_eq!(scim.external_id("c").as_deref(), Some("3"));
 
-    let out = run(&["--config", job.config()]);
-    out.expect(3);
+    let out = sync(&job).expect(3);
     assert!(out.stdout.contains("FAILED"), "{}", out.stdout);
 }
 
@@ -347,9 +319,8 @@ fn a_failed_write_is_reported_and_the_others_go_on() {
 fn a_source_failure_writes_nothing() {
     let src = Server::start(|_| Resp::status(500, "text/plain", "boom"));
     let scim = Scim::start(&[("a", "a@x.com", None)], &[]);
-    let job = scim_config(&src, &scim, "");
-    let out = run(&["--config", job.config()]);
-    out.expect(1);
+    let job = scim_job(&src, &scim).write();
+    let out = sync(&job).expect(1);
     assert!(out.stderr.contains("nothing was written"), "{}", out.stderr);
     assert_eq!(
         scim.server.request_count(),
@@ -358,18 +329,18 @@ fn a_source_failure_writes_nothing() {
     );
 }
 
-fn file_config(src: &Server, file: &str, extra: &str) -> Job {
-    let text = format!(
-        "[source]\nbase_url = \"{}\"\nrecords = \".users\"\n[sink]\nkind = \"file\"\npath = \"{file}\"\n{extra}",
-        src.base
-    );
-    Job::new(&text, "")
+/// A sync from `src` to a file next to the config.
+fn file_job(src: &Server, file: &str) -> JobDir {
+    Job::source(&src.base)
+        .records(".users")
+        .sink_file(file)
+        .write()
 }
 
 #[test]
 fn json_file_sink_keeps_every_other_field() {
     let src = source(&[("1", "a@x.com"), ("2", "b@x.com")]);
-    let job = file_config(&src, "agents.json", "");
+    let job = file_job(&src, "agents.json");
     let original = r#"[
   {"name": "Ann", "email": "A@x.com", "team": {"id": 4}, "external_id": null},
   {"email": "b@x.com", "name": "Bob", "external_id": "old"},
@@ -377,8 +348,7 @@ fn json_file_sink_keeps_every_other_field() {
 ]
 "#;
     let path = job.write("agents.json", original);
-    let out = run(&["--config", job.config(), "--output", "json"]);
-    out.expect(0);
+    let out = sync(&job).output_json().expect(0);
     assert_eq!(out.json()["summary"]["link"], 1);
     assert_eq!(out.json()["summary"]["update"], 1);
     let written = std::fs::read_to_string(&path).unwrap();
@@ -396,37 +366,37 @@ fn json_file_sink_keeps_every_other_field() {
         written.find("\"name\": \"Bob\"").unwrap()
             > written.find("\"email\": \"b@x.com\"").unwrap()
     );
-    run(&["--config", job.config(), "--dry-run", "--detailed-exitcode"]).expect(0);
+    sync(&job).dry_run().arg("--detailed-exitcode").expect(0);
 }
 
 #[test]
 fn csv_file_sink_keeps_foreign_columns_and_row_order() {
     let src = source(&[("10", "b@x.com"), ("11", "c@x.com")]);
-    let job = file_config(&src, "agents.csv", "");
+    let job = file_job(&src, "agents.csv");
     let path = job.write(
         "agents.csv",
         "agent_id,email,team,phone\nt1,a@x.com,blue,+351 1\nt2,b@x.com,red,\"+1, ext 2\"\nt3,C@X.COM,green,\n",
     );
     let before = std::fs::read_to_string(&path).unwrap();
-    run(&["--config", job.config(), "--dry-run"]).expect(0);
+    sync(&job).dry_run().expect(0);
     assert_eq!(
         std::fs::read_to_string(&path).unwrap(),
         before,
         "a dry run wrote"
     );
-    run(&["--config", job.config(), "-q"]).expect(0);
+    sync(&job).quiet().expect(0);
     assert_eq!(
         std::fs::read_to_string(&path).unwrap(),
         "agent_id,email,team,phone,external_id\nt1,a@x.com,blue,+351 1,\nt2,b@x.com,red,\"+1, ext 2\",10\nt3,C@X.COM,green,,11\n"
     );
-    run(&["--config", job.config(), "--dry-run", "--detailed-exitcode"]).expect(0);
+    sync(&job).dry_run().arg("--detailed-exitcode").expect(0);
 }
 
 #[test]
 fn the_json_report_has_the_contract_shape() {
     let (src, scim) = crafted();
-    let job = scim_config(&src, &scim, "");
-    let report = run(&["--config", job.config(), "--dry-run", "--output", "json"]).json();
+    let job = scim_job(&src, &scim).write();
+    let report = sync(&job).dry_run().output_json().run().json();
     let keys = |v: &Value| {
         let mut k: Vec<_> = v.as_object().unwrap().keys().cloned().collect();
         k.sort();
@@ -477,26 +447,18 @@ fn the_json_report_has_the_contract_shape() {
 #[test]
 fn punch_config_syncs_the_bundled_mock() {
     let mock = Mock::start(&[]);
-    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/configs/punch.toml"))
-        .unwrap()
-        .replace("http://127.0.0.1:8787", &mock.base);
-    let job = Job::new(&text, "");
-    let plan = run(&["--config", job.config(), "--dry-run", "--output", "json"]);
-    plan.expect(0);
+    let job = mock.punch_job();
+    let plan = sync(&job).dry_run().output_json().expect(0);
     let summary = plan.json()["summary"].clone();
     assert!(summary["link"].as_u64().unwrap() > 0, "{summary}");
     assert!(summary["update"].as_u64().unwrap() > 0, "{summary}");
     assert!(summary["unmatched"].as_u64().unwrap() > 0, "{summary}");
-    run(&["--config", job.config(), "-q"]).expect(0);
-    let again = run(&[
-        "--config",
-        job.config(),
-        "--dry-run",
-        "--detailed-exitcode",
-        "--output",
-        "json",
-    ]);
-    again.expect(0);
+    sync(&job).quiet().expect(0);
+    let again = sync(&job)
+        .dry_run()
+        .arg("--detailed-exitcode")
+        .output_json()
+        .expect(0);
     let linked = mock.get("/scim/v2/Users?count=1000")["Resources"]
         .as_array()
         .unwrap()
@@ -518,8 +480,7 @@ fn punch_config_syncs_the_bundled_mock() {
 
 #[test]
 fn demo_runs_plan_apply_plan() {
-    let out = run(&["demo"]);
-    out.expect(0);
+    let out = agentsync(&["demo"]).expect(0);
     let runs: Vec<&str> = out.stdout.split("=== ").skip(1).collect();
     assert_eq!(runs.len(), 3, "{}", out.stdout);
     assert!(

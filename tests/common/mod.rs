@@ -1,170 +1,114 @@
-//! Test helpers: run the real `agentsync` binary, and serve HTTP from inside
-//! the test on 127.0.0.1 with a handler closure, recording every request.
+//! Test helpers, so that a test reads like a use of the tool: build a
+//! config with [`Job`], run the real binary with [`agentsync`], serve HTTP
+//! from inside the test with [`Server`] (or the bundled mock, or [`Scim`]).
 #![allow(dead_code)]
 
-use std::path::{Path, PathBuf};
+mod http;
+mod job;
+
+pub use http::{Req, Resp, Server};
+pub use job::{Job, JobDir};
+
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
 use std::time::Duration;
 
-/// A request as the server saw it.
-#[derive(Debug, Clone)]
-pub struct Req {
-    pub method: String,
-    /// Path and query, e.g. `/users?page=2`.
-    pub url: String,
-    pub headers: Vec<(String, String)>,
-    pub body: String,
+/// A run of the binary to be: arguments, config, environment.
+#[must_use]
+pub struct Run {
+    cmd: Command,
 }
 
-impl Req {
-    pub fn path(&self) -> &str {
-        self.url.split('?').next().unwrap_or("")
-    }
-
-    /// The decoded value of query parameter `name`.
-    pub fn query(&self, name: &str) -> Option<String> {
-        let query = self.url.split_once('?')?.1;
-        url::form_urlencoded::parse(query.as_bytes())
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.into_owned())
-    }
-
-    pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    }
+/// `agentsync ARGS…`, with agentsync's own variables cleared.
+pub fn agentsync(args: &[&str]) -> Run {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_agentsync"));
+    cmd.args(args)
+        .env_remove("AGENTSYNC_CONFIG")
+        .stdin(Stdio::null());
+    Run { cmd }
 }
 
-/// A response to send.
-#[derive(Debug, Clone)]
-pub struct Resp {
-    pub status: u16,
-    pub headers: Vec<(String, String)>,
-    pub body: Vec<u8>,
+/// `agentsync --config JOB` (a sync).
+pub fn sync(job: &JobDir) -> Run {
+    agentsync(&[]).config(job)
 }
 
-impl Resp {
-    pub fn json(body: impl Into<String>) -> Self {
-        Resp {
-            status: 200,
-            headers: vec![("Content-Type".into(), "application/json".into())],
-            body: body.into().into_bytes(),
-        }
+/// `agentsync fetch --config JOB`.
+pub fn fetch(job: &JobDir) -> Run {
+    agentsync(&["fetch"]).config(job)
+}
+
+impl Run {
+    /// `--config` with the job's file.
+    pub fn config(self, job: &JobDir) -> Self {
+        self.args(&["--config", job.config()])
     }
 
-    pub fn value(v: &serde_json::Value) -> Self {
-        Resp::json(v.to_string())
-    }
-
-    pub fn status(status: u16, content_type: &str, body: impl Into<String>) -> Self {
-        Resp {
-            status,
-            headers: vec![("Content-Type".into(), content_type.into())],
-            body: body.into().into_bytes(),
-        }
-    }
-
-    pub fn with_header(mut self, name: &str, value: &str) -> Self {
-        self.headers.push((name.into(), value.into()));
+    pub fn arg(mut self, arg: &str) -> Self {
+        self.cmd.arg(arg);
         self
     }
-}
 
-type Handler = dyn Fn(&Req) -> Resp + Send + Sync;
+    pub fn args(mut self, args: &[&str]) -> Self {
+        self.cmd.args(args);
+        self
+    }
 
-/// An HTTP server on 127.0.0.1 for one test; stopped when dropped.
-pub struct Server {
-    pub base: String,
-    requests: Arc<Mutex<Vec<Req>>>,
-    stop: Arc<AtomicBool>,
-    server: Arc<tiny_http::Server>,
-    thread: Option<JoinHandle<()>>,
-}
+    pub fn env(mut self, name: &str, value: &str) -> Self {
+        self.cmd.env(name, value);
+        self
+    }
 
-impl Server {
-    pub fn start(handler: impl Fn(&Req) -> Resp + Send + Sync + 'static) -> Self {
-        let server = Arc::new(tiny_http::Server::http("127.0.0.1:0").expect("bind 127.0.0.1"));
-        let port = server.server_addr().to_ip().expect("ip address").port();
-        let requests = Arc::new(Mutex::new(Vec::new()));
-        let stop = Arc::new(AtomicBool::new(false));
-        let handler: Arc<Handler> = Arc::new(handler);
-        let thread = {
-            let (server, requests, stop) = (server.clone(), requests.clone(), stop.clone());
-            std::thread::spawn(move || {
-                while !stop.load(Ordering::SeqCst) {
-                    let Ok(Some(mut request)) = server.recv_timeout(Duration::from_millis(50))
-                    else {
-                        continue;
-                    };
-                    let mut body = String::new();
-                    let _ = request.as_reader().read_to_string(&mut body);
-                    let req = Req {
-                        method: request.method().to_string(),
-                        url: request.url().to_owned(),
-                        headers: request
-                            .headers()
-                            .iter()
-                            .map(|h| (h.field.to_string(), h.value.to_string()))
-                            .collect(),
-                        body,
-                    };
-                    requests.lock().unwrap().push(req.clone());
-                    let resp = handler(&req);
-                    let mut response =
-                        tiny_http::Response::from_data(resp.body).with_status_code(resp.status);
-                    for (name, value) in resp.headers {
-                        response.add_header(
-                            tiny_http::Header::from_bytes(name.as_bytes(), value.as_bytes())
-                                .unwrap(),
-                        );
-                    }
-                    let _ = request.respond(response);
-                }
-            })
-        };
-        Server {
-            base: format!("http://127.0.0.1:{port}"),
-            requests,
-            stop,
-            server,
-            thread: Some(thread),
+    /// `--output json`.
+    pub fn output_json(self) -> Self {
+        self.args(&["--output", "json"])
+    }
+
+    /// `--dry-run`.
+    pub fn dry_run(self) -> Self {
+        self.arg("--dry-run")
+    }
+
+    /// `-q`.
+    pub fn quiet(self) -> Self {
+        self.arg("-q")
+    }
+
+    /// Run to the end.
+    pub fn run(mut self) -> Output {
+        let out = self.cmd.output().expect("run agentsync");
+        Output {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
         }
     }
 
-    /// Every request received so far.
-    pub fn requests(&self) -> Vec<Req> {
-        self.requests.lock().unwrap().clone()
+    /// Run to the end and assert the exit code.
+    #[track_caller]
+    pub fn expect(self, code: i32) -> Output {
+        let out = self.run();
+        out.expect(code);
+        out
     }
 
-    pub fn request_count(&self) -> usize {
-        self.requests.lock().unwrap().len()
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        self.server.unblock();
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
+    /// Start in the background (stdout and stderr inherited).
+    pub fn spawn(mut self) -> Child {
+        self.cmd.spawn().expect("start agentsync")
     }
 }
 
 /// What a run of the binary printed and how it ended.
 #[derive(Debug)]
-pub struct Run {
+pub struct Output {
     pub code: i32,
     pub stdout: String,
     pub stderr: String,
 }
 
-impl Run {
+impl Output {
+    /// stdout as one JSON document.
     pub fn json(&self) -> serde_json::Value {
         serde_json::from_str(&self.stdout).unwrap_or_else(|e| {
             panic!(
@@ -172,6 +116,14 @@ impl Run {
                 self.stdout, self.stderr
             )
         })
+    }
+
+    /// stdout as one JSON document a line.
+    pub fn json_lines(&self) -> Vec<serde_json::Value> {
+        self.stdout
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
     }
 
     /// Assert the exit code, showing the output when it differs.
@@ -186,75 +138,17 @@ impl Run {
     }
 }
 
-pub fn bin() -> &'static str {
-    env!("CARGO_BIN_EXE_agentsync")
-}
-
-/// The binary with a clean environment for agentsync's own variables.
-pub fn command(args: &[&str]) -> Command {
-    let mut cmd = Command::new(bin());
-    cmd.args(args)
-        .env_remove("AGENTSYNC_CONFIG")
-        .stdin(Stdio::null());
-    cmd
-}
-
-pub fn run(args: &[&str]) -> Run {
-    run_with(command(args))
-}
-
-pub fn run_env(args: &[&str], env: &[(&str, &str)]) -> Run {
-    let mut cmd = command(args);
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    run_with(cmd)
-}
-
-pub fn run_with(mut cmd: Command) -> Run {
-    let out = cmd.output().expect("run agentsync");
-    Run {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
-}
-
-/// A temporary folder holding a config whose `BASE` is replaced by `base`.
-pub struct Job {
-    pub dir: tempfile::TempDir,
-    pub config: PathBuf,
-}
-
-impl Job {
-    pub fn new(config: &str, base: &str) -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("job.toml");
-        std::fs::write(&path, config.replace("BASE", base)).unwrap();
-        Job { dir, config: path }
-    }
-
-    pub fn config(&self) -> &str {
-        self.config.to_str().unwrap()
-    }
-
-    pub fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
-    }
-
-    pub fn write(&self, name: &str, text: &str) -> PathBuf {
-        let p = self.path(name);
-        std::fs::write(&p, text).unwrap();
-        p
-    }
-}
-
 /// A fixture file's text.
 pub fn fixture(name: &str) -> String {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("fixtures")
         .join(name);
-    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+    fixture_text(&path)
+}
+
+fn fixture_text(path: impl AsRef<Path>) -> String {
+    let path = path.as_ref();
+    std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
 /// `agentsync mock` as a child process on a free port, killed when dropped.
@@ -274,7 +168,8 @@ impl Mock {
         let addr = format!("127.0.0.1:{port}");
         let mut args = vec!["mock", "--addr", addr.as_str()];
         args.extend_from_slice(extra);
-        let child = command(&args)
+        let mut cmd = agentsync(&args).cmd;
+        let child = cmd
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -292,6 +187,12 @@ impl Mock {
         }
         drop(mock);
         panic!("the mock did not start on {addr}");
+    }
+
+    /// `configs/punch.toml`, pointed at this mock.
+    pub fn punch_job(&self) -> JobDir {
+        let text = fixture_text(concat!(env!("CARGO_MANIFEST_DIR"), "/configs/punch.toml"));
+        Job::raw(text.replace("http://127.0.0.1:8787", &self.base)).write()
     }
 
     /// GET a path of the mock as JSON.
@@ -433,6 +334,16 @@ impl Scim {
         let users = self.users.lock().unwrap();
         let user = users.iter().find(|u| u["id"] == id).expect("agent exists");
         user["externalId"].as_str().map(str::to_owned)
+    }
+
+    /// Change an agent's external ID behind agentsync's back.
+    pub fn set_external_id(&self, id: &str, external_id: &str) {
+        let mut users = self.users.lock().unwrap();
+        let user = users
+            .iter_mut()
+            .find(|u| u["id"] == id)
+            .expect("agent exists");
+        user["externalId"] = serde_json::json!(external_id);
     }
 
     /// Requests that wrote (PUT or PATCH).
