@@ -253,25 +253,26 @@ mod tests {
     use crate::http::Settings;
     use url::Url;
 
+    use crate::mock::server::{Reply, Server};
+    use std::sync::atomic::AtomicUsize;
+
     /// A server answering each path with itself, counting requests.
-    fn echo_server() -> (
-        Arc<tiny_http::Server>,
-        String,
-        std::thread::JoinHandle<usize>,
-    ) {
-        let server = Arc::new(tiny_http::Server::http("127.0.0.1:0").unwrap());
-        let base = format!("http://{}", server.server_addr().to_ip().unwrap());
-        let s = server.clone();
-        let handle = std::thread::spawn(move || {
-            let mut n = 0;
-            while let Ok(req) = s.recv() {
-                n += 1;
-                let body = req.url().to_owned();
-                let _ = req.respond(tiny_http::Response::from_string(body));
+    fn echo_server() -> (Server, String, Arc<AtomicUsize>) {
+        let served = Arc::new(AtomicUsize::new(0));
+        let count = served.clone();
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let server = Server::start(listener, move |req| {
+            count.fetch_add(1, Ordering::SeqCst);
+            Reply {
+                status: 200,
+                content_type: "text/plain",
+                headers: Vec::new(),
+                body: req.target,
             }
-            n
-        });
-        (server, base, handle)
+        })
+        .unwrap();
+        let base = format!("http://{}", server.addr());
+        (server, base, served)
     }
 
     fn get(base: &str, path: &str) -> Request {
@@ -280,7 +281,7 @@ mod tests {
 
     #[test]
     fn answers_in_order_and_stops_when_the_reader_goes_elsewhere() {
-        let (server, base, handle) = echo_server();
+        let (server, base, served) = echo_server();
         let client = Client::new(Settings::default(), None);
         let requests: Vec<Request> = (2..=9).map(|p| get(&base, &format!("/p{p}"))).collect();
         std::thread::scope(|scope| {
@@ -296,8 +297,8 @@ mod tests {
             assert!(prefetch.take(&get(&base, "/other")).is_none());
             assert!(prefetch.take(&get(&base, "/p6")).is_none());
         });
-        server.unblock();
-        let served = handle.join().unwrap();
+        drop(server);
+        let served = served.load(Ordering::SeqCst);
         // 4 read, at most the window (3 workers × 2) beyond them.
         assert!((4..=4 + 6).contains(&served), "{served} requests");
     }

@@ -139,12 +139,16 @@ fn apply_writes_exactly_the_plan_and_a_second_run_is_a_no_op() {
     let writes = scim.writes();
     assert_eq!(writes.len(), 2, "{writes:?}");
     assert!(writes.iter().all(|w| w.method == "PUT"));
-    assert_eq!(writes[0].path(), "/scim/v2/Users/a-link");
-    assert_eq!(
-        writes[0].header("content-type"),
-        Some("application/scim+json")
-    );
-    let body: Value = serde_json::from_str(&writes[0].body).unwrap();
+    // Writes run concurrently: their order is not fixed.
+    let mut paths: Vec<_> = writes.iter().map(|w| w.path()).collect();
+    paths.sort_unstable();
+    assert_eq!(paths, ["/scim/v2/Users/a-link", "/scim/v2/Users/a-update"]);
+    let link = writes
+        .iter()
+        .find(|w| w.path() == "/scim/v2/Users/a-link")
+        .unwrap();
+    assert_eq!(link.header("content-type"), Some("application/scim+json"));
+    let body: Value = serde_json::from_str(&link.body).unwrap();
     assert_eq!(body["externalId"], "1");
     assert_eq!(body["userName"], "Link@X.com");
     assert_eq!(
@@ -183,10 +187,14 @@ fn patch_mode_sends_patch_ops() {
     let writes = scim.writes();
     assert_eq!(writes.len(), 2);
     assert!(writes.iter().all(|w| w.method == "PATCH"));
+    // Writes run concurrently: take them in path order.
+    let mut writes: Vec<_> = writes.iter().collect();
+    writes.sort_by_key(|w| w.path());
     let bodies: Vec<Value> = writes
         .iter()
         .map(|w| serde_json::from_str(&w.body).unwrap())
         .collect();
+    assert_eq!(writes[0].path(), "/scim/v2/Users/a");
     assert_eq!(
         bodies[0]["schemas"],
         json!(["urn:ietf:params:scim:api:messages:2.0:PatchOp"])

@@ -20,7 +20,7 @@
 //! do: agents to link, stale IDs to update, agents already linked, source users
 //! without an agent and agents without a source user.
 
-mod server;
+pub(crate) mod server;
 mod stats;
 mod sts;
 
