@@ -86,7 +86,7 @@ SCIMMY.Resources.declare(SCIMMY.Resources.User)
 const app = express();
 app.disable("x-powered-by");
 
-app.post("/test/interfere", express.json(), (req, res) => {
+app.post("/test/interfere", express.json({type: ["application/json", "application/scim+json"]}), (req, res) => {
     const {id, externalId} = req.body ?? {};
     if (!users.has(id)) return res.status(404).json({detail: `no user ${id}`});
     interfere.set(id, externalId);
