@@ -374,13 +374,25 @@ unlink_missing = false
         err = done.stderr.decode("utf-8", "replace")
         if done.returncode != want:
             raise Failed(f"`{shown(argv)}` exited {done.returncode}, wanted {want}; stderr:\n"
-                         + tail(err) + ("\n  stdout:\n" + tail(out, 8) if out.strip() else ""))
+                         + tail(err) + report_errors(out))
         if "--output" not in args:
             return None
         try:
             return json.loads(out)
         except ValueError:
             raise Failed(f"`{shown(argv)}` printed no JSON report:\n" + tail(out))
+
+
+def report_errors(out):
+    """What a JSON report on stdout says went wrong, else the end of stdout."""
+    try:
+        report = json.loads(out)
+    except ValueError:
+        return "\n  stdout:\n" + tail(out, 8) if out.strip() else ""
+    errors = [f"{c.get('email')}: {c.get('status')}: {c.get('error')}"
+              for c in report.get("changes") or [] if c.get("error")]
+    summary = f"\n  report summary: {json.dumps(report.get('summary'))}"
+    return summary + "".join(f"\n    {e}" for e in errors[:3])
 
 
 def shown(argv):
@@ -520,7 +532,13 @@ def write_race(mode):
             target = s.ids["user+1@talkdesk.com"]
             expect(http("POST", s.directory.base_url.rsplit("/scim/v2", 1)[0] + "/test/interfere",
                         {"id": target, "externalId": "concurrent-1"}), 204, "arm the interference")
-            report = s.agentsync.run("--config", path, "--output", "json", want=3)
+            try:
+                report = s.agentsync.run("--config", path, "--output", "json", want=3)
+            except Failed as e:
+                now = expect(http("GET", f"{s.directory.base_url}/Users/{target}"), 200,
+                             "read user+1 back").get("externalId")
+                raise Failed(f"{e}\n  user+1's externalId is now {now!r}; the other client "
+                             "set 'concurrent-1' as the write arrived") from None
             statuses = {c.get("agent_id"): c.get("status") for c in report.get("changes") or []}
             if statuses.get(target) not in ("failed", "stale"):
                 raise Failed(f"user+1 changed under the write is {statuses.get(target)!r}, "

@@ -63,5 +63,5 @@ mkdir -p "$work"
 # and waits for that clean-up.
 python3 "$here/checks.py" --agentsync "$bin" --work "$work" "${servers[@]}" &
 checks=$!
-trap 'kill -TERM "$checks" 2>/dev/null; wait "$checks"; exit 130' INT TERM
+trap 'kill -TERM "$checks" 2>/dev/null; wait "$checks" || true; exit 130' INT TERM
 wait "$checks"
