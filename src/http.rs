@@ -152,16 +152,10 @@ impl Response {
         self.header("content-type").unwrap_or("none")
     }
 
-    /// The first bytes of the body as text, for error messages.
+    /// The first characters of the body as text, for error messages. Secrets
+    /// are masked before it is cut, so that no part of one is shown.
     pub(crate) fn body_start(&self) -> String {
-        const MAX: usize = 300;
-        let text = String::from_utf8_lossy(&self.body[..self.body.len().min(MAX)]);
-        let text = text.split_whitespace().collect::<Vec<_>>().join(" ");
-        if self.body.len() > MAX {
-            format!("{text}…")
-        } else {
-            text
-        }
+        shown_start(&self.body)
     }
 
     /// Turn a non-2xx answer into an error naming the status, the URL and the
@@ -176,6 +170,19 @@ impl Response {
             self.status,
             self.body_start()
         )
+    }
+}
+
+/// The first characters of a body as text on one line, for error messages.
+/// Secrets are masked before it is cut, so that no part of one is shown.
+fn shown_start(body: &[u8]) -> String {
+    const MAX: usize = 300;
+    const SCANNED: usize = 64 * 1024;
+    let text = redact::redact(&String::from_utf8_lossy(&body[..body.len().min(SCANNED)]));
+    let text = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    match text.char_indices().nth(MAX) {
+        Some((cut, _)) => format!("{}…", &text[..cut]),
+        None => text,
     }
 }
 
@@ -738,10 +745,9 @@ fn fetch_token(agent: &ureq::Agent, oauth: &OAuth2) -> Result<CachedToken> {
         .read_to_vec()
         .with_context(|| format!("reading the OAuth2 token response of {url}"))?;
     if !(200..300).contains(&status) {
-        let text = String::from_utf8_lossy(&body[..body.len().min(300)]).into_owned();
         bail!(
             "OAuth2 token request to {url} answered HTTP {status}: {}",
-            redact::redact(&text)
+            shown_start(&body)
         );
     }
     let json: serde_json::Value = serde_json::from_slice(&body)
@@ -797,6 +803,42 @@ mod tests {
             "Basic QWxhZGRpbjpvcGVuIHNlc2FtZQ=="
         );
         assert_eq!(basic_auth("a", ""), "Basic YTo=");
+    }
+
+    /// The plain-http rule holds for every URL credentials would go to, and
+    /// is checked before anything is sent (no lookup, no connection).
+    #[test]
+    fn credentials_never_leave_over_remote_plain_http() {
+        let bound = |base: &str, insecure: bool| {
+            Client::new(
+                Settings {
+                    retries: 0,
+                    ..Settings::default()
+                },
+                Some(Auth::Bearer("tok-http-rule".to_owned().into())),
+            )
+            .bound(Binding {
+                base: Url::parse(base).unwrap(),
+                allow_insecure_http: insecure,
+                follow_other_origins: false,
+            })
+        };
+        let client = bound("http://api.invalid/v1", false);
+        let req = Request::get(Url::parse("http://api.invalid/v1/users?page=2").unwrap());
+        let err = client.send(&req).unwrap_err().to_string();
+        assert!(err.contains("unencrypted"), "{err}");
+        // Another origin: refused, both named.
+        let req = Request::get(Url::parse("https://other.invalid/x").unwrap());
+        let err = client.send(&req).unwrap_err().to_string();
+        assert!(
+            err.contains("https://other.invalid") && err.contains("http://api.invalid"),
+            "{err}"
+        );
+        // Allowed: the request goes out (and fails to resolve the host).
+        let client = bound("http://api.invalid/v1", true);
+        let req = Request::get(Url::parse("http://api.invalid/v1/users").unwrap());
+        let err = client.send(&req).unwrap_err().to_string();
+        assert!(!err.contains("unencrypted"), "{err}");
     }
 
     #[test]

@@ -152,7 +152,10 @@ impl Drop for Page {
 /// The outputs of one evaluation of expression `id`, at most `limit` of them,
 /// within the page's time. Without a [`Page`] on this thread, the evaluation
 /// has [`DEFAULT_TIMEOUT`] of its own.
-pub(crate) fn watch<I, V>(id: u32, limit: usize, outputs: I) -> Watched<I>
+///
+/// `start` starts the evaluation: it is called once the evaluation is watched,
+/// since jaq may do work before it gives its iterator.
+pub(crate) fn watch<I, V>(id: u32, limit: usize, start: impl FnOnce() -> I) -> Watched<I>
 where
     I: Iterator<Item = Result<V, String>>,
 {
@@ -166,7 +169,7 @@ where
     slot.expr.store(id, Ordering::Relaxed);
     slot.evals.fetch_add(1, Ordering::Relaxed);
     Watched {
-        outputs,
+        outputs: start(),
         slot,
         id,
         limit,
@@ -348,7 +351,7 @@ mod tests {
     fn outputs_over_the_limit_fail_the_page() {
         let id = register("range(5)");
         let page = Page::enter(Duration::from_secs(60), "source page 2".into());
-        let outs: Vec<_> = watch(id, 3, numbers(5)).collect();
+        let outs: Vec<_> = watch(id, 3, || numbers(5)).collect();
         assert_eq!(outs.len(), 4);
         let err = outs[3].as_ref().unwrap_err();
         assert!(
@@ -358,7 +361,7 @@ mod tests {
         assert!(page.finish().is_err());
         // The next page starts clean.
         let page = Page::enter(Duration::from_secs(60), "source page 3".into());
-        assert_eq!(watch(id, 3, numbers(3)).count(), 3);
+        assert_eq!(watch(id, 3, || numbers(3)).count(), 3);
         page.finish().unwrap();
     }
 
@@ -367,7 +370,7 @@ mod tests {
         let id = register("slow");
         let page = Page::enter(Duration::ZERO, "source page 1".into());
         std::thread::sleep(Duration::from_millis(2));
-        let outs: Vec<_> = watch(id, 10, numbers(3)).collect();
+        let outs: Vec<_> = watch(id, 10, || numbers(3)).collect();
         assert_eq!(outs.len(), 1);
         assert!(outs[0].as_ref().unwrap_err().contains("time budget"));
         let err = page.finish().unwrap_err().to_string();

@@ -131,13 +131,13 @@ impl Jq {
         input: Val,
         max: usize,
     ) -> impl Iterator<Item = Result<Val, String>> + '_ {
-        let ctx = Ctx::<Data>::new(&self.filter.lut, Vars::new([]));
-        let outputs = self
-            .filter
-            .id
-            .run((ctx, input))
-            .map(|out| jaq_core::unwrap_valr(out).map_err(|e| e.to_string()));
-        crate::jq_budget::watch(self.budget, max, outputs)
+        crate::jq_budget::watch(self.budget, max, move || {
+            let ctx = Ctx::<Data>::new(&self.filter.lut, Vars::new([]));
+            self.filter
+                .id
+                .run((ctx, input))
+                .map(|out| jaq_core::unwrap_valr(out).map_err(|e| e.to_string()))
+        })
     }
 
     /// The single output of the filter, for page-level values (`total`, `cursor`…).
