@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use crate::config::ActionSpec;
 use crate::http::{Client, display_url};
 use crate::plan::normalize;
+use crate::redact;
 use crate::request::{render_request, render_url};
 use crate::sink::Agent;
 use crate::template::Values;
@@ -131,9 +132,44 @@ pub(crate) fn send(
                     .then(|| String::from_utf8_lossy(&resp.body).into_owned().into())
             });
         }
-        Err(e) => outcome.error = Some(crate::redact::redact(&format!("{e:#}"))),
+        Err(e) => outcome.error = Some(format!("{e:#}")),
     }
+    if let Some(response) = outcome.response.as_mut() {
+        scrub(response);
+    }
+    outcome.error = outcome.error.map(|e| redact::redact(&e));
     outcome
+}
+
+/// Header names whose values are credentials wherever they appear.
+const CREDENTIAL_NAMES: [&str; 4] = [
+    "authorization",
+    "proxy-authorization",
+    "cookie",
+    "x-api-key",
+];
+
+/// Keep credentials a server echoed back out of a response that is printed:
+/// an echoed `Authorization` (any credential header) is dropped, every other
+/// string has its secrets masked.
+fn scrub(value: &mut serde_json::Value) {
+    use serde_json::Value;
+    match value {
+        Value::String(s) => *s = redact::redact(s),
+        Value::Array(items) => items.iter_mut().for_each(scrub),
+        Value::Object(map) => {
+            let fields = std::mem::take(map);
+            *map = fields
+                .into_iter()
+                .filter(|(k, _)| !CREDENTIAL_NAMES.iter().any(|c| k.eq_ignore_ascii_case(c)))
+                .map(|(k, mut v)| {
+                    scrub(&mut v);
+                    (redact::redact(&k), v)
+                })
+                .collect();
+        }
+        _ => {}
+    }
 }
 
 /// Read the events of a batch, each line checked before anything is sent.

@@ -180,7 +180,7 @@ fn action(
 
     let single = agent.is_some();
     let mut failed = 0;
-    let mut out = std::io::stdout().lock();
+    let mut out = crate::redact::Writer::new(std::io::stdout().lock());
     for (email, vars) in &batch {
         let outcome = match directory.find(email) {
             Ok((agent, ext)) => action::send(&client, &base, &spec, agent, ext, vars),

@@ -1,6 +1,11 @@
 //! The one HTTP client every request goes through — source pages, sink reads and
 //! writes, actions, OAuth2 tokens. It owns authentication, timeouts, retries with
-//! backoff and `Retry-After`, the rate limit and the response size limit.
+//! backoff and `Retry-After`, the rate limit and the response size limit, and
+//! keeps the credentials with their origin: a client is bound to the origin
+//! (scheme, host, port) of its endpoint, and its auth and secret headers go
+//! nowhere else — not to a next page on another host, not after a redirect
+//! (redirects are followed here, within the origin only), not over plain
+//! http:// to a host that is not this machine.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -65,6 +70,9 @@ impl Default for Settings {
     }
 }
 
+/// How many redirects one request follows, all within its origin.
+const MAX_REDIRECTS: usize = 5;
+
 /// One request, fully rendered.
 #[derive(Debug, Clone)]
 pub(crate) struct Request {
@@ -75,6 +83,9 @@ pub(crate) struct Request {
     /// May this request be sent twice? GET, PUT, PATCH of one attribute: yes. A POST
     /// of an action: only when it surely never reached the server.
     pub idempotent: bool,
+    /// Names of the headers that carry secrets (rendered from `{{env.NAME}}`):
+    /// like the auth, they go to the client's origin only.
+    pub secret_headers: Vec<String>,
 }
 
 impl Request {
@@ -85,7 +96,17 @@ impl Request {
             headers: Vec::new(),
             body: None,
             idempotent: true,
+            secret_headers: Vec::new(),
         }
+    }
+
+    /// Is header `name: value` a credential? Marked so when rendered, or
+    /// holding a registered secret whatever its name.
+    fn is_secret_header(&self, name: &str, value: &str) -> bool {
+        self.secret_headers
+            .iter()
+            .any(|n| n.eq_ignore_ascii_case(name))
+            || redact::contains_secret(value)
     }
 
     pub(crate) fn header(mut self, name: &str, value: &str) -> Self {
@@ -131,16 +152,10 @@ impl Response {
         self.header("content-type").unwrap_or("none")
     }
 
-    /// The first bytes of the body as text, for error messages.
+    /// The first characters of the body as text, for error messages. Secrets
+    /// are masked before it is cut, so that no part of one is shown.
     pub(crate) fn body_start(&self) -> String {
-        const MAX: usize = 300;
-        let text = String::from_utf8_lossy(&self.body[..self.body.len().min(MAX)]);
-        let text = text.split_whitespace().collect::<Vec<_>>().join(" ");
-        if self.body.len() > MAX {
-            format!("{text}…")
-        } else {
-            text
-        }
+        shown_start(&self.body)
     }
 
     /// Turn a non-2xx answer into an error naming the status, the URL and the
@@ -158,12 +173,52 @@ impl Response {
     }
 }
 
+/// The first characters of a body as text on one line, for error messages.
+/// Secrets are masked before it is cut, so that no part of one is shown.
+fn shown_start(body: &[u8]) -> String {
+    const MAX: usize = 300;
+    const SCANNED: usize = 64 * 1024;
+    let text = redact::redact(&String::from_utf8_lossy(&body[..body.len().min(SCANNED)]));
+    let text = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    match text.char_indices().nth(MAX) {
+        Some((cut, _)) => format!("{}…", &text[..cut]),
+        None => text,
+    }
+}
+
 /// A URL as it may be shown: no user info; secrets masked by the caller's redaction.
 pub(crate) fn display_url(url: &Url) -> String {
     let mut shown = url.clone();
     let _ = shown.set_username("");
     let _ = shown.set_password(None);
     redact::redact(shown.as_str())
+}
+
+/// An origin (scheme, host, port) as it may be shown.
+fn show_origin(url: &Url) -> String {
+    redact::redact(&url.origin().ascii_serialization())
+}
+
+/// Is the URL's host this machine?
+pub(crate) fn is_loopback(url: &Url) -> bool {
+    match url.host() {
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        None => false,
+    }
+}
+
+/// Where a client's credentials belong, and what it does with URLs elsewhere.
+#[derive(Debug, Clone)]
+pub(crate) struct Binding {
+    /// The endpoint's base URL: its origin is the one the credentials go to.
+    pub base: Url,
+    /// Credentials may travel over http:// to a host that is not this machine.
+    pub allow_insecure_http: bool,
+    /// A request to another origin is sent without credentials (true) or
+    /// refused (false).
+    pub follow_other_origins: bool,
 }
 
 /// Sends requests with auth, rate limit and retries. Shared by reference across
@@ -173,6 +228,8 @@ pub(crate) struct Client {
     agent: ureq::Agent,
     settings: Settings,
     auth: Option<Auth>,
+    /// The origin of the credentials; a client without one sends none.
+    binding: Option<Binding>,
     /// The earliest instant the next request may start (rate limit, no burst).
     next_slot: Mutex<Instant>,
     token: Mutex<Option<CachedToken>>,
@@ -246,6 +303,9 @@ impl Client {
             .timeout_global(Some(settings.timeout))
             .user_agent(concat!("agentsync/", env!("CARGO_PKG_VERSION")))
             .max_idle_connections_per_host(16)
+            // Redirects are followed by `send`, within the origin only: ureq
+            // would carry custom headers to any host a server names.
+            .max_redirects(0)
             .build();
         Client {
             agent: ureq::Agent::with_parts(
@@ -255,21 +315,137 @@ impl Client {
             ),
             settings,
             auth,
+            binding: None,
             next_slot: Mutex::new(Instant::now()),
             token: Mutex::new(None),
         }
     }
 
-    /// Send `req`, retrying what may be retried. Returns the final response
-    /// whatever its status; transport failures that outlast the retries are errors.
+    /// The client bound to `binding`'s origin: only there do its credentials go.
+    pub(crate) fn bound(mut self, binding: Binding) -> Self {
+        self.binding = Some(binding);
+        self
+    }
+
+    /// Send `req`, retrying what may be retried and following redirects within
+    /// the origin. Returns the final response whatever its status; transport
+    /// failures that outlast the retries are errors.
     pub(crate) fn send(&self, req: &Request) -> Result<Response> {
+        let mut current = std::borrow::Cow::Borrowed(req);
+        for _ in 0..=MAX_REDIRECTS {
+            let credentials = self.credentials_for(&current)?;
+            let resp = self.send_once(&current, credentials)?;
+            let Some(next) = self.redirect(&current, &resp)? else {
+                return Ok(resp);
+            };
+            current = std::borrow::Cow::Owned(next);
+        }
+        bail!(
+            "{} {}: more than {MAX_REDIRECTS} redirects",
+            req.method,
+            display_url(&req.url)
+        )
+    }
+
+    /// May the credentials go with `req`? An error when the request must not
+    /// be sent at all: another origin (unless following those is allowed), or
+    /// credentials over plain http to another machine.
+    fn credentials_for(&self, req: &Request) -> Result<bool> {
+        let Some(binding) = &self.binding else {
+            return Ok(false);
+        };
+        if req.url.origin() != binding.base.origin() {
+            if binding.follow_other_origins {
+                return Ok(false);
+            }
+            bail!(
+                "{} {}: refused: {} is another origin than the endpoint's {}, and credentials stay with their origin (set [pagination] follow_other_origins = true to follow it without credentials)",
+                req.method,
+                display_url(&req.url),
+                show_origin(&req.url),
+                show_origin(&binding.base)
+            );
+        }
+        let has_secrets =
+            self.auth.is_some() || req.headers.iter().any(|(n, v)| req.is_secret_header(n, v));
+        if has_secrets
+            && req.url.scheme() == "http"
+            && !is_loopback(&req.url)
+            && !binding.allow_insecure_http
+        {
+            bail!(
+                "{} {}: refused: credentials would travel unencrypted over http:// to {}; use https:// or set allow_insecure_http = true",
+                req.method,
+                display_url(&req.url),
+                show_origin(&req.url)
+            );
+        }
+        Ok(true)
+    }
+
+    /// The request a redirect answer points to, if `resp` is one. Only a
+    /// redirect within the origin is followed; any other is an error naming
+    /// both origins.
+    fn redirect(&self, req: &Request, resp: &Response) -> Result<Option<Request>> {
+        if !matches!(resp.status, 301 | 302 | 303 | 307 | 308) {
+            return Ok(None);
+        }
+        let Some(location) = resp.header("location") else {
+            return Ok(None);
+        };
+        let target = req.url.join(location.trim()).map_err(|e| {
+            anyhow!(
+                "{} {} redirected to an invalid URL: {e}",
+                req.method,
+                display_url(&req.url)
+            )
+        })?;
+        if target.origin() != req.url.origin() {
+            bail!(
+                "{} {} redirected (HTTP {}) to another origin, {} (from {}): not followed, redirects are followed only within the origin",
+                req.method,
+                display_url(&req.url),
+                resp.status,
+                show_origin(&target),
+                show_origin(&req.url)
+            );
+        }
+        crate::progress::debug(&format!(
+            "{} {}: HTTP {}, following to {}",
+            req.method,
+            display_url(&req.url),
+            resp.status,
+            display_url(&target)
+        ));
+        let mut next = req.clone();
+        next.url = target;
+        // 303, and 301/302 after a POST as every client does: the answer is
+        // fetched with a GET.
+        if resp.status == 303 || (matches!(resp.status, 301 | 302) && req.method == "POST") {
+            next.method = "GET".into();
+            next.body = None;
+            next.headers
+                .retain(|(n, _)| !n.eq_ignore_ascii_case("content-type"));
+            next.idempotent = true;
+        }
+        Ok(Some(next))
+    }
+
+    /// One request (no redirects), retried as its method allows; with the
+    /// auth and secret headers when `credentials`.
+    fn send_once(&self, req: &Request, credentials: bool) -> Result<Response> {
         let mut refreshed_token = false;
         let mut attempt = 0u32;
         loop {
-            let auth_header = self.auth_header()?;
-            match self.attempt(req, auth_header.as_ref())? {
+            let auth_header = if credentials {
+                self.auth_header()?
+            } else {
+                None
+            };
+            match self.attempt(req, auth_header.as_ref(), credentials)? {
                 Attempt::Done(resp) => {
                     if resp.status == 401
+                        && credentials
                         && matches!(self.auth, Some(Auth::OAuth2(_)))
                         && !refreshed_token
                     {
@@ -342,6 +518,7 @@ impl Client {
         &self,
         req: &Request,
         auth_header: Option<&(String, SecretString)>,
+        credentials: bool,
     ) -> Result<Attempt> {
         self.wait_for_slot();
 
@@ -349,6 +526,9 @@ impl Client {
             .method(req.method.as_str())
             .uri(req.url.as_str());
         for (name, value) in &req.headers {
+            if !credentials && req.is_secret_header(name, value) {
+                continue;
+            }
             builder = builder.header(name, value);
         }
         if let Some((name, value)) = auth_header
@@ -565,10 +745,9 @@ fn fetch_token(agent: &ureq::Agent, oauth: &OAuth2) -> Result<CachedToken> {
         .read_to_vec()
         .with_context(|| format!("reading the OAuth2 token response of {url}"))?;
     if !(200..300).contains(&status) {
-        let text = String::from_utf8_lossy(&body[..body.len().min(300)]).into_owned();
         bail!(
             "OAuth2 token request to {url} answered HTTP {status}: {}",
-            redact::redact(&text)
+            shown_start(&body)
         );
     }
     let json: serde_json::Value = serde_json::from_slice(&body)
@@ -624,6 +803,42 @@ mod tests {
             "Basic QWxhZGRpbjpvcGVuIHNlc2FtZQ=="
         );
         assert_eq!(basic_auth("a", ""), "Basic YTo=");
+    }
+
+    /// The plain-http rule holds for every URL credentials would go to, and
+    /// is checked before anything is sent (no lookup, no connection).
+    #[test]
+    fn credentials_never_leave_over_remote_plain_http() {
+        let bound = |base: &str, insecure: bool| {
+            Client::new(
+                Settings {
+                    retries: 0,
+                    ..Settings::default()
+                },
+                Some(Auth::Bearer("tok-http-rule".to_owned().into())),
+            )
+            .bound(Binding {
+                base: Url::parse(base).unwrap(),
+                allow_insecure_http: insecure,
+                follow_other_origins: false,
+            })
+        };
+        let client = bound("http://api.invalid/v1", false);
+        let req = Request::get(Url::parse("http://api.invalid/v1/users?page=2").unwrap());
+        let err = client.send(&req).unwrap_err().to_string();
+        assert!(err.contains("unencrypted"), "{err}");
+        // Another origin: refused, both named.
+        let req = Request::get(Url::parse("https://other.invalid/x").unwrap());
+        let err = client.send(&req).unwrap_err().to_string();
+        assert!(
+            err.contains("https://other.invalid") && err.contains("http://api.invalid"),
+            "{err}"
+        );
+        // Allowed: the request goes out (and fails to resolve the host).
+        let client = bound("http://api.invalid/v1", true);
+        let req = Request::get(Url::parse("http://api.invalid/v1/users").unwrap());
+        let err = client.send(&req).unwrap_err().to_string();
+        assert!(!err.contains("unencrypted"), "{err}");
     }
 
     #[test]

@@ -17,6 +17,7 @@ mod describe;
 mod engine;
 mod exit;
 mod http;
+mod jq_budget;
 mod mapping;
 mod mock;
 mod output;

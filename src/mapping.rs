@@ -13,6 +13,8 @@ type Data = data::JustLut<Val>;
 pub(crate) struct Jq {
     source: String,
     filter: jaq_core::Filter<Data>,
+    /// Its name in [`crate::jq_budget`], which bounds every evaluation.
+    budget: u32,
 }
 
 impl std::fmt::Debug for Jq {
@@ -103,6 +105,7 @@ impl Jq {
         Ok(Jq {
             source: code.to_owned(),
             filter,
+            budget: crate::jq_budget::register(code),
         })
     }
 
@@ -117,18 +120,32 @@ impl Jq {
             .collect()
     }
 
-    /// The outputs of the filter on `input` as they come; an error as its message.
+    /// The outputs of the filter on `input` as they come; an error as its
+    /// message. At most [`crate::jq_budget::MAX_OUTPUTS`], within the page's time.
     fn outputs(&self, input: Val) -> impl Iterator<Item = Result<Val, String>> + '_ {
-        let ctx = Ctx::<Data>::new(&self.filter.lut, Vars::new([]));
-        self.filter
-            .id
-            .run((ctx, input))
-            .map(|out| jaq_core::unwrap_valr(out).map_err(|e| e.to_string()))
+        self.outputs_max(input, crate::jq_budget::MAX_OUTPUTS)
+    }
+
+    fn outputs_max(
+        &self,
+        input: Val,
+        max: usize,
+    ) -> impl Iterator<Item = Result<Val, String>> + '_ {
+        crate::jq_budget::watch(self.budget, max, move || {
+            let ctx = Ctx::<Data>::new(&self.filter.lut, Vars::new([]));
+            self.filter
+                .id
+                .run((ctx, input))
+                .map(|out| jaq_core::unwrap_valr(out).map_err(|e| e.to_string()))
+        })
     }
 
     /// The single output of the filter, for page-level values (`total`, `cursor`…).
     pub(crate) fn run_one(&self, input: &Val) -> Result<Val> {
-        let mut outs = self.run(input.clone())?;
+        let mut outs = self
+            .outputs_max(input.clone(), 1)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| anyhow!("{e}"))?;
         match outs.len() {
             1 => Ok(outs.pop().expect("one output")),
             0 => Ok(Val::Null),

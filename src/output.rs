@@ -19,7 +19,7 @@ pub(crate) trait Render: Serialize {
 
 /// Print `value` on stdout in the chosen format.
 pub(crate) fn emit(format: Output, value: &impl Render) -> io::Result<()> {
-    let mut out = io::BufWriter::new(io::stdout().lock());
+    let mut out = crate::redact::Writer::new(io::BufWriter::new(io::stdout().lock()));
     match format {
         Output::Json => {
             serde_json::to_writer_pretty(&mut out, value)?;

@@ -221,6 +221,7 @@ struct PageOut {
 /// and the mapping of every record. The page itself is dropped here: memory
 /// grows with the users, not with the size of the pages.
 fn read_page(job: &Job, request: &Request, sent: Result<Response>, number: u64) -> Result<PageOut> {
+    let budget = crate::jq_budget::Page::enter(job.jq_timeout, format!("source page {number}"));
     let url_shown = display_url(&request.url);
     let response = sent
         .and_then(|r| r.error_for_status(&request.method, &request.url))
@@ -246,6 +247,7 @@ fn read_page(job: &Job, request: &Request, sent: Result<Response>, number: u64) 
             });
         }
     }
+    budget.finish()?;
     Ok(out)
 }
 

@@ -242,6 +242,12 @@ impl Template {
             .any(|part| matches!(part, Part::Value(v) if v == p))
     }
 
+    /// Does the template hold a value from the environment (`{{env.NAME}}`)?
+    /// Such values are treated as secrets wherever they are sent.
+    pub(crate) fn uses_env(&self) -> bool {
+        self.parts.iter().any(|p| matches!(p, Part::EnvValue(_)))
+    }
+
     /// The `{{var.K}}` names the template uses.
     pub(crate) fn vars(&self) -> impl Iterator<Item = &str> {
         self.parts.iter().filter_map(|part| match part {
@@ -250,7 +256,9 @@ impl Template {
         })
     }
 
-    /// Render with `values`. A `{{var.K}}` without a value is an error naming it.
+    /// Render with `values`. A `{{var.K}}` without a value is an error naming
+    /// it; so is, in a path, a value that is empty, `.` or `..`, which would
+    /// not stay one segment of its own.
     pub(crate) fn render(&self, values: &Values, encoding: Encoding) -> Result<String> {
         let mut out = String::with_capacity(self.source.len() + 16);
         for part in &self.parts {
@@ -275,6 +283,13 @@ impl Template {
                     Placeholder::Env(_) => unreachable!("env values are resolved at parse time"),
                 },
             };
+            if encoding == Encoding::Path {
+                let name = match part {
+                    Part::Value(p) => p.to_string(),
+                    _ => "environment value".into(),
+                };
+                crate::request::check_path_segment(&name, &value)?;
+            }
             match encoding {
                 Encoding::Raw => out.push_str(&value),
                 Encoding::Path => out.extend(utf8_percent_encode(&value, PATH_SEGMENT)),
@@ -328,6 +343,30 @@ mod tests {
         assert_eq!(
             t.render(&v, Encoding::Path).unwrap(),
             "/users/a%20b%2Fc%3Fd%23e%25/punch-clock"
+        );
+    }
+
+    #[test]
+    fn dot_segments_and_empty_values_are_refused_in_paths() {
+        let t =
+            Template::parse("/users/{{external_id}}/punch-clock", Scope::Action, &no_env).unwrap();
+        for bad in ["..", ".", ""] {
+            let v = Values {
+                external_id: Some(bad),
+                ..Values::default()
+            };
+            let err = t.render(&v, Encoding::Path).unwrap_err().to_string();
+            assert!(err.contains("external_id"), "{err}");
+            // As a query or body value it is only text.
+            t.render(&v, Encoding::Raw).unwrap();
+        }
+        let v = Values {
+            external_id: Some("..."),
+            ..Values::default()
+        };
+        assert_eq!(
+            t.render(&v, Encoding::Path).unwrap(),
+            "/users/.../punch-clock"
         );
     }
 

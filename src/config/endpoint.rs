@@ -10,6 +10,7 @@ use url::Url;
 use super::ctx::{ConfigError, Ctx};
 use super::raw::{ClientAuth, RawAuth, RawEndpoint};
 use crate::http::{self, Auth, OAuth2};
+use crate::redact;
 
 /// Where requests go and how they behave.
 #[derive(Debug)]
@@ -18,12 +19,21 @@ pub(crate) struct Endpoint {
     pub settings: http::Settings,
     pub concurrency: usize,
     pub auth: Option<Auth>,
+    /// `allow_insecure_http`: credentials may go over http:// to another machine.
+    pub allow_insecure_http: bool,
+    /// A URL on another origin (a next page) is followed without credentials
+    /// instead of refused; set from `[pagination] follow_other_origins`.
+    pub follow_other_origins: bool,
 }
 
 impl Endpoint {
-    /// A client for this endpoint. The credentials move into it.
+    /// A client for this endpoint, bound to its origin. The credentials move into it.
     pub(crate) fn client(&mut self) -> http::Client {
-        http::Client::new(self.settings.clone(), self.auth.take())
+        http::Client::new(self.settings.clone(), self.auth.take()).bound(http::Binding {
+            base: self.base_url.clone(),
+            allow_insecure_http: self.allow_insecure_http,
+            follow_other_origins: self.follow_other_origins,
+        })
     }
 
     /// The endpoint declared in table `[table]`, or `None` if it has no `base_url`.
@@ -40,11 +50,20 @@ impl Endpoint {
             .auth
             .map(|a| auth_from_raw(&format!("[{table}.auth]"), a, ctx))
             .transpose()?;
-        if auth.is_some()
-            && base.scheme() == "http"
-            && !is_loopback(&base)
-            && raw.allow_insecure_http != Some(true)
+        let allow_insecure_http = raw.allow_insecure_http == Some(true);
+        if let Some(Auth::OAuth2(oauth)) = &auth
+            && insecure(&oauth.token_url)
+            && !allow_insecure_http
         {
+            return Err(ctx.err_at(
+                raw.auth.expect("auth is set"),
+                format!(
+                    "[{table}.auth] token_url: the client secret would travel unencrypted over http:// to {}; use https:// or set allow_insecure_http = true",
+                    oauth.token_url.host_str().unwrap_or("?")
+                ),
+            ));
+        }
+        if auth.is_some() && insecure(&base) && !allow_insecure_http {
             return Err(ctx.err_at(
                 base_url,
                 format!(
@@ -84,6 +103,8 @@ impl Endpoint {
             },
             concurrency: raw.concurrency.map(|c| *c.get_ref()).unwrap_or(4),
             auth,
+            allow_insecure_http,
+            follow_other_origins: false,
         }))
     }
 }
@@ -98,9 +119,11 @@ fn auth_from_raw(key: &str, raw: &Spanned<RawAuth>, ctx: &Ctx) -> Result<Auth, C
             password_env,
         } => {
             let username = ctx.env_secret(at.clone(), username_env, key)?;
+            let password = ctx.env_secret(at, password_env, key)?;
+            redact::register_basic(username.expose_secret(), password.expose_secret());
             Auth::Basic {
                 username: username.expose_secret().to_owned(),
-                password: ctx.env_secret(at, password_env, key)?,
+                password,
             }
         }
         RawAuth::Header { name, value_env } => {
@@ -127,10 +150,18 @@ fn auth_from_raw(key: &str, raw: &Spanned<RawAuth>, ctx: &Ctx) -> Result<Auth, C
                 &Spanned::new(at.clone(), token_url.clone()),
             )?;
             let client_id = ctx.env_secret(at.clone(), client_id_env, key)?;
+            let client_secret = ctx.env_secret(at, client_secret_env, key)?;
+            // The client's Basic header holds both form-encoded (RFC 6749 §2.3.1).
+            let enc =
+                |s: &str| url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
+            redact::register_basic(
+                &enc(client_id.expose_secret()),
+                &enc(client_secret.expose_secret()),
+            );
             Auth::OAuth2(OAuth2 {
                 token_url,
                 client_id: client_id.expose_secret().to_owned(),
-                client_secret: ctx.env_secret(at, client_secret_env, key)?,
+                client_secret,
                 scope: scope.clone(),
                 basic_client_auth: !matches!(client_auth, Some(ClientAuth::Body)),
             })
@@ -138,13 +169,9 @@ fn auth_from_raw(key: &str, raw: &Spanned<RawAuth>, ctx: &Ctx) -> Result<Auth, C
     })
 }
 
-fn is_loopback(url: &Url) -> bool {
-    match url.host() {
-        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
-        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
-        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
-        None => false,
-    }
+/// Would credentials sent to `url` travel in clear to another machine?
+fn insecure(url: &Url) -> bool {
+    url.scheme() == "http" && !http::is_loopback(url)
 }
 
 #[cfg(test)]

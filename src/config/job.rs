@@ -40,6 +40,8 @@ pub(crate) struct Job {
     pub source: SourceSpec,
     pub pagination: PaginationSpec,
     pub mapping: Jq,
+    /// `[mapping] timeout_secs`: the time the config's jq may take on one page.
+    pub jq_timeout: std::time::Duration,
     pub sink: Option<SinkSpec>,
     pub sync: SyncSpec,
     pub actions: BTreeMap<String, ActionSpec>,
@@ -51,13 +53,21 @@ impl Job {
         let mut source = SourceSpec::from_raw(&raw.source, ctx)?;
         let pagination =
             PaginationSpec::from_raw(raw.pagination.as_ref(), &source.request, &raw.source, ctx)?;
-        let mapping = match &raw.mapping {
-            Some(m) => ctx.jq("[mapping] jq", &m.jq)?,
+        let mapping = match raw.mapping.as_ref().and_then(|m| m.jq.as_ref()) {
+            Some(jq) => ctx.jq("[mapping] jq", jq)?,
             None => Jq::compile("{id: .id, email: .email}").expect("default mapping compiles"),
+        };
+        let jq_timeout = match raw.mapping.as_ref().and_then(|m| m.timeout_secs.as_ref()) {
+            Some(t) if *t.get_ref() == 0 => {
+                return Err(ctx.err_at(t, "[mapping] timeout_secs must be at least 1"));
+            }
+            Some(t) => std::time::Duration::from_secs(*t.get_ref()),
+            None => crate::jq_budget::DEFAULT_TIMEOUT,
         };
         if pagination.kind == paginate::Kind::None && source.endpoint.concurrency > 1 {
             source.endpoint.concurrency = 1;
         }
+        source.endpoint.follow_other_origins = pagination.follow_other_origins;
         let sink = raw
             .sink
             .as_ref()
@@ -80,6 +90,7 @@ impl Job {
             source,
             pagination,
             mapping,
+            jq_timeout,
             sink,
             sync,
             actions,

@@ -21,6 +21,9 @@ pub(crate) struct PaginationSpec {
     pub next_url: Option<Jq>,
     pub stop_on_empty: bool,
     pub max_pages: u64,
+    /// A next URL on another origin is followed without credentials (true)
+    /// or is an error (false).
+    pub follow_other_origins: bool,
 }
 
 impl PaginationSpec {
@@ -36,6 +39,7 @@ impl PaginationSpec {
             next_url: None,
             stop_on_empty: true,
             max_pages: 10_000,
+            follow_other_origins: false,
         }
     }
 
@@ -161,6 +165,7 @@ impl PaginationSpec {
             next_url: jq("next_url", &p.next_url)?,
             stop_on_empty,
             max_pages,
+            follow_other_origins: p.follow_other_origins.unwrap_or(false),
         })
     }
 }

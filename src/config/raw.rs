@@ -262,12 +262,14 @@ pub(super) struct RawPagination {
     pub next_url: Option<Spanned<String>>,
     pub stop_on_empty: Option<bool>,
     pub max_pages: Option<Spanned<u64>>,
+    pub follow_other_origins: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawMapping {
-    pub jq: Spanned<String>,
+    pub jq: Option<Spanned<String>>,
+    pub timeout_secs: Option<Spanned<u64>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -52,6 +52,7 @@ impl ScimSink {
     }
 
     fn user_url(&self, id: &str) -> Result<Url> {
+        crate::request::check_path_segment("agent id", id)?;
         let mut url = self.users_url();
         url.path_segments_mut()
             .map_err(|()| anyhow!("{} cannot take a path", display_url(&self.base_url)))?
@@ -192,6 +193,7 @@ impl ScimSink {
             body: Some(serde_json::to_vec(&body)?),
             // Setting one attribute to a value twice leaves the same state.
             idempotent: true,
+            secret_headers: Vec::new(),
         })
     }
 }
