@@ -205,16 +205,22 @@ impl Progress {
     }
 }
 
+/// `12.3/s`: indicatif's own `{per_sec}` shows ten decimals.
+fn rate(state: &indicatif::ProgressState, out: &mut dyn std::fmt::Write) {
+    let _ = write!(out, "{:.1}/s", state.per_sec());
+}
+
 fn spinner_style() -> ProgressStyle {
-    ProgressStyle::with_template("{prefix:>16} {spinner} {human_pos} so far  {per_sec}  {elapsed}")
+    ProgressStyle::with_template("{prefix:>16} {spinner} {human_pos} so far  {rate}  {elapsed}")
+        .map(|s| s.with_key("rate", rate))
         .unwrap_or_else(|_| ProgressStyle::default_spinner())
 }
 
 fn bar_style() -> ProgressStyle {
     ProgressStyle::with_template(
-        "{prefix:>16} [{bar:40}] {human_pos:>5}/{human_len:<5} {per_sec:>10}  ETA {eta}",
+        "{prefix:>16} [{bar:40}] {human_pos:>5}/{human_len:<5} {rate:>8}  ETA {eta}",
     )
-    .map(|s| s.progress_chars("=> "))
+    .map(|s| s.progress_chars("=> ").with_key("rate", rate))
     .unwrap_or_else(|_| ProgressStyle::default_bar())
 }
 
