@@ -35,6 +35,15 @@ pub(crate) struct GlobalArgs {
     /// More detail on stderr (every request, retries).
     #[arg(long, short, global = true)]
     pub verbose: bool,
+
+    /// Colour: auto (on a terminal, unless NO_COLOR is set; CLICOLOR_FORCE
+    /// forces it), always, never.
+    #[arg(long, value_enum, default_value_t = crate::output::ColorWhen::Auto, global = true)]
+    pub color: crate::output::ColorWhen,
+
+    /// Lines on stderr: text, or json (one JSON object a line, no progress bars).
+    #[arg(long, value_enum, default_value_t = crate::progress::LogFormat::Text, global = true)]
+    pub log_format: crate::progress::LogFormat,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -15,7 +15,7 @@ use crate::config::{self, Job};
 use crate::engine::{self, RunOptions};
 use crate::exit::{self, Ending};
 use crate::mock;
-use crate::output::{self, FetchView, HistoryView};
+use crate::output::{self, Esc, FetchView, HistoryView, Paint, style};
 use crate::progress::Progress;
 use crate::source;
 use crate::state::journal;
@@ -180,7 +180,7 @@ fn action(
 
     let single = agent.is_some();
     let mut failed = 0;
-    let mut out = crate::redact::Writer::new(std::io::stdout().lock());
+    let mut out = output::stdout();
     for (email, vars) in &batch {
         let outcome = match directory.find(email) {
             Ok((agent, ext)) => action::send(&client, &base, &spec, agent, ext, vars),
@@ -204,21 +204,29 @@ fn action(
                 writeln!(out)?;
             }
             Output::Human => {
+                // The email, the ID and the answer come from people and
+                // servers: escaped.
                 let status = outcome.status.map_or("-".into(), |s| s.to_string());
                 match &outcome.error {
                     None => writeln!(
                         out,
-                        "{name} {email} (external ID {}): HTTP {status}",
-                        outcome.external_id.as_deref().unwrap_or("-")
+                        "{name} {} (external ID {}): HTTP {status}",
+                        Esc(email),
+                        Esc(outcome.external_id.as_deref().unwrap_or("-"))
                     )?,
-                    Some(e) => writeln!(out, "{name} {email}: FAILED: {e}")?,
+                    Some(e) => writeln!(
+                        out,
+                        "{name} {}: {}",
+                        Esc(email),
+                        Paint(style::FAILED, format!("FAILED: {}", Esc(e)))
+                    )?,
                 }
                 if let Some(resp) = outcome
                     .response
                     .as_ref()
                     .filter(|_| crate::progress::verbose())
                 {
-                    writeln!(out, "  {resp}")?;
+                    writeln!(out, "  {}", Esc(&resp.to_string()))?;
                 }
             }
         }
@@ -226,8 +234,8 @@ fn action(
     out.flush()?;
     if failed > 0 {
         progress.log(&format!(
-            "{failed} of {} {name} requests failed",
-            batch.len()
+            "{failed} of {} failed",
+            output::count(batch.len() as u64, &format!("{name} request"))
         ));
         return Ok(Ending::WritesFailed);
     }
@@ -289,7 +297,7 @@ fn demo(args: &MockArgs) -> Result<Ending> {
     let job_for = |p: &Path| -> Result<Job> { Ok(config::load(p)?) };
 
     let say = |title: &str| -> Result<()> {
-        let mut out = std::io::stdout().lock();
+        let mut out = output::stdout();
         writeln!(out, "\n=== {title} ===")?;
         out.flush()?;
         Ok(())

@@ -55,7 +55,8 @@ pub(crate) fn open_sink(job: &mut Job) -> Result<Box<dyn Sink>> {
                 *email_attribute,
             )))
         }
-        Some(SinkSpec::File { path }) => Ok(Box::new(FileSink::new(path.clone()))),
+        // A missing or empty file is found here, before the source is read.
+        Some(SinkSpec::File { path }) => Ok(Box::new(FileSink::open(path.clone())?)),
     }
 }
 
@@ -112,10 +113,10 @@ pub(crate) fn revert(
     let plan = plan::revert(&entry.run, &entry.changes, &agents);
     let report = Report::new(options.dry_run, &Fetched::default(), agents.len(), plan);
     progress.log(&format!(
-        "revert of run {} ({}): {} changes to undo, {} refused",
+        "revert of run {} ({}): {} to undo, {} refused",
         entry.run,
         entry.time,
-        report.changes.len(),
+        crate::output::count(report.changes.len() as u64, "change"),
         report.conflicts.len()
     ));
     // A revert is an admin's deliberate undo: the limits of a nightly sync do
@@ -169,9 +170,9 @@ fn finish(
             .count();
         report.summary.failed = failed;
         progress.log(&format!(
-            "applied {} of {} changes{}{}",
+            "applied {} of {}{}{}",
             report.changes.len() - failed - applied.skipped,
-            report.changes.len(),
+            crate::output::count(report.changes.len() as u64, "change"),
             if failed > 0 {
                 format!(", {failed} failed")
             } else {

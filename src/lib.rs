@@ -40,7 +40,16 @@ use clap::Parser;
 /// Parse the command line, run the command, and map how it ended to the exit
 /// codes of the contract.
 pub fn main() -> ExitCode {
-    let cli = cli::Cli::parse();
+    let cli = match cli::Cli::try_parse() {
+        Ok(cli) => cli,
+        // A usage error as a JSON line when JSON lines were asked for.
+        Err(err) if err.use_stderr() && asks_for_json_log(std::env::args_os()) => {
+            progress::set_log_format(progress::LogFormat::Json);
+            progress::error(err.render().to_string().trim_end(), 2);
+            return ExitCode::from(2);
+        }
+        Err(err) => err.exit(),
+    };
     progress::set_verbosity(if cli.global.quiet {
         0
     } else if cli.global.verbose {
@@ -48,16 +57,23 @@ pub fn main() -> ExitCode {
     } else {
         1
     });
+    progress::set_log_format(cli.global.log_format);
+    output::set_color(cli.global.color);
     let result = commands::dispatch(cli);
+    let code = exit::code(&result);
     match &result {
-        Ok(exit::Ending::Refused(why)) => {
-            eprintln!(
-                "agentsync: error: {}",
-                redact::redact(&exit::refusal_message(why))
-            );
-        }
-        Err(err) => eprintln!("agentsync: error: {}", redact::redact(&format!("{err:#}"))),
+        Ok(exit::Ending::Refused(why)) => progress::error(&exit::refusal_message(why), code),
+        Err(err) => progress::error(&format!("{err:#}"), code),
         Ok(_) => {}
     }
-    ExitCode::from(exit::code(&result))
+    ExitCode::from(code)
+}
+
+/// Does a command line clap could not parse ask for `--log-format json`?
+fn asks_for_json_log(args: impl Iterator<Item = std::ffi::OsString>) -> bool {
+    let args: Vec<_> = args.collect();
+    args.iter().any(|a| a == "--log-format=json")
+        || args
+            .windows(2)
+            .any(|w| w[0] == "--log-format" && w[1] == "json")
 }

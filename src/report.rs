@@ -5,7 +5,7 @@ use std::io::{self, Write};
 
 use serde::Serialize;
 
-use crate::output::Render;
+use crate::output::{Cell, Paint, Render, Table, count, escape, style, width, write_skipped};
 use crate::plan::{Change, ChangeKind, Conflict, Plan, Status, Unmatched};
 use crate::source::{Fetched, Skipped};
 
@@ -80,70 +80,107 @@ impl Report {
 
 impl Render for Report {
     /// The diff for people: changes grouped by kind, then what was left out,
-    /// then one summary line.
+    /// then one summary line. Every value from the source or the directory is
+    /// escaped; columns line up across the groups of changes.
     fn human(&self, out: &mut dyn Write) -> io::Result<()> {
-        let width = self
+        let email_width = self
             .changes
             .iter()
-            .map(|c| c.email.chars().count())
+            .map(|c| width(&escape(&c.email)))
             .max()
             .unwrap_or(0);
-        let id = |v: &Option<String>| v.clone().unwrap_or_else(|| "(none)".into());
+        let id = |v: &Option<String>| match v {
+            Some(v) => Cell::value(v),
+            None => Cell::plain("(none)").styled(style::DIM),
+        };
         for kind in [ChangeKind::Link, ChangeKind::Update, ChangeKind::Unlink] {
             let group: Vec<_> = self.changes.iter().filter(|c| c.kind == kind).collect();
             if group.is_empty() {
                 continue;
             }
-            writeln!(out, "{} ({}):", kind.as_str(), group.len())?;
-            let sign = match kind {
-                ChangeKind::Link => '+',
-                ChangeKind::Update => '~',
-                ChangeKind::Unlink => '-',
+            let (sign, paint) = match kind {
+                ChangeKind::Link => ('+', style::ADD),
+                ChangeKind::Update => ('~', style::CHANGE),
+                ChangeKind::Unlink => ('-', style::REMOVE),
             };
+            writeln!(
+                out,
+                "{} ({}):",
+                Paint(style::HEADING, kind.as_str()),
+                group.len()
+            )?;
+            let mut table = Table::new()
+                .min_width(1, email_width)
+                .gap(1, " ")
+                .gap(3, " ")
+                .gap(4, " ");
             for c in group {
-                let outcome = match (&c.status, &c.error) {
-                    (Status::Failed, Some(e)) => format!("  FAILED: {e}"),
-                    (Status::Failed, None) => "  FAILED".into(),
-                    (Status::Skipped, Some(e)) => format!("  SKIPPED: {e}"),
-                    (Status::Skipped, None) => "  SKIPPED".into(),
-                    (Status::Stale, Some(e)) => format!("  STALE: {e}"),
-                    (Status::Stale, None) => "  STALE".into(),
-                    _ => String::new(),
+                let outcome = match c.status {
+                    Status::Failed => Some(("FAILED", style::FAILED)),
+                    Status::Skipped => Some(("SKIPPED", style::WARN)),
+                    Status::Stale => Some(("STALE", style::WARN)),
+                    Status::Planned | Status::Applied => None,
                 };
-                writeln!(
-                    out,
-                    "  {sign} {:<width$}  {} -> {}{outcome}",
-                    c.email,
+                let outcome = match (outcome, &c.error) {
+                    (Some((word, paint)), Some(e)) => {
+                        Cell::plain(format!("{word}: {}", escape(e))).styled(paint)
+                    }
+                    (Some((word, paint)), None) => Cell::plain(word).styled(paint),
+                    (None, _) => Cell::plain(""),
+                };
+                table.row([
+                    Cell::plain(sign.to_string()).styled(paint),
+                    Cell::value(&c.email),
                     id(&c.old_external_id),
-                    id(&c.new_external_id),
-                )?;
+                    Cell::plain("->"),
+                    id(&c.new_external_id).styled(paint),
+                    outcome,
+                ]);
             }
+            table.write(out, "  ")?;
         }
         if !self.unmatched.is_empty() {
             writeln!(
                 out,
-                "unmatched, no agent with this email ({}):",
+                "{} ({}):",
+                Paint(style::HEADING, "unmatched, no agent with this email"),
                 self.unmatched.len()
             )?;
+            let mut table = Table::new().gap(1, " ");
             for u in &self.unmatched {
-                writeln!(out, "  ? {}  {}", u.email, u.external_id)?;
+                table.row([
+                    Cell::plain("?").styled(style::DIM),
+                    Cell::value(&u.email),
+                    Cell::value(&u.external_id),
+                ]);
             }
+            table.write(out, "  ")?;
         }
         if !self.conflicts.is_empty() {
-            writeln!(out, "conflict, left untouched ({}):", self.conflicts.len())?;
+            writeln!(
+                out,
+                "{} ({}):",
+                Paint(style::ATTENTION, "conflict, left untouched"),
+                self.conflicts.len()
+            )?;
+            let mut table = Table::new().gap(1, " ");
             for c in &self.conflicts {
-                writeln!(out, "  ! {}  {}", c.email, c.reason)?;
+                table.row([
+                    Cell::plain("!").styled(style::ATTENTION),
+                    Cell::value(&c.email),
+                    Cell::value(&c.reason),
+                ]);
             }
+            table.write(out, "  ")?;
         }
         if !self.source.skipped.is_empty() {
             writeln!(
                 out,
-                "skipped source records ({}):",
+                "{} ({}):",
+                Paint(style::HEADING, "skipped source records"),
                 self.source.skipped.len()
             )?;
-            for s in &self.source.skipped {
-                writeln!(out, "  page {} record {}: {}", s.page, s.index, s.reason)?;
-            }
+            write_skipped(out, &self.source.skipped, "  ")?;
         }
         let s = &self.summary;
         let verb = if self.dry_run {
@@ -160,19 +197,116 @@ impl Render for Report {
         if self.changes.is_empty() && self.dry_run {
             writeln!(out, "No changes: the directory matches the source.")?;
         }
+        // The counts are per kind of the plan, named as in the JSON summary.
+        let failed = format!("{} failed", s.failed);
         writeln!(
             out,
-            "{verb}: {} link, {} update, {} unlink, {} unchanged, {} unmatched, {} conflict, {} failed ({} users from {} pages, {} agents)",
+            "{}: {} link, {} update, {} unlink, {} unchanged, {} unmatched, {} conflict, {} ({} from {}, {})",
+            Paint(style::HEADING, verb),
             s.link,
             s.update,
             s.unlink,
             s.unchanged,
             s.unmatched,
             s.conflict,
-            s.failed,
-            self.source.users,
-            self.source.pages,
-            self.sink.agents
+            if s.failed > 0 {
+                Paint(style::FAILED, failed)
+            } else {
+                Paint(style::PLAIN, failed)
+            },
+            count(self.source.users as u64, "user"),
+            count(self.source.pages, "page"),
+            count(self.sink.agents as u64, "agent"),
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::{Conflict, Unmatched};
+
+    fn change(kind: ChangeKind, email: &str, old: Option<&str>, new: Option<&str>) -> Change {
+        Change {
+            kind,
+            email: email.into(),
+            agent_id: "a".into(),
+            old_external_id: old.map(Into::into),
+            new_external_id: new.map(Into::into),
+            status: Status::Planned,
+            error: None,
+        }
+    }
+
+    fn human(report: &Report) -> String {
+        let mut out = Vec::new();
+        report.human(&mut out).unwrap();
+        anstream::adapter::strip_str(&String::from_utf8(out).unwrap()).to_string()
+    }
+
+    fn report(changes: Vec<Change>) -> Report {
+        Report {
+            dry_run: true,
+            source: SourceReport {
+                pages: 1,
+                records: 1,
+                users: 1,
+                skipped: Vec::new(),
+            },
+            sink: SinkReport { agents: 1 },
+            summary: Summary::default(),
+            changes,
+            unmatched: vec![
+                Unmatched {
+                    email: "b@x.com".into(),
+                    external_id: "1".into(),
+                },
+                Unmatched {
+                    email: "longer@x.com".into(),
+                    external_id: "22".into(),
+                },
+            ],
+            conflicts: vec![Conflict {
+                email: "c@x.com".into(),
+                reason: "2 ids in the source: 7, 9".into(),
+            }],
+        }
+    }
+
+    #[test]
+    fn columns_line_up_and_counts_agree_with_their_nouns() {
+        let text = human(&report(vec![
+            change(ChangeKind::Link, "a@x.com", None, Some("1")),
+            change(ChangeKind::Update, "longer@x.com", Some("old-2"), Some("2")),
+            change(ChangeKind::Update, "u@x.com", Some("7"), Some("3")),
+        ]));
+        assert!(text.contains("  + a@x.com       (none) -> 1\n"), "{text}");
+        assert!(text.contains("  ~ longer@x.com  old-2 -> 2\n"), "{text}");
+        assert!(text.contains("  ~ u@x.com       7     -> 3\n"), "{text}");
+        assert!(
+            text.contains("  ? b@x.com       1\n  ? longer@x.com  22\n"),
+            "{text}"
+        );
+        assert!(text.contains("(1 user from 1 page, 1 agent)"), "{text}");
+    }
+
+    #[test]
+    fn values_from_servers_cannot_forge_lines_or_escape_codes() {
+        let mut forged = change(
+            ChangeKind::Link,
+            "\u{1b}[2Ja@x.com",
+            None,
+            Some("7\nApplied: 0 link (all good)"),
+        );
+        forged.status = Status::Failed;
+        forged.error = Some("HTTP 400: \u{1b}]0;title\u{7}".into());
+        let text = human(&report(vec![forged]));
+        assert!(!text.contains('\u{1b}'), "{text:?}");
+        assert!(!text.contains('\u{7}'), "{text:?}");
+        assert!(
+            text.contains("\\u{1b}[2Ja@x.com  (none) -> 7\\nApplied: 0 link (all good)  FAILED: HTTP 400: \\u{1b}]0;title\\u{7}\n"),
+            "{text}"
+        );
+        assert!(!text.lines().any(|l| l.starts_with("Applied")), "{text}");
     }
 }

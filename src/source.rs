@@ -41,12 +41,12 @@ const MAX_RESERVED_USERS: usize = 1 << 20;
 impl Fetched {
     /// `N users from N records in N pages[, N skipped]`.
     pub(crate) fn summary(&self) -> String {
+        use crate::output::count;
         format!(
-            "{} users from {} records in {} page{}{}",
-            self.users.len(),
-            self.records,
-            self.pages,
-            if self.pages == 1 { "" } else { "s" },
+            "{} from {} in {}{}",
+            count(self.users.len() as u64, "user"),
+            count(self.records, "record"),
+            count(self.pages, "page"),
             if self.skipped.is_empty() {
                 String::new()
             } else {

@@ -218,8 +218,9 @@ impl Sink for ScimSink {
         let DirectoryListing { agents, pages, .. } = listing;
         drop(stage);
         progress.log(&format!(
-            "directory: {} agents in {pages} pages",
-            agents.len()
+            "directory: {} in {}",
+            crate::output::count(agents.len() as u64, "agent"),
+            crate::output::count(pages, "page")
         ));
         Ok(agents)
     }

@@ -60,6 +60,11 @@ impl Run {
         self
     }
 
+    pub fn env_remove(mut self, name: &str) -> Self {
+        self.cmd.env_remove(name);
+        self
+    }
+
     /// `--output json`.
     pub fn output_json(self) -> Self {
         self.args(&["--output", "json"])
