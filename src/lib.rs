@@ -27,6 +27,7 @@ mod progress;
 mod redact;
 mod report;
 mod request;
+mod saved;
 mod sink;
 mod source;
 mod state;
@@ -34,12 +35,10 @@ mod template;
 
 use std::process::ExitCode;
 
-use clap::Parser;
-
 /// Parse the command line, run the command, and map how it ended to the exit
 /// codes of the contract.
 pub fn main() -> ExitCode {
-    let cli = cli::Cli::parse();
+    let cli = cli::Cli::parse_args();
     progress::set_verbosity(if cli.global.quiet {
         0
     } else if cli.global.verbose {

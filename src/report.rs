@@ -37,6 +37,9 @@ pub(crate) struct Summary {
 #[derive(Debug, Serialize)]
 pub(crate) struct Report {
     pub dry_run: bool,
+    /// The saved plan this run applied (`agentsync apply`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub plan: Option<crate::saved::PlanRef>,
     pub source: SourceReport,
     pub sink: SinkReport,
     pub summary: Summary,
@@ -59,6 +62,7 @@ impl Report {
         };
         Report {
             dry_run,
+            plan: None,
             source: SourceReport {
                 pages: fetched.pages,
                 records: fetched.records,
