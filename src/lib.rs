@@ -36,7 +36,9 @@ mod template;
 use std::process::ExitCode;
 
 /// Parse the command line, run the command, and map how it ended to the exit
-/// codes of the contract.
+/// codes of the contract. A reader that closed stdout early is no failure:
+/// every write of data goes through `exit::stdout`, which ends the output
+/// quietly (no `println!`, which would panic).
 pub fn main() -> ExitCode {
     let cli = cli::Cli::parse_args();
     progress::set_verbosity(if cli.global.quiet {

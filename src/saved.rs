@@ -273,6 +273,10 @@ pub(crate) fn mark_stale(changes: &mut [Change], agents: &[Agent]) {
                 "the agent's email is now {}, not {}",
                 agent.email, change.email
             )),
+            Some(agent) if agent.external_id == change.new_external_id => Some(format!(
+                "already has external ID {} (was the plan applied before?)",
+                agent.external_id.as_deref().unwrap_or("(none)")
+            )),
             Some(agent) if agent.external_id != change.old_external_id => Some(format!(
                 "changed since the plan: external ID is now {}, the plan saw {}",
                 agent.external_id.as_deref().unwrap_or("(none)"),
@@ -322,23 +326,26 @@ mod tests {
             agent("4", "d@x.com", None),
             agent("5", "e@x.com", None),
         ];
+        let gone = agent("6", "f@x.com", None);
         let mut changes = vec![
             Change::setting(&before[0], Some("1".into())),
             Change::setting(&before[1], Some("2".into())),
             Change::setting(&before[2], None),
             Change::setting(&before[3], Some("4".into())),
             Change::setting(&before[4], Some("5".into())),
+            Change::setting(&gone, Some("6".into())),
         ];
         let now = [
             agent("1", "A@X.com", None),          // same, but for case
             agent("2", "b@x.com", Some("other")), // changed by someone
             agent("3", "c@x.com", Some("9")),     // unchanged
             agent("4", "renamed@x.com", None),    // another email
+            agent("5", "e@x.com", Some("5")),     // done already
         ];
         mark_stale(&mut changes, &now);
         let statuses: Vec<_> = changes.iter().map(|c| c.status).collect();
         use Status::{Planned, Stale};
-        assert_eq!(statuses, [Planned, Stale, Planned, Stale, Stale]);
+        assert_eq!(statuses, [Planned, Stale, Planned, Stale, Stale, Stale]);
         assert!(changes[1].error.as_deref().unwrap().contains("now other"));
         assert!(
             changes[3]
@@ -347,7 +354,8 @@ mod tests {
                 .unwrap()
                 .contains("renamed@x.com")
         );
-        assert!(changes[4].error.as_deref().unwrap().contains("no longer"));
+        assert!(changes[4].error.as_deref().unwrap().contains("already has"));
+        assert!(changes[5].error.as_deref().unwrap().contains("no longer"));
     }
 
     #[test]

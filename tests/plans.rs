@@ -142,6 +142,17 @@ fn a_saved_plan_is_applied_as_reviewed_leaving_agents_changed_since_stale() {
     assert_eq!(journal.len(), 1);
     assert_eq!(journal[0]["kind"], format!("apply of {path}"));
 
+    // Applied twice, the plan finds every agent changed: nothing is written.
+    let again = agentsync(&["apply", &path]).quiet().output_json().expect(3);
+    for change in again.json()["changes"].as_array().unwrap() {
+        assert_eq!(change["status"], "stale", "{change}");
+    }
+    assert_eq!(
+        job.journal().len(),
+        1,
+        "a run that wrote nothing is not journaled"
+    );
+
     // What the plan applied can be undone; the hand-set ID stays.
     agentsync(&["revert", "last"])
         .config(&job)
