@@ -5,10 +5,11 @@
 use std::collections::BTreeMap;
 use std::io::BufRead;
 
-use anyhow::{Context, Result, anyhow, bail};
-use serde::{Deserialize, Serialize};
+use anyhow::{Context, Result, bail};
+use serde::Serialize;
 
 use crate::config::ActionSpec;
+use crate::exit;
 use crate::http::{Client, display_url};
 use crate::plan::normalize;
 use crate::redact;
@@ -28,12 +29,13 @@ pub(crate) struct ActionResult {
     pub response: Option<serde_json::Value>,
 }
 
-/// One event of a batch: `{"email": …, "vars": {…}}`.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+/// One event of a batch: a line `{"email": …, "vars": {…}}` (`vars` may be
+/// left out when `--set` gives every variable).
+#[derive(Debug)]
 pub(crate) struct Event {
+    /// The event's line in its file, from 1.
+    pub line: usize,
     pub email: String,
-    #[serde(default)]
     pub vars: BTreeMap<String, String>,
 }
 
@@ -172,23 +174,145 @@ fn scrub(value: &mut serde_json::Value) {
     }
 }
 
-/// Read the events of a batch, each line checked before anything is sent.
+/// At most this many malformed lines are listed; the rest are counted.
+const LINE_ERRORS_SHOWN: usize = 20;
+
+/// Read the events of a batch from `reader` (called `name` in errors). Every
+/// line is checked before anything is sent: a file with malformed lines is a
+/// usage error that names each line (up to 20) and what is wrong with it.
 pub(crate) fn read_events(reader: impl BufRead, name: &str) -> Result<Vec<Event>> {
     let mut events = Vec::new();
-    for (n, line) in reader.lines().enumerate() {
+    let mut errors = Vec::new();
+    for (i, line) in reader.lines().enumerate() {
         let line = line.with_context(|| format!("reading {name}"))?;
         if line.trim().is_empty() {
             continue;
         }
-        let event: Event = serde_json::from_str(&line).map_err(|e| {
-            anyhow!(
-                "{name}: line {}: not an event {{\"email\", \"vars\"}}: {e}",
-                n + 1
-            )
-        })?;
-        events.push(event);
+        match parse_event(&line) {
+            Ok((email, vars)) => events.push(Event {
+                line: i + 1,
+                email,
+                vars,
+            }),
+            Err(why) => errors.push(format!("{name}: line {}: {why}", i + 1)),
+        }
     }
-    Ok(events)
+    if errors.is_empty() {
+        return Ok(events);
+    }
+    Err(exit::usage(lines_message(
+        errors,
+        "malformed",
+        "nothing was sent",
+    )))
+}
+
+/// Many line errors as one message: one line each, the first few shown.
+fn lines_message(mut errors: Vec<String>, what: &str, outcome: &str) -> String {
+    let total = errors.len();
+    if total > LINE_ERRORS_SHOWN {
+        errors.truncate(LINE_ERRORS_SHOWN);
+        errors.push(format!("… and {} more", total - LINE_ERRORS_SHOWN));
+    }
+    let s = if total == 1 { "" } else { "s" };
+    format!(
+        "{total} {what} event{s}; {outcome}:\n  {}",
+        errors.join("\n  ")
+    )
+}
+
+/// One line's email and vars, or what is wrong with it.
+fn parse_event(line: &str) -> std::result::Result<(String, BTreeMap<String, String>), String> {
+    use serde_json::Value;
+    let value: Value = serde_json::from_str(line).map_err(|e| {
+        // serde's "at line 1 column N" is inside this line: keep the column.
+        format!("not JSON: {e}").replace("at line 1 column", "at column")
+    })?;
+    let Value::Object(fields) = value else {
+        return Err(format!(
+            "not an event: an event is an object {{\"email\": …, \"vars\": {{…}}}}, this is {}",
+            kind_of(&value)
+        ));
+    };
+    if let Some(key) = fields
+        .keys()
+        .find(|k| !matches!(k.as_str(), "email" | "vars"))
+    {
+        return Err(format!(
+            "unknown key {key:?} (an event has \"email\" and \"vars\")"
+        ));
+    }
+    let email = match fields.get("email") {
+        Some(Value::String(e)) if !e.trim().is_empty() => e.clone(),
+        Some(Value::String(_)) => return Err("\"email\" is empty".into()),
+        Some(other) => return Err(format!("\"email\" is {}, not a string", kind_of(other))),
+        None => return Err("no \"email\"".into()),
+    };
+    let vars = match fields.get("vars") {
+        None => BTreeMap::new(),
+        Some(Value::Object(vars)) => vars
+            .iter()
+            .map(|(k, v)| match v {
+                Value::String(s) => Ok((k.clone(), s.clone())),
+                other => Err(format!(
+                    "vars.{k} is {}, not a string (write it in quotes)",
+                    kind_of(other)
+                )),
+            })
+            .collect::<std::result::Result<_, _>>()?,
+        Some(other) => {
+            return Err(format!(
+                "\"vars\" is {}, not an object of strings",
+                kind_of(other)
+            ));
+        }
+    };
+    Ok((email, vars))
+}
+
+fn kind_of(value: &serde_json::Value) -> &'static str {
+    use serde_json::Value;
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+/// Check that every event of a batch has every `{{var.K}}` the action needs,
+/// from its own vars or `--set`; the error names each line that does not.
+pub(crate) fn check_vars(
+    spec: &ActionSpec,
+    action: &str,
+    events: &[Event],
+    name: &str,
+) -> Result<()> {
+    let errors: Vec<String> = events
+        .iter()
+        .filter_map(|e| {
+            let missing = missing_vars(spec, &e.vars);
+            (!missing.is_empty()).then(|| {
+                let names: Vec<_> = missing.iter().map(|k| format!("vars.{k}")).collect();
+                format!(
+                    "{name}: line {}: {} has no {} (put it in the line's vars, or pass --set {}=VALUE for every event)",
+                    e.line,
+                    e.email,
+                    names.join(", "),
+                    missing[0]
+                )
+            })
+        })
+        .collect();
+    if errors.is_empty() {
+        return Ok(());
+    }
+    Err(exit::usage(format!(
+        "action {action:?}: {}",
+        lines_message(errors, "incomplete", "nothing was sent")
+    )))
 }
 
 #[cfg(test)]
@@ -240,7 +364,37 @@ mod tests {
         let events = read_events(text.as_bytes(), "events").unwrap();
         assert_eq!(events.len(), 2);
         assert_eq!(events[0].vars["event"], "login");
+        assert_eq!((events[0].line, events[1].line), (1, 3));
         let err = read_events("{\"mail\": 1}\n".as_bytes(), "events").unwrap_err();
         assert!(err.to_string().contains("line 1"), "{err}");
+    }
+
+    #[test]
+    fn every_malformed_line_is_named_with_what_is_wrong() {
+        let text = [
+            r#"{"email": "a@x", "vars": {"event": "in"}}"#,
+            "not json",
+            r#"{"email": "b@x", "vars": {"event": 1}}"#,
+            r#"{"vars": {"event": "in"}}"#,
+            r#"{"email": "c@x", "vars": ["in"]}"#,
+            r#"["a@x"]"#,
+            r#"{"email": "d@x", "var": {}}"#,
+        ]
+        .join("\n");
+        let err = read_events(text.as_bytes(), "events.jsonl").unwrap_err();
+        let message = err.to_string();
+        for expected in [
+            "6 malformed events; nothing was sent",
+            "events.jsonl: line 2: not JSON",
+            "events.jsonl: line 3: vars.event is a number, not a string",
+            "events.jsonl: line 4: no \"email\"",
+            "events.jsonl: line 5: \"vars\" is an array",
+            "events.jsonl: line 6: not an event",
+            "events.jsonl: line 7: unknown key \"var\"",
+        ] {
+            assert!(message.contains(expected), "{expected:?} in:\n{message}");
+        }
+        assert!(!message.contains("line 1:"), "{message}");
+        assert_eq!(crate::exit::code(&Err(err)), 2);
     }
 }

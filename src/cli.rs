@@ -1,6 +1,7 @@
 //! The command line. The `///` docs here are the `--help` text.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
@@ -8,9 +9,10 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 ///
 /// One TOML file declares the source request, its pagination, a jq mapping to
 /// {id, email} and the agent directory (the sink). Without a subcommand,
-/// agentsync runs the sync: fetch, map, match, plan, apply.
+/// agentsync runs the sync: fetch, map, match, plan, apply. The global
+/// options may come before or after the subcommand.
 #[derive(Debug, Parser)]
-#[command(name = "agentsync", version, args_conflicts_with_subcommands = true)]
+#[command(name = "agentsync", version)]
 pub(crate) struct Cli {
     #[command(subcommand)]
     pub command: Option<Command>,
@@ -22,27 +24,88 @@ pub(crate) struct Cli {
     pub global: GlobalArgs,
 }
 
+impl Cli {
+    /// Parse the command line, or print the error or help and exit.
+    pub(crate) fn try_parse_args() -> Result<Self, clap::Error> {
+        use clap::{CommandFactory, FromArgMatches};
+        let mut command = Self::command();
+        let matches = command.try_get_matches_from_mut(std::env::args_os())?;
+        let cli = Self::from_arg_matches(&matches)?;
+        // The sync's flags on the top level belong to the sync that runs when
+        // no subcommand is given. The global options may go anywhere, which is
+        // why clap's `args_conflicts_with_subcommands` (it refuses both) is
+        // not used and this is checked here.
+        if let (Some(name), Some(flag)) = (matches.subcommand_name(), cli.sync.given()) {
+            let hint = if name == "sync" {
+                format!("write it after the subcommand: agentsync sync {flag}")
+            } else {
+                format!("it belongs to sync, not to {name}")
+            };
+            return Err(command.error(
+                clap::error::ErrorKind::ArgumentConflict,
+                format!("{flag} cannot come before the subcommand '{name}': {hint}"),
+            ));
+        }
+        Ok(cli)
+    }
+}
+
+/// The heading of the options every subcommand takes.
+const GLOBAL: &str = "Global options";
+
+// `--config` is global so that it may come before or after the subcommand;
+// the sync's own flags stay on the top level and on `sync`, where they mean
+// something.
 #[derive(Debug, Clone, Args)]
 pub(crate) struct GlobalArgs {
+    /// The job's config file.
+    #[arg(
+        long,
+        short,
+        env = "AGENTSYNC_CONFIG",
+        value_name = "FILE",
+        global = true,
+        help_heading = GLOBAL
+    )]
+    pub config: Option<PathBuf>,
+
     /// Output format on stdout.
-    #[arg(long, value_enum, default_value_t = Output::Human, global = true)]
+    #[arg(
+        long,
+        value_enum,
+        default_value_t = Output::Human,
+        global = true,
+        help_heading = GLOBAL
+    )]
     pub output: Output,
 
     /// No progress on stderr, errors only.
-    #[arg(long, short, global = true)]
+    #[arg(long, short, global = true, help_heading = GLOBAL)]
     pub quiet: bool,
 
     /// More detail on stderr (every request, retries).
-    #[arg(long, short, global = true)]
+    #[arg(long, short, global = true, help_heading = GLOBAL)]
     pub verbose: bool,
 
-    /// Colour: auto (on a terminal, unless NO_COLOR is set; CLICOLOR_FORCE
-    /// forces it), always, never.
-    #[arg(long, value_enum, default_value_t = crate::output::ColorWhen::Auto, global = true)]
+    /// When to use colour: auto (on a terminal, unless NO_COLOR is set;
+    /// CLICOLOR_FORCE forces it), always, never.
+    #[arg(
+        long,
+        value_enum,
+        default_value_t = crate::output::ColorWhen::Auto,
+        global = true,
+        help_heading = GLOBAL
+    )]
     pub color: crate::output::ColorWhen,
 
     /// Lines on stderr: text, or json (one JSON object a line, no progress bars).
-    #[arg(long, value_enum, default_value_t = crate::progress::LogFormat::Text, global = true)]
+    #[arg(
+        long,
+        value_enum,
+        default_value_t = crate::progress::LogFormat::Text,
+        global = true,
+        help_heading = GLOBAL
+    )]
     pub log_format: crate::progress::LogFormat,
 }
 
@@ -53,17 +116,7 @@ pub(crate) enum Output {
 }
 
 #[derive(Debug, Clone, Args)]
-pub(crate) struct ConfigArg {
-    /// The job's config file.
-    #[arg(long, short, env = "AGENTSYNC_CONFIG", value_name = "FILE")]
-    pub config: Option<PathBuf>,
-}
-
-#[derive(Debug, Clone, Args)]
 pub(crate) struct SyncArgs {
-    #[command(flatten)]
-    pub config: ConfigArg,
-
     /// Everything but writing: print the plan (the diff).
     #[arg(long)]
     pub dry_run: bool,
@@ -75,6 +128,25 @@ pub(crate) struct SyncArgs {
     /// With --dry-run: exit 5 when the plan has changes, 0 when it has none.
     #[arg(long, requires = "dry_run")]
     pub detailed_exitcode: bool,
+
+    /// With --dry-run: save the plan to FILE, to apply it as reviewed with
+    /// `agentsync apply FILE`.
+    #[arg(long, value_name = "FILE", requires = "dry_run")]
+    pub out: Option<PathBuf>,
+}
+
+impl SyncArgs {
+    /// The first of these flags given, as typed.
+    fn given(&self) -> Option<&'static str> {
+        [
+            (self.dry_run, "--dry-run"),
+            (self.force, "--force"),
+            (self.detailed_exitcode, "--detailed-exitcode"),
+            (self.out.is_some(), "--out"),
+        ]
+        .into_iter()
+        .find_map(|(set, flag)| set.then_some(flag))
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -84,18 +156,13 @@ pub(crate) enum Command {
 
     /// Fetch and map the source only; print the users. Touches no sink.
     Fetch {
-        #[command(flatten)]
-        config: ConfigArg,
         /// Read only the first N pages (a sample; no completeness check).
         #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
         pages: Option<u64>,
     },
 
     /// Validate the config and compile every jq expression. No network.
-    Check {
-        #[command(flatten)]
-        config: ConfigArg,
-    },
+    Check,
 
     /// Serve the bundled mock APIs (source users, punch clock, SCIM directory).
     Mock(MockArgs),
@@ -108,8 +175,6 @@ pub(crate) enum Command {
     Action {
         /// The action's name: `[actions.NAME]` in the config.
         name: String,
-        #[command(flatten)]
-        config: ConfigArg,
         /// The agent's email (case-insensitive).
         #[arg(
             long,
@@ -118,7 +183,8 @@ pub(crate) enum Command {
             conflicts_with = "events"
         )]
         agent: Option<String>,
-        /// A `{{var.K}}` value: `--set event=login`. Repeatable.
+        /// A `{{var.K}}` value: `--set event=login`. Repeatable; with
+        /// --events, a default for every event (an event's own vars win).
         #[arg(long = "set", value_name = "K=V", value_parser = parse_var)]
         vars: Vec<(String, String)>,
         /// A batch: JSON lines `{"email": …, "vars": {…}}`, or `-` for stdin.
@@ -127,21 +193,35 @@ pub(crate) enum Command {
     },
 
     /// List the applied runs recorded in the journal.
-    History {
-        #[command(flatten)]
-        config: ConfigArg,
-    },
+    History,
 
     /// Undo one applied run: set every external ID it changed back, refusing
     /// agents changed since. `last` is the latest run.
     Revert {
         /// The run's ID (a unique prefix is enough) or `last`.
         run: String,
-        #[command(flatten)]
-        config: ConfigArg,
         /// Show what would be reverted; write nothing.
         #[arg(long)]
         dry_run: bool,
+        /// With --dry-run: save the plan to FILE for `agentsync apply FILE`.
+        #[arg(long, value_name = "FILE", requires = "dry_run")]
+        out: Option<PathBuf>,
+    },
+
+    /// Apply a plan saved with `--dry-run --out FILE`: exactly its changes.
+    ///
+    /// Nothing else is written. Agents changed since the plan are left alone
+    /// (`stale`, exit 3); a plan whose config file changed, or older than
+    /// --max-age, is refused (exit 2).
+    Apply {
+        /// The saved plan.
+        plan: PathBuf,
+        /// Refuse a plan older than this: 30m, 12h, 2days …
+        #[arg(long, value_name = "DURATION", default_value = "24h", value_parser = parse_age)]
+        max_age: Duration,
+        /// Apply even when the plan exceeds [sync] max_changes or max_unlink_percent.
+        #[arg(long)]
+        force: bool,
     },
 
     /// Print shell completions.
@@ -194,4 +274,9 @@ fn parse_var(s: &str) -> Result<(String, String), String> {
         Some((k, v)) if !k.is_empty() => Ok((k.to_owned(), v.to_owned())),
         _ => Err(format!("{s:?} is not K=V")),
     }
+}
+
+fn parse_age(s: &str) -> Result<Duration, String> {
+    humantime::parse_duration(s)
+        .map_err(|e| format!("{s:?} is not a duration like 30m or 24h: {e}"))
 }

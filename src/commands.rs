@@ -5,28 +5,31 @@
 
 use std::collections::BTreeMap;
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
+use std::time::{Duration, SystemTime};
 
 use anyhow::{Context, Result, bail};
 
 use crate::action;
-use crate::cli::{Cli, Command, ConfigArg, MockArgs, Output, SyncArgs};
+use crate::cli::{Cli, Command, MockArgs, Output, SyncArgs};
 use crate::config::{self, Job};
 use crate::engine::{self, RunOptions};
 use crate::exit::{self, Ending};
 use crate::mock;
-use crate::output::{self, Esc, FetchView, HistoryView, Paint, style};
+use crate::output::{self, Esc, FetchView, HistoryView, Paint, Render, style};
 use crate::progress::Progress;
+use crate::saved::{self, SavedPlan};
 use crate::source;
 use crate::state::journal;
 
 pub(crate) fn dispatch(cli: Cli) -> Result<Ending> {
     let output = cli.global.output;
+    let config = cli.global.config.as_deref();
     match cli.command {
-        None => sync(&cli.sync, output),
-        Some(Command::Sync(args)) => sync(&args, output),
-        Some(Command::Fetch { config, pages }) => fetch(&config, pages, output),
-        Some(Command::Check { config }) => check(&config, output),
+        None => sync(config, &cli.sync, output),
+        Some(Command::Sync(args)) => sync(config, &args, output),
+        Some(Command::Fetch { pages }) => fetch(config, pages, output),
+        Some(Command::Check) => check(config, output),
         Some(Command::Mock(args)) => {
             mock::serve(mock_options(&args))?;
             Ok(Ending::Success)
@@ -34,60 +37,94 @@ pub(crate) fn dispatch(cli: Cli) -> Result<Ending> {
         Some(Command::Demo(args)) => demo(&args),
         Some(Command::Action {
             name,
-            config,
             agent,
             vars,
             events,
         }) => action(
-            &config,
+            config,
             &name,
             agent.as_deref(),
             vars,
             events.as_deref(),
             output,
         ),
-        Some(Command::History { config }) => history(&config, output),
-        Some(Command::Revert {
-            run,
-            config,
-            dry_run,
-        }) => revert(&config, &run, dry_run, output),
+        Some(Command::History) => history(config, output),
+        Some(Command::Revert { run, dry_run, out }) => {
+            revert(config, &run, dry_run, out.as_deref(), output)
+        }
+        Some(Command::Apply {
+            plan,
+            max_age,
+            force,
+        }) => apply(config, &plan, max_age, force, output),
         Some(Command::Completions { shell }) => {
             let mut cmd = <Cli as clap::CommandFactory>::command();
-            clap_complete::generate(shell, &mut cmd, "agentsync", &mut std::io::stdout());
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut cmd, "agentsync", &mut script);
+            let mut out = std::io::stdout().lock();
+            exit::stdout(out.write_all(&script).and_then(|()| out.flush()))?;
             Ok(Ending::Success)
         }
     }
 }
 
-fn config_path(arg: &ConfigArg) -> Result<PathBuf> {
-    arg.config
-        .clone()
-        .ok_or_else(|| exit::usage("no config given: pass --config FILE or set AGENTSYNC_CONFIG"))
+fn config_path(config: Option<&Path>) -> Result<&Path> {
+    config.ok_or_else(|| exit::usage("no config given: pass --config FILE or set AGENTSYNC_CONFIG"))
 }
 
-fn load(arg: &ConfigArg) -> Result<Job> {
-    Ok(config::load(&config_path(arg)?)?)
+fn load(config: Option<&Path>) -> Result<Job> {
+    Ok(config::load(config_path(config)?)?)
 }
 
-fn fetch(arg: &ConfigArg, pages: Option<u64>, output: Output) -> Result<Ending> {
-    let mut job = load(arg)?;
+/// Print a command's result on stdout (a closed stdout is no error).
+fn print(output: Output, value: &impl Render) -> Result<()> {
+    exit::stdout(output::emit(output, value))?;
+    Ok(())
+}
+
+fn fetch(config: Option<&Path>, pages: Option<u64>, output: Output) -> Result<Ending> {
+    let mut job = load(config)?;
     let progress = Progress::new();
     let client = job.source.endpoint.client();
     let fetched = source::fetch(&job, &client, pages, &progress)?;
-    output::emit(output, &FetchView::new(&fetched))?;
+    print(output, &FetchView::new(&fetched))?;
     Ok(Ending::Success)
 }
 
-fn check(arg: &ConfigArg, output: Output) -> Result<Ending> {
-    let job = load(arg)?;
-    output::emit(output, &crate::describe::describe(&job))?;
+fn check(config: Option<&Path>, output: Output) -> Result<Ending> {
+    let job = load(config)?;
+    print(output, &crate::describe::describe(&job))?;
     Ok(Ending::Success)
 }
 
-fn sync(args: &SyncArgs, output: Output) -> Result<Ending> {
-    let job = load(&args.config)?;
-    sync_job(job, args, output)
+fn sync(config: Option<&Path>, args: &SyncArgs, output: Output) -> Result<Ending> {
+    let path = config_path(config)?;
+    let Some(out) = &args.out else {
+        return sync_job(config::load(path)?, args, output);
+    };
+    let (job, config) = saved::load_config(path)?;
+    let name = job.name.clone();
+    let run = engine::sync(job, run_options(args), &Progress::new())?;
+    let plan = SavedPlan::new(config, &name, "sync", &run.report.changes);
+    save_and_print(&plan, out, &run, output)
+}
+
+/// Save a dry run's plan to `out`, then print its report.
+fn save_and_print(
+    plan: &SavedPlan,
+    out: &Path,
+    run: &engine::Run,
+    output: Output,
+) -> Result<Ending> {
+    plan.write(out)?;
+    print(output, &run.report)?;
+    Progress::new().log(&format!(
+        "saved the plan ({} changes) to {}: apply it with `agentsync apply {}`",
+        plan.changes.len(),
+        out.display(),
+        out.display()
+    ));
+    Ok(run.ending.clone())
 }
 
 fn run_options(args: &SyncArgs) -> RunOptions {
@@ -100,19 +137,19 @@ fn run_options(args: &SyncArgs) -> RunOptions {
 
 fn sync_job(job: Job, args: &SyncArgs, output: Output) -> Result<Ending> {
     let run = engine::sync(job, run_options(args), &Progress::new())?;
-    output::emit(output, &run.report)?;
+    print(output, &run.report)?;
     Ok(run.ending)
 }
 
 fn action(
-    arg: &ConfigArg,
+    config: Option<&Path>,
     name: &str,
     agent: Option<&str>,
     vars: Vec<(String, String)>,
     events: Option<&Path>,
     output: Output,
 ) -> Result<Ending> {
-    let mut job = load(arg)?;
+    let mut job = load(config)?;
     let Some(mut spec) = job.actions.remove(name) else {
         let declared: Vec<_> = job.actions.keys().map(String::as_str).collect();
         return Err(exit::usage(format!(
@@ -125,44 +162,48 @@ fn action(
             }
         )));
     };
-    let vars: BTreeMap<String, String> = vars.into_iter().collect();
+    let defaults: BTreeMap<String, String> = vars.into_iter().collect();
     // Every request is checked before the first is sent.
     let batch: Vec<(String, BTreeMap<String, String>)> = match (agent, events) {
-        (Some(email), _) => vec![(email.to_owned(), vars.clone())],
+        (Some(email), _) => {
+            let missing = action::missing_vars(&spec, &defaults);
+            if !missing.is_empty() {
+                let sets: Vec<_> = missing.iter().map(|k| format!("--set {k}=VALUE")).collect();
+                return Err(exit::usage(format!(
+                    "action {name:?} needs {} for {email}: pass {}",
+                    missing
+                        .iter()
+                        .map(|k| format!("{{{{var.{k}}}}}"))
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    sets.join(" ")
+                )));
+            }
+            vec![(email.to_owned(), defaults)]
+        }
         (None, Some(path)) => {
-            let events = if path == Path::new("-") {
-                action::read_events(std::io::stdin().lock(), "stdin")?
+            let (mut events, source) = if path == Path::new("-") {
+                let events = action::read_events(std::io::stdin().lock(), "stdin")?;
+                (events, "stdin".to_owned())
             } else {
-                let file = std::fs::File::open(path)
-                    .with_context(|| format!("opening {}", path.display()))?;
-                action::read_events(std::io::BufReader::new(file), &path.display().to_string())?
+                let source = path.display().to_string();
+                let file =
+                    std::fs::File::open(path).with_context(|| format!("opening {source}"))?;
+                (
+                    action::read_events(std::io::BufReader::new(file), &source)?,
+                    source,
+                )
             };
-            events
-                .into_iter()
-                .map(|e| {
-                    let mut merged = vars.clone();
-                    merged.extend(e.vars);
-                    (e.email, merged)
-                })
-                .collect()
+            // `--set` gives every event its defaults; an event's own vars win.
+            for event in &mut events {
+                let own = std::mem::replace(&mut event.vars, defaults.clone());
+                event.vars.extend(own);
+            }
+            action::check_vars(&spec, name, &events, &source)?;
+            events.into_iter().map(|e| (e.email, e.vars)).collect()
         }
         (None, None) => return Err(exit::usage("give --agent EMAIL or --events FILE")),
     };
-    for (email, vars) in &batch {
-        let missing = action::missing_vars(&spec, vars);
-        if !missing.is_empty() {
-            let sets: Vec<_> = missing.iter().map(|k| format!("--set {k}=VALUE")).collect();
-            return Err(exit::usage(format!(
-                "action {name:?} needs {} for {email}: pass {}",
-                missing
-                    .iter()
-                    .map(|k| format!("{{{{var.{k}}}}}"))
-                    .collect::<Vec<_>>()
-                    .join(", "),
-                sets.join(" ")
-            )));
-        }
-    }
 
     let progress = Progress::new();
     let mut sink = engine::open_sink(&mut job)?;
@@ -179,7 +220,7 @@ fn action(
     };
 
     let single = agent.is_some();
-    let mut failed = 0;
+    let (mut failed, mut sent) = (0, 0);
     let mut out = output::stdout();
     for (email, vars) in &batch {
         let outcome = match directory.find(email) {
@@ -198,65 +239,125 @@ fn action(
             bail!("{name} for {email}: {}", outcome.error.unwrap_or_default());
         }
         failed += usize::from(!outcome.ok);
-        match output {
-            Output::Json => {
-                serde_json::to_writer(&mut out, &outcome)?;
-                writeln!(out)?;
-            }
-            Output::Human => {
-                // The email, the ID and the answer come from people and
-                // servers: escaped.
-                let status = outcome.status.map_or("-".into(), |s| s.to_string());
-                match &outcome.error {
-                    None => writeln!(
-                        out,
-                        "{name} {} (external ID {}): HTTP {status}",
-                        Esc(email),
-                        Esc(outcome.external_id.as_deref().unwrap_or("-"))
-                    )?,
-                    Some(e) => writeln!(
-                        out,
-                        "{name} {}: {}",
-                        Esc(email),
-                        Paint(style::FAILED, format!("FAILED: {}", Esc(e)))
-                    )?,
-                }
-                if let Some(resp) = outcome
-                    .response
-                    .as_ref()
-                    .filter(|_| crate::progress::verbose())
-                {
-                    writeln!(out, "  {}", Esc(&resp.to_string()))?;
-                }
-            }
+        sent += 1;
+        let line = action_line(&mut out, output, name, email, &outcome).and_then(|()| out.flush());
+        if !exit::stdout(line)? {
+            // Nobody reads the results any more: send no more requests.
+            break;
         }
     }
-    out.flush()?;
-    if failed > 0 {
+    if sent < batch.len() {
         progress.log(&format!(
-            "{failed} of {} failed",
-            output::count(batch.len() as u64, &format!("{name} request"))
+            "stdout was closed: {} of {} {name} requests not sent",
+            batch.len() - sent,
+            batch.len()
         ));
+    }
+    if failed > 0 {
+        progress.log(&format!("{failed} of {sent} {name} requests failed"));
         return Ok(Ending::WritesFailed);
     }
     Ok(Ending::Success)
 }
 
-fn history(arg: &ConfigArg, output: Output) -> Result<Ending> {
-    let job = load(arg)?;
+/// One result of an action on stdout: a JSON line, or a line for people.
+fn action_line(
+    out: &mut impl Write,
+    output: Output,
+    name: &str,
+    email: &str,
+    outcome: &action::ActionResult,
+) -> std::io::Result<()> {
+    match output {
+        Output::Json => {
+            serde_json::to_writer(&mut *out, outcome)?;
+            writeln!(out)
+        }
+        Output::Human => {
+            // The email, the ID and the answer come from people and servers:
+            // escaped.
+            let status = outcome.status.map_or("-".into(), |s| s.to_string());
+            match &outcome.error {
+                None => writeln!(
+                    out,
+                    "{name} {} (external ID {}): HTTP {status}",
+                    Esc(email),
+                    Esc(outcome.external_id.as_deref().unwrap_or("-"))
+                )?,
+                Some(e) => writeln!(
+                    out,
+                    "{name} {}: {}",
+                    Esc(email),
+                    Paint(style::FAILED, format!("FAILED: {}", Esc(e)))
+                )?,
+            }
+            match outcome
+                .response
+                .as_ref()
+                .filter(|_| crate::progress::verbose())
+            {
+                Some(resp) => writeln!(out, "  {}", Esc(&resp.to_string())),
+                None => Ok(()),
+            }
+        }
+    }
+}
+
+fn history(config: Option<&Path>, output: Output) -> Result<Ending> {
+    let job = load(config)?;
     let entries = journal::read(&job.sync.journal)?;
-    output::emit(output, &HistoryView::new(&entries, &job.sync.journal))?;
+    print(output, &HistoryView::new(&entries, &job.sync.journal))?;
     Ok(Ending::Success)
 }
 
-fn revert(arg: &ConfigArg, run_id: &str, dry_run: bool, output: Output) -> Result<Ending> {
-    let job = load(arg)?;
+fn revert(
+    config: Option<&Path>,
+    run_id: &str,
+    dry_run: bool,
+    out: Option<&Path>,
+    output: Output,
+) -> Result<Ending> {
     let options = RunOptions {
         dry_run,
         ..RunOptions::default()
     };
-    let run = engine::revert(job, run_id, options, &Progress::new())?;
-    output::emit(output, &run.report)?;
+    let Some(out) = out else {
+        let run = engine::revert(load(config)?, run_id, options, &Progress::new())?;
+        print(output, &run.report)?;
+        return Ok(run.ending);
+    };
+    let (job, config) = saved::load_config(config_path(config)?)?;
+    // The plan names the run itself, not `last` or a prefix.
+    let run_id = journal::find(&journal::read(&job.sync.journal)?, run_id)?
+        .run
+        .clone();
+    let name = job.name.clone();
+    let run = engine::revert(job, &run_id, options, &Progress::new())?;
+    let kind = format!("revert of {run_id}");
+    let plan = SavedPlan::new(config, &name, &kind, &run.report.changes);
+    save_and_print(&plan, out, &run, output)
+}
+
+/// Apply a saved plan, after refusing one of another format, of a changed or
+/// other config, or older than `max_age`.
+fn apply(
+    config: Option<&Path>,
+    plan_path: &Path,
+    max_age: Duration,
+    force: bool,
+    output: Output,
+) -> Result<Ending> {
+    let plan = SavedPlan::read(plan_path)?;
+    let config_path = plan.config_path(config)?;
+    plan.check_age(max_age, SystemTime::now())?;
+    let (job, config) = saved::load_config(&config_path)?;
+    plan.check_config(&config)?;
+    let options = RunOptions {
+        force,
+        ..RunOptions::default()
+    };
+    let run = engine::apply_saved(job, plan, plan_path, options, &Progress::new())?;
+    print(output, &run.report)?;
     Ok(run.ending)
 }
 
@@ -298,8 +399,7 @@ fn demo(args: &MockArgs) -> Result<Ending> {
 
     let say = |title: &str| -> Result<()> {
         let mut out = output::stdout();
-        writeln!(out, "\n=== {title} ===")?;
-        out.flush()?;
+        exit::stdout(writeln!(out, "\n=== {title} ===").and_then(|()| out.flush()))?;
         Ok(())
     };
     eprintln!(
@@ -307,10 +407,10 @@ fn demo(args: &MockArgs) -> Result<Ending> {
         server.base_url()
     );
     let dry = SyncArgs {
-        config: ConfigArg { config: None },
         dry_run: true,
         force: false,
         detailed_exitcode: false,
+        out: None,
     };
     let apply = SyncArgs {
         dry_run: false,

@@ -370,3 +370,86 @@ fn record(job: &Job, kind: &str, report: &Report) -> Result<()> {
     ));
     Ok(())
 }
+
+/// Apply a saved plan: exactly its changes, each checked first against one
+/// listing of the directory. A change whose agent moved since the plan is
+/// `stale` and not written (the run then ends as [`Ending::WritesFailed`]);
+/// the rest end like a sync: the safety limits (a plan that undoes a run is
+/// not held to them, as `revert` is not), the apply, the journal.
+pub(crate) fn apply_saved(
+    mut job: Job,
+    saved: crate::saved::SavedPlan,
+    plan_path: &std::path::Path,
+    options: RunOptions,
+    progress: &Progress,
+) -> Result<Run> {
+    let mut sink = open_sink(&mut job)?;
+    let _lock = lock::acquire(&job.path)?;
+    progress.log(&format!(
+        "{}: applying {} ({}, made {}): {} changes to {}",
+        job.name,
+        plan_path.display(),
+        saved.kind,
+        saved.made,
+        saved.changes.len(),
+        sink.describe()
+    ));
+    let agents = sink
+        .list_agents(progress)
+        .context("listing the agent directory; nothing was written")?;
+    let order: std::collections::HashMap<String, usize> = saved
+        .changes
+        .iter()
+        .enumerate()
+        .map(|(i, c)| (c.agent_id.clone(), i))
+        .collect();
+    let held_to_limits = !saved.is_revert();
+    let mut changes = saved.changes;
+    crate::saved::mark_stale(&mut changes, &agents);
+    let (stale, fresh): (Vec<Change>, Vec<Change>) =
+        changes.into_iter().partition(|c| c.status == Status::Stale);
+    if !stale.is_empty() {
+        progress::warn(&format!(
+            "{} of the plan's agents changed since it was made: left alone (stale)",
+            stale.len()
+        ));
+    }
+    let plan = Plan {
+        changes: fresh,
+        linked_agents: agents.iter().filter(|a| a.external_id.is_some()).count(),
+        ..Plan::default()
+    };
+    let refusal = held_to_limits
+        .then(|| safety_refusal(&job, &plan))
+        .flatten();
+    let mut report = Report::new(false, &Fetched::default(), agents.len(), plan);
+    report.plan = Some(crate::saved::PlanRef {
+        path: plan_path.display().to_string(),
+        made: saved.made,
+    });
+    let options = RunOptions {
+        dry_run: false,
+        detailed_exitcode: false,
+        ..options
+    };
+    let kind = format!("apply of {}", plan_path.display());
+    let mut run = finish(
+        &job,
+        sink.as_mut(),
+        report,
+        refusal,
+        options,
+        &kind,
+        progress,
+    )?;
+    if !stale.is_empty() {
+        run.report.changes.extend(stale);
+        run.report
+            .changes
+            .sort_by_key(|c| order.get(&c.agent_id).copied().unwrap_or(usize::MAX));
+        if run.ending == Ending::Success {
+            run.ending = Ending::WritesFailed;
+        }
+    }
+    Ok(run)
+}

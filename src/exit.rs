@@ -4,6 +4,7 @@
 //! `anyhow`; every other error is a runtime failure (1).
 
 use std::fmt;
+use std::io;
 
 /// How a command that ran to its end ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -38,6 +39,19 @@ impl std::error::Error for Error {}
 /// A usage error, ready for `?`.
 pub(crate) fn usage(message: impl Into<String>) -> anyhow::Error {
     Error::Usage(message.into()).into()
+}
+
+/// Whether a write of data to stdout reached a reader. A reader that went
+/// away (`agentsync history | head -1`) ends the output quietly, as for any
+/// filter, and the command's own ending stands: `Ok(false)`. Every write of
+/// data to stdout is passed through here. (Rust ignores SIGPIPE, so a closed
+/// pipe arrives as this error, never as a signal.)
+pub(crate) fn stdout(result: io::Result<()>) -> anyhow::Result<bool> {
+    match result {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Ok(false),
+        Err(e) => Err(anyhow::Error::new(e).context("writing to stdout")),
+    }
 }
 
 /// The message a refusal prints on stderr.
@@ -78,5 +92,14 @@ mod tests {
         assert_eq!(code(&Err(anyhow::anyhow!("network down"))), 1);
         let wrapped = Err(usage("bad").context("while loading"));
         assert_eq!(code(&wrapped), 2, "the type survives added context");
+    }
+
+    #[test]
+    fn a_closed_stdout_is_no_error() {
+        assert!(stdout(Ok(())).unwrap());
+        let closed = io::Error::from(io::ErrorKind::BrokenPipe);
+        assert!(!stdout(Err(closed)).unwrap());
+        let full = io::Error::other("disk full");
+        assert_eq!(code(&stdout(Err(full)).map(|_| Ending::Success)), 1);
     }
 }

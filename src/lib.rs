@@ -28,6 +28,7 @@ mod progress;
 mod redact;
 mod report;
 mod request;
+mod saved;
 mod sink;
 mod source;
 mod state;
@@ -35,12 +36,12 @@ mod template;
 
 use std::process::ExitCode;
 
-use clap::Parser;
-
 /// Parse the command line, run the command, and map how it ended to the exit
-/// codes of the contract.
+/// codes of the contract. A reader that closed stdout early is no failure:
+/// every write of data goes through `exit::stdout`, which ends the output
+/// quietly (no `println!`, which would panic).
 pub fn main() -> ExitCode {
-    let cli = match cli::Cli::try_parse() {
+    let cli = match cli::Cli::try_parse_args() {
         Ok(cli) => cli,
         // A usage error as a JSON line when JSON lines were asked for.
         Err(err) if err.use_stderr() && asks_for_json_log(std::env::args_os()) => {

@@ -56,6 +56,10 @@ pub(crate) struct Change {
     pub status: Status,
     /// Why the write failed.
     pub error: Option<String>,
+    /// The agent's `meta.version` when the change was planned, where the
+    /// directory has versions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
 }
 
 impl Change {
@@ -75,6 +79,7 @@ impl Change {
             new_external_id,
             status: Status::Planned,
             error: None,
+            version: None,
         }
     }
 
@@ -391,6 +396,7 @@ mod tests {
             new_external_id: new.map(str::to_owned),
             status: Status::Applied,
             error: None,
+            version: None,
         };
         let mut failed = applied(ChangeKind::Link, "f@x", "f", None, Some("9"));
         failed.status = Status::Failed;

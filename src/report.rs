@@ -37,6 +37,9 @@ pub(crate) struct Summary {
 #[derive(Debug, Serialize)]
 pub(crate) struct Report {
     pub dry_run: bool,
+    /// The saved plan this run applied (`agentsync apply`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub plan: Option<crate::saved::PlanRef>,
     pub source: SourceReport,
     pub sink: SinkReport,
     pub summary: Summary,
@@ -59,6 +62,7 @@ impl Report {
         };
         Report {
             dry_run,
+            plan: None,
             source: SourceReport {
                 pages: fetched.pages,
                 records: fetched.records,
@@ -235,6 +239,7 @@ mod tests {
             new_external_id: new.map(Into::into),
             status: Status::Planned,
             error: None,
+            version: None,
         }
     }
 
@@ -247,6 +252,7 @@ mod tests {
     fn report(changes: Vec<Change>) -> Report {
         Report {
             dry_run: true,
+            plan: None,
             source: SourceReport {
                 pages: 1,
                 records: 1,

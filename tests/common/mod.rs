@@ -98,6 +98,38 @@ impl Run {
         out
     }
 
+    /// Run with stdout read for `lines` lines and then closed, as
+    /// `agentsync … | head -n LINES` does.
+    pub fn head(mut self, lines: usize) -> Output {
+        use std::io::{BufRead, BufReader, Read};
+        let mut child = self
+            .cmd
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start agentsync");
+        let mut stderr = child.stderr.take().unwrap();
+        let errors = std::thread::spawn(move || {
+            let mut text = String::new();
+            stderr.read_to_string(&mut text).unwrap();
+            text
+        });
+        let mut reader = BufReader::new(child.stdout.take().unwrap());
+        let mut stdout = String::new();
+        for _ in 0..lines {
+            if reader.read_line(&mut stdout).unwrap() == 0 {
+                break;
+            }
+        }
+        drop(reader);
+        let status = child.wait().unwrap();
+        Output {
+            code: status.code().unwrap_or(-1),
+            stdout,
+            stderr: errors.join().unwrap(),
+        }
+    }
+
     /// Start in the background (stdout and stderr inherited).
     pub fn spawn(mut self) -> Child {
         self.cmd.spawn().expect("start agentsync")

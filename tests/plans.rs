@@ -1,0 +1,442 @@
+//! Saved plans (`--dry-run --out`, `apply`), the global flags on either side of
+//! the subcommand, a closed stdout, and the checks of an events file: each
+//! run through the real binary against the bundled mock.
+
+mod common;
+
+use std::collections::BTreeMap;
+
+use common::{JobDir, Mock, agentsync};
+use serde_json::Value;
+
+/// Every agent's external ID, by SCIM id.
+fn external_ids(mock: &Mock) -> BTreeMap<String, Option<String>> {
+    let list = mock.get("/scim/v2/Users?startIndex=1&count=1000");
+    list["Resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| {
+            (
+                u["id"].as_str().unwrap().to_owned(),
+                u["externalId"].as_str().map(str::to_owned),
+            )
+        })
+        .collect()
+}
+
+/// Set an agent's external ID straight through the mock's SCIM API, as an
+/// admin would by hand.
+fn set_by_hand(mock: &Mock, id: &str, external_id: &str) {
+    let body = serde_json::json!({
+        "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+        "Operations": [{"op": "replace", "path": "externalId", "value": external_id}],
+    });
+    ureq::patch(&format!("{}/scim/v2/Users/{id}", mock.base))
+        .header("Content-Type", "application/scim+json")
+        .send(body.to_string())
+        .unwrap();
+}
+
+/// `--dry-run --out NAME` of the job's sync; the saved plan's path and content.
+fn save_plan(job: &JobDir, name: &str) -> (String, Value) {
+    let path = job.path(name);
+    let path = path.to_str().unwrap().to_owned();
+    agentsync(&["sync", "--dry-run", "--out", &path])
+        .config(job)
+        .quiet()
+        .expect(0);
+    let plan = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    (path, plan)
+}
+
+/// The agent IDs a plan changes.
+fn planned(plan: &Value) -> BTreeMap<String, Option<String>> {
+    plan["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            (
+                c["agent_id"].as_str().unwrap().to_owned(),
+                c["new_external_id"].as_str().map(str::to_owned),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn a_saved_plan_is_applied_as_reviewed_leaving_agents_changed_since_stale() {
+    let mock = Mock::start(&[]);
+    let job = mock.punch_job();
+    let before = external_ids(&mock);
+    let (path, plan) = save_plan(&job, "plan.json");
+
+    assert_eq!(plan["format"], 1);
+    assert_eq!(plan["kind"], "sync");
+    let config = std::fs::canonicalize(&job.config).unwrap();
+    assert_eq!(plan["config"]["path"], config.to_str().unwrap());
+    let sha = plan["config"]["sha256"].as_str().unwrap();
+    assert!(
+        sha.len() == 64 && sha.bytes().all(|b| b.is_ascii_hexdigit()),
+        "{sha}"
+    );
+    assert!(plan["made"].as_str().unwrap().ends_with('Z'), "{plan}");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "the plan holds emails");
+    }
+    let changes = planned(&plan);
+    assert!(changes.len() > 2, "{plan}");
+    assert_eq!(external_ids(&mock), before, "a dry run writes nothing");
+
+    // Someone changes one of the planned agents before the plan is applied.
+    let moved = changes.keys().next().unwrap().clone();
+    set_by_hand(&mock, &moved, "set-by-hand");
+
+    // The config comes from the plan: no --config.
+    let out = agentsync(&["apply", &path]).quiet().output_json().expect(3);
+    let report = out.json();
+    assert_eq!(report["dry_run"], false);
+    assert_eq!(report["plan"]["path"], path.as_str());
+    assert_eq!(report["plan"]["made"], plan["made"]);
+    let statuses: BTreeMap<&str, &str> = report["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            (
+                c["agent_id"].as_str().unwrap(),
+                c["status"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(statuses.len(), changes.len(), "exactly the plan's changes");
+    for (id, status) in &statuses {
+        let expected = if **id == moved { "stale" } else { "applied" };
+        assert_eq!(*status, expected, "{id}");
+    }
+    let stale = report["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["agent_id"] == moved.as_str())
+        .unwrap();
+    assert!(
+        stale["error"].as_str().unwrap().contains("set-by-hand"),
+        "the reason names what changed: {stale}"
+    );
+
+    let after = external_ids(&mock);
+    for (id, was) in &before {
+        let now = &after[id];
+        match changes.get(id) {
+            _ if *id == moved => assert_eq!(now.as_deref(), Some("set-by-hand")),
+            Some(new) => assert_eq!(now, new, "{id} was planned"),
+            None => assert_eq!(now, was, "{id} was not in the plan"),
+        }
+    }
+    let journal = job.journal();
+    assert_eq!(journal.len(), 1);
+    assert_eq!(journal[0]["kind"], format!("apply of {path}"));
+
+    // Applied twice, the plan finds every agent changed: nothing is written.
+    let again = agentsync(&["apply", &path]).quiet().output_json().expect(3);
+    for change in again.json()["changes"].as_array().unwrap() {
+        assert_eq!(change["status"], "stale", "{change}");
+    }
+    assert_eq!(
+        job.journal().len(),
+        1,
+        "a run that wrote nothing is not journaled"
+    );
+
+    // What the plan applied can be undone; the hand-set ID stays.
+    agentsync(&["revert", "last"])
+        .config(&job)
+        .quiet()
+        .expect(0);
+    let reverted = external_ids(&mock);
+    for (id, was) in &before {
+        if *id == moved {
+            assert_eq!(reverted[id].as_deref(), Some("set-by-hand"));
+        } else {
+            assert_eq!(&reverted[id], was, "{id} is back");
+        }
+    }
+}
+
+#[test]
+fn a_plan_of_an_edited_config_is_refused() {
+    let mock = Mock::start(&[]);
+    let job = mock.punch_job();
+    let before = external_ids(&mock);
+    let (path, _) = save_plan(&job, "plan.json");
+    let text = job.read("job.toml");
+    job.write("job.toml", &format!("{text}\n# edited after the plan\n"));
+
+    let out = agentsync(&["apply", &path]).quiet().expect(2);
+    assert!(
+        out.stderr.contains("changed since the plan was made"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(external_ids(&mock), before, "nothing was written");
+    assert!(job.journal().is_empty());
+}
+
+#[test]
+fn a_plan_is_refused_with_another_config_file() {
+    let mock = Mock::start(&[]);
+    let job = mock.punch_job();
+    let before = external_ids(&mock);
+    let (path, _) = save_plan(&job, "plan.json");
+    // The same text in another file is another job (another journal, lock).
+    let other = job.write("copy.toml", &job.read("job.toml"));
+
+    let out = agentsync(&["apply", &path, "--config", other.to_str().unwrap()])
+        .quiet()
+        .expect(2);
+    assert!(
+        out.stderr.contains("the plan was made from"),
+        "{}",
+        out.stderr
+    );
+    let out = agentsync(&["apply", &path])
+        .env("AGENTSYNC_CONFIG", other.to_str().unwrap())
+        .quiet()
+        .expect(2);
+    assert!(out.stderr.contains("AGENTSYNC_CONFIG"), "{}", out.stderr);
+    assert_eq!(external_ids(&mock), before);
+
+    // Its own config, named, is fine.
+    agentsync(&["apply", &path]).config(&job).quiet().expect(0);
+}
+
+#[test]
+fn a_plan_older_than_max_age_or_of_another_format_is_refused() {
+    let mock = Mock::start(&[]);
+    let job = mock.punch_job();
+    let before = external_ids(&mock);
+    let (path, mut plan) = save_plan(&job, "plan.json");
+
+    plan["made"] = "2020-01-01T00:00:00Z".into();
+    std::fs::write(&path, plan.to_string()).unwrap();
+    for max_age in [None, Some("1s"), Some("30days")] {
+        let mut run = agentsync(&["apply", &path]).quiet();
+        if let Some(age) = max_age {
+            run = run.args(&["--max-age", age]);
+        }
+        let out = run.expect(2);
+        assert!(out.stderr.contains("--max-age"), "{}", out.stderr);
+    }
+
+    plan["made"] = humantime::format_rfc3339_seconds(std::time::SystemTime::now())
+        .to_string()
+        .into();
+    plan["format"] = 2.into();
+    std::fs::write(&path, plan.to_string()).unwrap();
+    let out = agentsync(&["apply", &path]).quiet().expect(2);
+    assert!(out.stderr.contains("plan format 2"), "{}", out.stderr);
+
+    let not_a_plan = job.write("notes.json", "{\"changes\": []}");
+    agentsync(&["apply", not_a_plan.to_str().unwrap()])
+        .quiet()
+        .expect(2);
+    agentsync(&["apply", &path, "--max-age", "soon"]).expect(2);
+    assert_eq!(external_ids(&mock), before, "nothing was written");
+}
+
+#[test]
+fn apply_holds_a_plan_to_the_safety_limits_unless_forced() {
+    let mock = Mock::start(&[]);
+    let job = mock.punch_job();
+    let text = job
+        .read("job.toml")
+        .replace("max_changes = 500", "max_changes = 3");
+    job.write("job.toml", &text);
+    let before = external_ids(&mock);
+    // A dry run shows the plan whatever its size.
+    let (path, plan) = save_plan(&job, "plan.json");
+    assert!(planned(&plan).len() > 3);
+
+    let out = agentsync(&["apply", &path]).quiet().expect(4);
+    assert!(out.stderr.contains("max_changes"), "{}", out.stderr);
+    assert_eq!(external_ids(&mock), before, "a refusal writes nothing");
+
+    agentsync(&["apply", &path, "--force"]).quiet().expect(0);
+    let after = external_ids(&mock);
+    for (id, new) in planned(&plan) {
+        assert_eq!(after[&id], new);
+    }
+}
+
+#[test]
+fn a_saved_revert_is_applied_like_any_plan() {
+    let mock = Mock::start(&[]);
+    let job = mock.punch_job();
+    let before = external_ids(&mock);
+    agentsync(&[]).config(&job).quiet().expect(0);
+    let run = job.journal()[0]["run"].as_str().unwrap().to_owned();
+    assert_ne!(external_ids(&mock), before);
+
+    let path = job.path("undo.json");
+    let path = path.to_str().unwrap();
+    agentsync(&["revert", "last", "--dry-run", "--out", path])
+        .config(&job)
+        .quiet()
+        .expect(0);
+    let plan: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    assert_eq!(
+        plan["kind"],
+        format!("revert of {run}"),
+        "the run, not `last`"
+    );
+
+    agentsync(&["apply", path]).quiet().expect(0);
+    assert_eq!(external_ids(&mock), before);
+    let journal = job.journal();
+    assert_eq!(journal.last().unwrap()["kind"], format!("apply of {path}"));
+}
+
+#[test]
+fn a_closed_stdout_ends_the_command_quietly() {
+    let mock = Mock::start(&["--users", "4000", "--agents", "4000", "--page-size", "500"]);
+    let job = mock.punch_job();
+    let text = job
+        .read("job.toml")
+        .replace("page_size = 10", "page_size = 1000");
+    job.write("job.toml", &text);
+    // A journal longer than a pipe holds.
+    let mut journal = String::new();
+    for i in 0..3000 {
+        journal.push_str(&format!(
+            "{{\"run\":\"20260101-000000-{i:04x}\",\"time\":\"2026-01-01T00:00:00Z\",\"config\":\"job.toml\",\"name\":\"punch-clock\",\"kind\":\"sync\",\"summary\":{{\"link\":1,\"update\":0,\"unlink\":0,\"failed\":0}},\"changes\":[]}}\n"
+        ));
+    }
+    job.write("job.journal.jsonl", &journal);
+
+    let cases: [(&[&str], &str); 5] = [
+        (&["history"], "RUN "),
+        (&["history", "--output", "json"], "["),
+        (&["fetch"], "ID"),
+        (&["sync", "--dry-run"], "link ("),
+        (&["sync", "--dry-run", "--output", "json"], "{"),
+    ];
+    for (args, first) in cases {
+        let out = agentsync(args).config(&job).quiet().head(1);
+        assert_eq!(out.code, 0, "{args:?}: {}", out.stderr);
+        assert_eq!(out.stderr, "", "{args:?}");
+        assert!(out.stdout.starts_with(first), "{args:?}: {}", out.stdout);
+    }
+}
+
+#[test]
+fn global_flags_go_before_or_after_the_subcommand() {
+    let mock = Mock::start(&[]);
+    let job = mock.punch_job();
+    let config = job.config();
+
+    let before = agentsync(&["--config", config, "fetch"]).quiet().expect(0);
+    let after = agentsync(&["fetch", "--config", config]).quiet().expect(0);
+    let from_env = agentsync(&["fetch"])
+        .env("AGENTSYNC_CONFIG", config)
+        .quiet()
+        .expect(0);
+    assert!(before.stdout.contains("user+1@talkdesk.com"));
+    assert_eq!(before.stdout, after.stdout);
+    assert_eq!(before.stdout, from_env.stdout);
+
+    let top = agentsync(&["-q", "--output", "json", "--config", config, "--dry-run"]).expect(0);
+    let sub = agentsync(&[
+        "sync",
+        "--dry-run",
+        "--output",
+        "json",
+        "-q",
+        "--config",
+        config,
+    ])
+    .expect(0);
+    for out in [&top, &sub] {
+        assert_eq!(out.stderr, "");
+        assert_eq!(out.json()["dry_run"], true);
+    }
+    assert_eq!(top.json()["summary"], sub.json()["summary"]);
+    agentsync(&["history", "-q", "--output", "json"])
+        .config(&job)
+        .expect(0);
+
+    // The sync's own flags stay with the sync.
+    let out = agentsync(&["--dry-run", "fetch", "--config", config]).expect(2);
+    assert!(out.stderr.contains("--dry-run"), "{}", out.stderr);
+    let plan = job.path("plan.json");
+    agentsync(&["sync", "--out", plan.to_str().unwrap()])
+        .config(&job)
+        .expect(2);
+    assert!(!plan.exists(), "--out without --dry-run");
+}
+
+#[test]
+fn events_errors_name_the_line_and_nothing_is_sent() {
+    let mock = Mock::start(&[]);
+    let job = mock.punch_job();
+    agentsync(&[]).config(&job).quiet().expect(0);
+    let punches = || mock.get("/punches")["punches"].as_array().unwrap().clone();
+    let events = |text: &str| job.write("events.jsonl", text);
+
+    let file = events(
+        r#"{"email": "user+1@talkdesk.com", "vars": {"event": "login"}}
+not json
+{"email": "user+2@talkdesk.com", "vars": {"event": 1}}
+{"vars": {"event": "login"}}
+"#,
+    );
+    let out = agentsync(&["action", "punch", "--events", file.to_str().unwrap()])
+        .config(&job)
+        .expect(2);
+    let name = file.display().to_string();
+    for expected in [
+        format!("{name}: line 2: not JSON"),
+        format!("{name}: line 3: vars.event is a number, not a string"),
+        format!("{name}: line 4: no \"email\""),
+    ] {
+        assert!(out.stderr.contains(&expected), "{expected}\n{}", out.stderr);
+    }
+    assert!(!out.stderr.contains("line 1:"), "{}", out.stderr);
+    assert!(punches().is_empty());
+
+    // A line without the variable the action needs, and no --set for it.
+    let file = events(
+        r#"{"email": "user+1@talkdesk.com", "vars": {"event": "login"}}
+{"email": "user+2@talkdesk.com"}
+"#,
+    );
+    let out = agentsync(&["action", "punch", "--events", file.to_str().unwrap()])
+        .config(&job)
+        .expect(2);
+    assert!(
+        out.stderr.contains(&format!(
+            "{name}: line 2: user+2@talkdesk.com has no vars.event"
+        )),
+        "{}",
+        out.stderr
+    );
+    assert!(punches().is_empty());
+
+    // --set gives every event its defaults; an event's own vars win.
+    let lines = agentsync(&["action", "punch", "--events", file.to_str().unwrap()])
+        .args(&["--set", "event=logout"])
+        .config(&job)
+        .output_json()
+        .expect(0)
+        .json_lines();
+    assert_eq!(lines.len(), 2, "one JSON line per event");
+    let events: Vec<_> = punches()
+        .iter()
+        .map(|p| p["event"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(events, ["login", "logout"]);
+}
