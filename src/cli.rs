@@ -133,6 +133,9 @@ pub(crate) enum Command {
         /// Show what would be reverted; write nothing.
         #[arg(long)]
         dry_run: bool,
+        /// Revert even when it exceeds [sync] max_changes or max_unlink_percent.
+        #[arg(long)]
+        force: bool,
     },
 
     /// Print shell completions.

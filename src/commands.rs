@@ -51,7 +51,8 @@ pub(crate) fn dispatch(cli: Cli) -> Result<Ending> {
             run,
             config,
             dry_run,
-        }) => revert(&config, &run, dry_run, output),
+            force,
+        }) => revert(&config, &run, dry_run, force, output),
         Some(Command::Completions { shell }) => {
             let mut cmd = <Cli as clap::CommandFactory>::command();
             clap_complete::generate(shell, &mut cmd, "agentsync", &mut std::io::stdout());
@@ -100,8 +101,17 @@ fn run_options(args: &SyncArgs) -> RunOptions {
 
 fn sync_job(job: Job, args: &SyncArgs, output: Output) -> Result<Ending> {
     let run = engine::sync(job, run_options(args), &Progress::new())?;
+    print_run(run, output)
+}
+
+/// Print a run's report, then end as it ended (an error after writing began
+/// fails the command once the report is out).
+fn print_run(run: engine::Run, output: Output) -> Result<Ending> {
     output::emit(output, &run.report)?;
-    Ok(run.ending)
+    match run.error {
+        Some(e) => Err(e),
+        None => Ok(run.ending),
+    }
 }
 
 fn action(
@@ -236,20 +246,31 @@ fn action(
 
 fn history(arg: &ConfigArg, output: Output) -> Result<Ending> {
     let job = load(arg)?;
-    let entries = journal::read(&job.sync.journal)?;
-    output::emit(output, &HistoryView::new(&entries, &job.sync.journal))?;
+    let Some(path) = &job.sync.journal else {
+        return Err(anyhow::anyhow!(
+            "no state directory to find the journal in: set AGENTSYNC_STATE_DIR (or STATE_DIRECTORY, XDG_STATE_HOME, HOME), or [sync] journal"
+        ));
+    };
+    let entries = journal::read(path)?;
+    output::emit(output, &HistoryView::new(&entries, path))?;
     Ok(Ending::Success)
 }
 
-fn revert(arg: &ConfigArg, run_id: &str, dry_run: bool, output: Output) -> Result<Ending> {
+fn revert(
+    arg: &ConfigArg,
+    run_id: &str,
+    dry_run: bool,
+    force: bool,
+    output: Output,
+) -> Result<Ending> {
     let job = load(arg)?;
     let options = RunOptions {
         dry_run,
+        force,
         ..RunOptions::default()
     };
     let run = engine::revert(job, run_id, options, &Progress::new())?;
-    output::emit(output, &run.report)?;
-    Ok(run.ending)
+    print_run(run, output)
 }
 
 fn mock_options(args: &MockArgs) -> mock::MockOptions {

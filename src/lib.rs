@@ -27,6 +27,7 @@ mod progress;
 mod redact;
 mod report;
 mod request;
+mod signals;
 mod sink;
 mod source;
 mod state;

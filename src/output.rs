@@ -103,15 +103,16 @@ impl<'a> HistoryView<'a> {
 impl Render for HistoryView<'_> {
     fn human(&self, out: &mut dyn Write) -> io::Result<()> {
         if self.entries.is_empty() {
-            writeln!(out, "no applied runs in {}", self.journal.display())?;
+            writeln!(out, "no runs in {}", self.journal.display())?;
         }
         for e in self.entries {
             writeln!(
                 out,
-                "{}  {}  {:<24}  {} link, {} update, {} unlink, {} failed",
+                "{}  {}  {:<24}  {:<13}  {} link, {} update, {} unlink, {} failed",
                 e.run,
                 e.time,
                 e.kind,
+                e.ending.as_str(),
                 e.summary.link,
                 e.summary.update,
                 e.summary.unlink,

@@ -37,6 +37,8 @@ pub(crate) struct Summary {
 #[derive(Debug, Serialize)]
 pub(crate) struct Report {
     pub dry_run: bool,
+    /// Why the plan is not (or would not be) applied: a safety limit.
+    pub refusal: Option<String>,
     pub source: SourceReport,
     pub sink: SinkReport,
     pub summary: Summary,
@@ -59,6 +61,7 @@ impl Report {
         };
         Report {
             dry_run,
+            refusal: None,
             source: SourceReport {
                 pages: fetched.pages,
                 records: fetched.records,
@@ -157,6 +160,9 @@ impl Render for Report {
         } else {
             "Nothing applied"
         };
+        if let Some(why) = &self.refusal {
+            writeln!(out, "Refused: {why}")?;
+        }
         if self.changes.is_empty() && self.dry_run {
             writeln!(out, "No changes: the directory matches the source.")?;
         }
