@@ -303,11 +303,18 @@ fn demo(args: &MockArgs) -> Result<Ending> {
         opts.addr = "127.0.0.1:0".into();
     }
     let server = mock::start(opts)?;
+    // The demo's journal and lock stay in its own folder: it leaves nothing in
+    // the user's state directory.
     let dir = tempfile::tempdir().context("creating a folder for the demo's journal")?;
     let text = DEMO_CONFIG.replace(MOCK_DEFAULT, &server.base_url());
     let path = dir.path().join("punch.toml");
     std::fs::write(&path, &text).with_context(|| format!("writing {}", path.display()))?;
-    let job_for = |p: &Path| -> Result<Job> { Ok(config::load(p)?) };
+    let job_for = |p: &Path| -> Result<Job> {
+        let mut job = config::load(p)?;
+        job.sync.journal = Some(dir.path().join("punch.journal.jsonl"));
+        job.sync.lock = Some(dir.path().join("punch.lock"));
+        Ok(job)
+    };
 
     let say = |title: &str| -> Result<()> {
         let mut out = std::io::stdout().lock();

@@ -506,3 +506,37 @@ fn metrics_and_pings_tell_how_each_run_ended() {
     assert!(out.stderr.contains("ping"), "{}", out.stderr);
     assert!(!out.stderr.contains("abc"), "the check's key is not shown");
 }
+
+#[test]
+fn a_pagination_value_that_is_null_is_an_error() {
+    let src = Server::start(|_| {
+        Resp::json(r#"{"users": [{"id": "1", "email": "u1@x.com"}], "total": null}"#)
+    });
+    let scim = directory(1, Duration::ZERO);
+    let job = Job::source(&src.base)
+        .records(".users")
+        .query("page", "{{page}}")
+        .paginate("page")
+        .total(".total")
+        .sink_scim(&scim.base())
+        .write();
+    let out = sync(&job).quiet().expect(1);
+    assert!(
+        out.stderr.contains("total `.total` gave null"),
+        "{}",
+        out.stderr
+    );
+    assert!(scim.writes().is_empty());
+    let out = common::fetch(&job).quiet().expect(1);
+    assert!(out.stderr.contains("gave null"), "{}", out.stderr);
+}
+
+#[test]
+fn the_demo_leaves_nothing_in_the_state_directory() {
+    let state = tempfile::tempdir().unwrap();
+    let out = agentsync(&["demo", "--users", "5", "--agents", "5"])
+        .env("AGENTSYNC_STATE_DIR", state.path().to_str().unwrap())
+        .expect(0);
+    assert!(out.stdout.contains("=== 3."), "{}", out.stdout);
+    assert_eq!(std::fs::read_dir(state.path()).unwrap().count(), 0);
+}
