@@ -206,6 +206,9 @@ pub(crate) enum Command {
         /// With --dry-run: save the plan to FILE for `agentsync apply FILE`.
         #[arg(long, value_name = "FILE", requires = "dry_run")]
         out: Option<PathBuf>,
+        /// Revert even when it exceeds [sync] max_changes or max_unlink_percent.
+        #[arg(long)]
+        force: bool,
     },
 
     /// Apply a plan saved with `--dry-run --out FILE`: exactly its changes.

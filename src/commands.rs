@@ -49,9 +49,12 @@ pub(crate) fn dispatch(cli: Cli) -> Result<Ending> {
             output,
         ),
         Some(Command::History) => history(config, output),
-        Some(Command::Revert { run, dry_run, out }) => {
-            revert(config, &run, dry_run, out.as_deref(), output)
-        }
+        Some(Command::Revert {
+            run,
+            dry_run,
+            out,
+            force,
+        }) => revert(config, &run, dry_run, out.as_deref(), force, output),
         Some(Command::Apply {
             plan,
             max_age,
@@ -137,8 +140,17 @@ fn run_options(args: &SyncArgs) -> RunOptions {
 
 fn sync_job(job: Job, args: &SyncArgs, output: Output) -> Result<Ending> {
     let run = engine::sync(job, run_options(args), &Progress::new())?;
+    print_run(run, output)
+}
+
+/// Print a run's report, then end as it ended (an error after writing began
+/// fails the command once the report is out).
+fn print_run(run: engine::Run, output: Output) -> Result<Ending> {
     print(output, &run.report)?;
-    Ok(run.ending)
+    match run.error {
+        Some(e) => Err(e),
+        None => Ok(run.ending),
+    }
 }
 
 fn action(
@@ -303,10 +315,20 @@ fn action_line(
     }
 }
 
+/// The journal of a job, or why there is none.
+fn journal_path(job: &Job) -> Result<&Path> {
+    job.sync.journal.as_deref().ok_or_else(|| {
+        anyhow::anyhow!(
+            "no state directory to find the journal in: set AGENTSYNC_STATE_DIR (or STATE_DIRECTORY, XDG_STATE_HOME, HOME), or [sync] journal"
+        )
+    })
+}
+
 fn history(config: Option<&Path>, output: Output) -> Result<Ending> {
     let job = load(config)?;
-    let entries = journal::read(&job.sync.journal)?;
-    print(output, &HistoryView::new(&entries, &job.sync.journal))?;
+    let path = journal_path(&job)?;
+    let entries = journal::read(path)?;
+    print(output, &HistoryView::new(&entries, path))?;
     Ok(Ending::Success)
 }
 
@@ -315,20 +337,21 @@ fn revert(
     run_id: &str,
     dry_run: bool,
     out: Option<&Path>,
+    force: bool,
     output: Output,
 ) -> Result<Ending> {
     let options = RunOptions {
         dry_run,
+        force,
         ..RunOptions::default()
     };
     let Some(out) = out else {
         let run = engine::revert(load(config)?, run_id, options, &Progress::new())?;
-        print(output, &run.report)?;
-        return Ok(run.ending);
+        return print_run(run, output);
     };
     let (job, config) = saved::load_config(config_path(config)?)?;
     // The plan names the run itself, not `last` or a prefix.
-    let run_id = journal::find(&journal::read(&job.sync.journal)?, run_id)?
+    let run_id = journal::find(&journal::read(journal_path(&job)?)?, run_id)?
         .run
         .clone();
     let name = job.name.clone();
@@ -357,8 +380,7 @@ fn apply(
         ..RunOptions::default()
     };
     let run = engine::apply_saved(job, plan, plan_path, options, &Progress::new())?;
-    print(output, &run.report)?;
-    Ok(run.ending)
+    print_run(run, output)
 }
 
 fn mock_options(args: &MockArgs) -> mock::MockOptions {
@@ -391,11 +413,18 @@ fn demo(args: &MockArgs) -> Result<Ending> {
         opts.addr = "127.0.0.1:0".into();
     }
     let server = mock::start(opts)?;
+    // The demo's journal and lock stay in its own folder: it leaves nothing in
+    // the user's state directory.
     let dir = tempfile::tempdir().context("creating a folder for the demo's journal")?;
     let text = DEMO_CONFIG.replace(MOCK_DEFAULT, &server.base_url());
     let path = dir.path().join("punch.toml");
     std::fs::write(&path, &text).with_context(|| format!("writing {}", path.display()))?;
-    let job_for = |p: &Path| -> Result<Job> { Ok(config::load(p)?) };
+    let job_for = |p: &Path| -> Result<Job> {
+        let mut job = config::load(p)?;
+        job.sync.journal = Some(dir.path().join("punch.journal.jsonl"));
+        job.sync.lock = Some(dir.path().join("punch.lock"));
+        Ok(job)
+    };
 
     let say = |title: &str| -> Result<()> {
         let mut out = output::stdout();

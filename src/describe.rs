@@ -116,7 +116,10 @@ pub(crate) fn describe(job: &Job) -> Description {
             unlink_missing: job.sync.unlink_missing,
             max_changes: job.sync.max_changes,
             max_unlink_percent: job.sync.max_unlink_percent,
-            journal: job.sync.journal.display().to_string(),
+            journal: job.sync.journal.as_ref().map_or_else(
+                || "(no state directory: set AGENTSYNC_STATE_DIR)".to_owned(),
+                |j| j.display().to_string(),
+            ),
         },
         actions: job.actions.keys().cloned().collect(),
     }

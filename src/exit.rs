@@ -17,6 +17,9 @@ pub(crate) enum Ending {
     Refused(String),
     /// `--dry-run --detailed-exitcode` and the plan has changes (5).
     Changes,
+    /// Stopped by a signal (SIGINT 130, SIGTERM 143): the writes in flight
+    /// finished, the rest were not started.
+    Interrupted(i32),
 }
 
 /// The errors whose exit code is not 1.
@@ -66,6 +69,7 @@ pub(crate) fn code(result: &anyhow::Result<Ending>) -> u8 {
         Ok(Ending::WritesFailed) => 3,
         Ok(Ending::Refused(_)) => 4,
         Ok(Ending::Changes) => 5,
+        Ok(Ending::Interrupted(signal)) => u8::try_from(128 + signal).unwrap_or(1),
         Err(err) => {
             if err.downcast_ref::<crate::config::ConfigError>().is_some()
                 || matches!(err.downcast_ref::<Error>(), Some(Error::Usage(_)))
@@ -88,6 +92,8 @@ mod tests {
         assert_eq!(code(&Ok(Ending::WritesFailed)), 3);
         assert_eq!(code(&Ok(Ending::Refused("x".into()))), 4);
         assert_eq!(code(&Ok(Ending::Changes)), 5);
+        assert_eq!(code(&Ok(Ending::Interrupted(2))), 130);
+        assert_eq!(code(&Ok(Ending::Interrupted(15))), 143);
         assert_eq!(code(&Err(usage("bad flag"))), 2);
         assert_eq!(code(&Err(anyhow::anyhow!("network down"))), 1);
         let wrapped = Err(usage("bad").context("while loading"));

@@ -29,6 +29,7 @@ mod redact;
 mod report;
 mod request;
 mod saved;
+mod signals;
 mod sink;
 mod source;
 mod state;

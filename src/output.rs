@@ -432,13 +432,15 @@ impl<'a> HistoryView<'a> {
 impl Render for HistoryView<'_> {
     fn human(&self, out: &mut dyn Write) -> io::Result<()> {
         if self.entries.is_empty() {
-            writeln!(out, "no applied runs in {}", self.journal.display())?;
+            writeln!(out, "no runs in {}", self.journal.display())?;
             return Ok(());
         }
-        let mut table = Table::new().right(3).right(4).right(5).right(6);
+        let mut table = Table::new().right(4).right(5).right(6).right(7);
         table.row(
-            ["RUN", "TIME", "KIND", "LINK", "UPDATE", "UNLINK", "FAILED"]
-                .map(|h| Cell::plain(h).styled(style::HEADING)),
+            [
+                "RUN", "TIME", "KIND", "ENDING", "LINK", "UPDATE", "UNLINK", "FAILED",
+            ]
+            .map(|h| Cell::plain(h).styled(style::HEADING)),
         );
         for e in self.entries {
             let s = &e.summary;
@@ -447,6 +449,7 @@ impl Render for HistoryView<'_> {
                 Cell::value(&e.run),
                 Cell::value(&e.time),
                 Cell::value(&e.kind),
+                Cell::plain(e.ending.as_str()),
                 Cell::plain(s.link.to_string()),
                 Cell::plain(s.update.to_string()),
                 Cell::plain(s.unlink.to_string()),

@@ -201,7 +201,9 @@ pub(crate) fn plan(users: &[User], agents: &[Agent], unlink_missing: bool) -> Pl
         };
         match (agent.external_id.as_deref(), wanted) {
             (None, Some(_)) => {}
-            (Some(old), Some(new)) if old != new => {}
+            // Sinks trim what they read back: an ID that differs only in its
+            // surrounding spaces is already there.
+            (Some(old), Some(new)) if old.trim() != new.trim() => {}
             (Some(_), None) if unlink_missing => {}
             (Some(_), Some(_)) => {
                 plan.unchanged += 1;

@@ -37,6 +37,8 @@ pub(crate) struct Summary {
 #[derive(Debug, Serialize)]
 pub(crate) struct Report {
     pub dry_run: bool,
+    /// Why the plan is not (or would not be) applied: a safety limit.
+    pub refusal: Option<String>,
     /// The saved plan this run applied (`agentsync apply`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub plan: Option<crate::saved::PlanRef>,
@@ -62,6 +64,7 @@ impl Report {
         };
         Report {
             dry_run,
+            refusal: None,
             plan: None,
             source: SourceReport {
                 pages: fetched.pages,
@@ -198,6 +201,9 @@ impl Render for Report {
         } else {
             "Nothing applied"
         };
+        if let Some(why) = &self.refusal {
+            writeln!(out, "Refused: {why}")?;
+        }
         if self.changes.is_empty() && self.dry_run {
             writeln!(out, "No changes: the directory matches the source.")?;
         }
@@ -252,6 +258,7 @@ mod tests {
     fn report(changes: Vec<Change>) -> Report {
         Report {
             dry_run: true,
+            refusal: None,
             plan: None,
             source: SourceReport {
                 pages: 1,

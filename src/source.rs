@@ -331,16 +331,32 @@ fn observe(
     records: usize,
 ) -> Result<Observed> {
     let pg = &job.pagination;
+    // A configured count, total or has_more that yields null is a page of
+    // another shape, never a value to ignore: ignoring it could end the
+    // listing early, and a short source passes as a complete one.
+    let given = |jq: &crate::mapping::Jq, key: &str| {
+        anyhow!(
+            "[pagination] {key} `{}` gave null on this page: the page does not have the expected shape",
+            jq.source()
+        )
+    };
     let count = match &pg.count {
-        Some(jq) => mapping::as_count(&jq.run_one(page)?, "count")?.unwrap_or(records as u64),
+        Some(jq) => {
+            mapping::as_count(&jq.run_one(page)?, "count")?.ok_or_else(|| given(jq, "count"))?
+        }
         None => records as u64,
     };
     let total = match &pg.total {
-        Some(jq) => mapping::as_count(&jq.run_one(page)?, "total")?,
+        Some(jq) => Some(
+            mapping::as_count(&jq.run_one(page)?, "total")?.ok_or_else(|| given(jq, "total"))?,
+        ),
         None => None,
     };
     let has_more = match &pg.has_more {
-        Some(jq) => mapping::as_bool(&jq.run_one(page)?, "has_more")?,
+        Some(jq) => Some(
+            mapping::as_bool(&jq.run_one(page)?, "has_more")?
+                .ok_or_else(|| given(jq, "has_more"))?,
+        ),
         None => None,
     };
     let cursor = match &pg.cursor {

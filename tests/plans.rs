@@ -97,7 +97,11 @@ fn a_saved_plan_is_applied_as_reviewed_leaving_agents_changed_since_stale() {
     set_by_hand(&mock, &moved, "set-by-hand");
 
     // The config comes from the plan: no --config.
-    let out = agentsync(&["apply", &path]).quiet().output_json().expect(3);
+    let out = agentsync(&["apply", &path])
+        .state(&job)
+        .quiet()
+        .output_json()
+        .expect(3);
     let report = out.json();
     assert_eq!(report["dry_run"], false);
     assert_eq!(report["plan"]["path"], path.as_str());
@@ -143,18 +147,26 @@ fn a_saved_plan_is_applied_as_reviewed_leaving_agents_changed_since_stale() {
     assert_eq!(journal[0]["kind"], format!("apply of {path}"));
 
     // Applied twice, the plan finds every agent changed: nothing is written.
-    let again = agentsync(&["apply", &path]).quiet().output_json().expect(3);
+    let again = agentsync(&["apply", &path])
+        .state(&job)
+        .quiet()
+        .output_json()
+        .expect(3);
     for change in again.json()["changes"].as_array().unwrap() {
         assert_eq!(change["status"], "stale", "{change}");
     }
+    let journal = job.journal();
     assert_eq!(
-        job.journal().len(),
-        1,
-        "a run that wrote nothing is not journaled"
+        journal.len(),
+        2,
+        "every run is journaled, also one that wrote nothing"
     );
+    assert_eq!(journal[1]["kind"], format!("apply of {path}"));
 
-    // What the plan applied can be undone; the hand-set ID stays.
-    agentsync(&["revert", "last"])
+    // What the plan applied can be undone; the hand-set ID stays. Undoing 15
+    // links unlinks more than max_unlink_percent: a revert is held to the
+    // limits like a sync, so it is forced.
+    agentsync(&["revert", "last", "--force"])
         .config(&job)
         .quiet()
         .expect(0);
@@ -177,7 +189,7 @@ fn a_plan_of_an_edited_config_is_refused() {
     let text = job.read("job.toml");
     job.write("job.toml", &format!("{text}\n# edited after the plan\n"));
 
-    let out = agentsync(&["apply", &path]).quiet().expect(2);
+    let out = agentsync(&["apply", &path]).state(&job).quiet().expect(2);
     assert!(
         out.stderr.contains("changed since the plan was made"),
         "{}",
@@ -197,6 +209,7 @@ fn a_plan_is_refused_with_another_config_file() {
     let other = job.write("copy.toml", &job.read("job.toml"));
 
     let out = agentsync(&["apply", &path, "--config", other.to_str().unwrap()])
+        .state(&job)
         .quiet()
         .expect(2);
     assert!(
@@ -205,6 +218,7 @@ fn a_plan_is_refused_with_another_config_file() {
         out.stderr
     );
     let out = agentsync(&["apply", &path])
+        .state(&job)
         .env("AGENTSYNC_CONFIG", other.to_str().unwrap())
         .quiet()
         .expect(2);
@@ -225,7 +239,7 @@ fn a_plan_older_than_max_age_or_of_another_format_is_refused() {
     plan["made"] = "2020-01-01T00:00:00Z".into();
     std::fs::write(&path, plan.to_string()).unwrap();
     for max_age in [None, Some("1s"), Some("30days")] {
-        let mut run = agentsync(&["apply", &path]).quiet();
+        let mut run = agentsync(&["apply", &path]).state(&job).quiet();
         if let Some(age) = max_age {
             run = run.args(&["--max-age", age]);
         }
@@ -238,14 +252,17 @@ fn a_plan_older_than_max_age_or_of_another_format_is_refused() {
         .into();
     plan["format"] = 2.into();
     std::fs::write(&path, plan.to_string()).unwrap();
-    let out = agentsync(&["apply", &path]).quiet().expect(2);
+    let out = agentsync(&["apply", &path]).state(&job).quiet().expect(2);
     assert!(out.stderr.contains("plan format 2"), "{}", out.stderr);
 
     let not_a_plan = job.write("notes.json", "{\"changes\": []}");
     agentsync(&["apply", not_a_plan.to_str().unwrap()])
+        .state(&job)
         .quiet()
         .expect(2);
-    agentsync(&["apply", &path, "--max-age", "soon"]).expect(2);
+    agentsync(&["apply", &path, "--max-age", "soon"])
+        .state(&job)
+        .expect(2);
     assert_eq!(external_ids(&mock), before, "nothing was written");
 }
 
@@ -262,11 +279,14 @@ fn apply_holds_a_plan_to_the_safety_limits_unless_forced() {
     let (path, plan) = save_plan(&job, "plan.json");
     assert!(planned(&plan).len() > 3);
 
-    let out = agentsync(&["apply", &path]).quiet().expect(4);
+    let out = agentsync(&["apply", &path]).state(&job).quiet().expect(4);
     assert!(out.stderr.contains("max_changes"), "{}", out.stderr);
     assert_eq!(external_ids(&mock), before, "a refusal writes nothing");
 
-    agentsync(&["apply", &path, "--force"]).quiet().expect(0);
+    agentsync(&["apply", &path, "--force"])
+        .state(&job)
+        .quiet()
+        .expect(0);
     let after = external_ids(&mock);
     for (id, new) in planned(&plan) {
         assert_eq!(after[&id], new);
@@ -295,7 +315,7 @@ fn a_saved_revert_is_applied_like_any_plan() {
         "the run, not `last`"
     );
 
-    agentsync(&["apply", path]).quiet().expect(0);
+    agentsync(&["apply", path]).state(&job).quiet().expect(0);
     assert_eq!(external_ids(&mock), before);
     let journal = job.journal();
     assert_eq!(journal.last().unwrap()["kind"], format!("apply of {path}"));
@@ -307,7 +327,8 @@ fn a_closed_stdout_ends_the_command_quietly() {
     let job = mock.punch_job();
     let text = job
         .read("job.toml")
-        .replace("page_size = 10", "page_size = 1000");
+        .replace("page_size = 10", "page_size = 1000")
+        .replace("[sync]\n", "[sync]\njournal = \"job.journal.jsonl\"\n");
     job.write("job.toml", &text);
     // A journal longer than a pipe holds.
     let mut journal = String::new();

@@ -412,7 +412,8 @@ auth = {{ kind = "basic", username_env = "ACT_USER", password_env = "ACT_PASS" }
     );
 
     // The files written: the journal.
-    let journal = std::fs::read_to_string(good.config.with_extension("journal.jsonl")).unwrap();
+    let journal_path = good.journal_path().expect("the runs made a journal");
+    let journal = std::fs::read_to_string(journal_path).unwrap();
     assert_clean("journal", &journal, &banned);
     // The servers did echo secrets, and those were masked, not missed.
     let all = outputs.concat();

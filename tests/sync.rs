@@ -416,6 +416,7 @@ fn the_json_report_has_the_contract_shape() {
             "changes",
             "conflicts",
             "dry_run",
+            "refusal",
             "sink",
             "source",
             "summary",

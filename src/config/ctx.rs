@@ -43,6 +43,11 @@ impl<'a> Ctx<'a> {
         Ctx { text, file, env }
     }
 
+    /// The environment the config is read in.
+    pub(super) fn env(&self) -> EnvLookup<'a> {
+        self.env
+    }
+
     pub(super) fn error(
         &self,
         span: Option<Range<usize>>,

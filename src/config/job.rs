@@ -73,7 +73,11 @@ impl Job {
             .as_ref()
             .map(|s| SinkSpec::from_raw(s, path, ctx))
             .transpose()?;
-        let sync = SyncSpec::from_raw(&raw.sync, path, ctx)?;
+        let sink_file = match &sink {
+            Some(SinkSpec::File { path }) => Some(path.as_path()),
+            _ => None,
+        };
+        let sync = SyncSpec::from_raw(&raw.sync, path, sink_file, ctx)?;
         let actions = raw
             .actions
             .iter()

@@ -278,5 +278,10 @@ pub(super) struct RawSync {
     pub unlink_missing: Option<bool>,
     pub max_changes: Option<u64>,
     pub max_unlink_percent: Option<Spanned<f64>>,
-    pub journal: Option<String>,
+    pub min_users: Option<u64>,
+    pub max_skipped_percent: Option<Spanned<f64>>,
+    pub max_source_drop_percent: Option<Spanned<f64>>,
+    pub journal: Option<Spanned<String>>,
+    pub metrics_file: Option<Spanned<String>>,
+    pub ping_url: Option<Spanned<String>>,
 }

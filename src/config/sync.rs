@@ -1,42 +1,164 @@
-//! `[sync]`: the safety limits of a run and where its journal is written.
+//! `[sync]`: the safety limits of a run (of the plan and of the source), and
+//! where its state goes: the journal and lock (in the state directory unless
+//! `journal` says otherwise), the metrics file and the health-check pings.
 
 use std::path::{Path, PathBuf};
+
+use toml::Spanned;
+use url::Url;
 
 use super::ctx::{ConfigError, Ctx};
 use super::raw::RawSync;
 use super::relative_to_config;
+use crate::state;
 
 #[derive(Debug)]
 pub(crate) struct SyncSpec {
     pub unlink_missing: bool,
     pub max_changes: u64,
     pub max_unlink_percent: f64,
-    pub journal: PathBuf,
+    /// Fewer users from the source is an error (no `--force` passes it).
+    pub min_users: u64,
+    /// More records skipped by the mapping, in percent of the records: refused.
+    pub max_skipped_percent: f64,
+    /// Fewer users than the last successful run by more, in percent: refused.
+    pub max_source_drop_percent: f64,
+    /// The journal; `None` when there is no state directory to put it in.
+    pub journal: Option<PathBuf>,
+    /// The run lock, beside the journal's default place.
+    pub lock: Option<PathBuf>,
+    pub metrics_file: Option<PathBuf>,
+    pub ping_url: Option<Url>,
 }
 
 impl SyncSpec {
-    /// The journal path is taken relative to `config_path`, the config file.
+    /// Paths are taken relative to `config_path`, the config file; the journal
+    /// may be neither the config nor `sink_file`.
     pub(super) fn from_raw(
         raw: &RawSync,
         config_path: &Path,
+        sink_file: Option<&Path>,
         ctx: &Ctx,
     ) -> Result<Self, ConfigError> {
-        let max_unlink_percent = match &raw.max_unlink_percent {
+        let percent = |key: &str, value: &Option<Spanned<f64>>, default: f64| match value {
             Some(p) if !(0.0..=100.0).contains(p.get_ref()) => {
-                return Err(ctx.err_at(p, "[sync] max_unlink_percent must be between 0 and 100"));
+                Err(ctx.err_at(p, format!("[sync] {key} must be between 0 and 100")))
             }
-            Some(p) => *p.get_ref(),
-            None => 20.0,
+            Some(p) => Ok(*p.get_ref()),
+            None => Ok(default),
         };
+        let state_dir = state::state_dir(ctx.env());
+        let stem = state::file_stem(config_path);
         let journal = match &raw.journal {
-            Some(j) => relative_to_config(config_path, j),
-            None => config_path.with_extension("journal.jsonl"),
+            Some(j) => {
+                let path = relative_to_config(config_path, j.get_ref());
+                for (other, what) in [
+                    (Some(config_path), "the config"),
+                    (sink_file, "the sink's file"),
+                ] {
+                    if other.is_some_and(|o| same_file(&path, o)) {
+                        return Err(ctx.err_at(
+                            j,
+                            format!("[sync] journal is {what}: the journal would overwrite it"),
+                        ));
+                    }
+                }
+                Some(path)
+            }
+            None => state_dir
+                .as_ref()
+                .map(|d| d.join(format!("{stem}.journal.jsonl"))),
         };
+        let metrics_file = raw
+            .metrics_file
+            .as_ref()
+            .map(|m| relative_to_config(config_path, m.get_ref()));
+        let ping_url = raw
+            .ping_url
+            .as_ref()
+            .map(|u| ctx.url("[sync] ping_url", u))
+            .transpose()?;
         Ok(SyncSpec {
             unlink_missing: raw.unlink_missing.unwrap_or(false),
             max_changes: raw.max_changes.unwrap_or(500),
-            max_unlink_percent,
+            max_unlink_percent: percent("max_unlink_percent", &raw.max_unlink_percent, 20.0)?,
+            min_users: raw.min_users.unwrap_or(1),
+            max_skipped_percent: percent("max_skipped_percent", &raw.max_skipped_percent, 10.0)?,
+            max_source_drop_percent: percent(
+                "max_source_drop_percent",
+                &raw.max_source_drop_percent,
+                50.0,
+            )?,
             journal,
+            lock: state_dir.map(|d| d.join(format!("{stem}.lock"))),
+            metrics_file,
+            ping_url,
         })
+    }
+}
+
+/// Do `a` and `b` name the same file? Compared canonically (links and `..`
+/// resolved), also when `a` does not exist yet.
+fn same_file(a: &Path, b: &Path) -> bool {
+    let canonical = |p: &Path| -> PathBuf {
+        if let Ok(c) = p.canonicalize() {
+            return c;
+        }
+        match (p.parent(), p.file_name()) {
+            (Some(dir), Some(name)) => dir
+                .canonicalize()
+                .map(|d| d.join(name))
+                .unwrap_or_else(|_| p.to_owned()),
+            _ => p.to_owned(),
+        }
+    };
+    canonical(a) == canonical(b)
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::config::tests::MINIMAL;
+    use std::path::Path;
+
+    #[test]
+    fn the_journal_is_in_the_state_directory_by_default() {
+        let env = |name: &str| (name == "AGENTSYNC_STATE_DIR").then(|| "/var/lib/as".to_owned());
+        let job = crate::config::parse(MINIMAL, Path::new("/etc/agentsync/t.toml"), &env).unwrap();
+        let journal = job.sync.journal.unwrap();
+        let name = journal.file_name().unwrap().to_str().unwrap();
+        assert!(journal.starts_with("/var/lib/as"), "{}", journal.display());
+        assert!(
+            name.starts_with("t-") && name.ends_with(".journal.jsonl"),
+            "{name}"
+        );
+        let lock = job.sync.lock.unwrap();
+        assert_eq!(
+            lock.file_name().unwrap().to_str().unwrap(),
+            name.replace(".journal.jsonl", ".lock")
+        );
+        assert_eq!(job.sync.min_users, 1);
+        assert_eq!(job.sync.max_skipped_percent, 10.0);
+        assert_eq!(job.sync.max_source_drop_percent, 50.0);
+    }
+
+    #[test]
+    fn a_journal_over_the_config_or_the_sink_file_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("job.toml");
+        std::fs::write(&config, MINIMAL).unwrap();
+        let env = |_: &str| None;
+        for (journal, sink) in [
+            ("job.toml", ""),
+            ("./sub/../job.toml", ""),
+            (
+                "agents.json",
+                "\n[sink]\nkind = \"file\"\npath = \"agents.json\"\n",
+            ),
+        ] {
+            std::fs::create_dir_all(dir.path().join("sub")).unwrap();
+            let text = format!("{MINIMAL}{sink}\n[sync]\njournal = \"{journal}\"\n");
+            let err = crate::config::parse(&text, &config, &env).unwrap_err();
+            assert!(err.message.contains("[sync] journal is"), "{err}");
+        }
     }
 }

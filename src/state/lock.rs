@@ -1,10 +1,11 @@
 //! One run at a time per config: an exclusive OS file lock, held for the whole
 //! run and released by the kernel when the process ends, however it ends — so a
-//! killed run never leaves a stale lock behind.
+//! killed run never leaves a stale lock behind. The lock file lives in the
+//! state directory and is kept between runs (one per config).
 
 use std::fs::{File, OpenOptions, TryLockError};
-use std::hash::{Hash, Hasher};
-use std::path::{Path, PathBuf};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::Path;
 
 use anyhow::{Context, Result, bail};
 
@@ -14,44 +15,20 @@ pub(crate) struct RunLock {
     _file: File,
 }
 
-/// The lock file of a config: in the temporary folder, named after the config's
-/// canonical path, so every way of naming the same file shares one lock and a
-/// read-only config folder is no obstacle.
-pub(crate) fn lock_path(config: &Path) -> PathBuf {
-    let canonical = config.canonicalize().unwrap_or_else(|_| config.to_owned());
-    // FNV-1a: stable across runs and Rust versions, unlike DefaultHasher's seed.
-    let mut hasher = Fnv(0xcbf2_9ce4_8422_2325);
-    canonical.hash(&mut hasher);
-    let stem = config
-        .file_stem()
-        .map(|s| s.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    std::env::temp_dir().join(format!("agentsync-{stem}-{:016x}.lock", hasher.finish()))
-}
-
-struct Fnv(u64);
-
-impl Hasher for Fnv {
-    fn finish(&self) -> u64 {
-        self.0
+/// Take the lock at `path` for the run of `config`, or fail at once if another
+/// run holds it. The file is opened without following a symlink: a link
+/// planted in its place is an error, never a file truncated elsewhere.
+pub(crate) fn acquire(path: &Path, config: &Path) -> Result<RunLock> {
+    if let Some(dir) = path.parent() {
+        super::ensure_dir(dir)?;
     }
-
-    fn write(&mut self, bytes: &[u8]) {
-        for b in bytes {
-            self.0 ^= u64::from(*b);
-            self.0 = self.0.wrapping_mul(0x0100_0000_01b3);
-        }
-    }
-}
-
-/// Take the run lock of `config`, or fail at once if another run holds it.
-pub(crate) fn acquire(config: &Path) -> Result<RunLock> {
-    let path = lock_path(config);
     let file = OpenOptions::new()
         .create(true)
         .truncate(false)
         .write(true)
-        .open(&path)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)
         .with_context(|| format!("opening the run lock {}", path.display()))?;
     match file.try_lock() {
         Ok(()) => Ok(RunLock { _file: file }),
@@ -74,14 +51,26 @@ mod tests {
     fn second_lock_is_refused_until_the_first_is_dropped() {
         let dir = tempfile::tempdir().unwrap();
         let config = dir.path().join("job.toml");
-        std::fs::write(&config, "").unwrap();
-        let first = acquire(&config).unwrap();
-        let err = acquire(&config).unwrap_err().to_string();
+        let path = dir.path().join("state/job.lock");
+        let first = acquire(&path, &config).unwrap();
+        let err = acquire(&path, &config).unwrap_err().to_string();
         assert!(
             err.contains("another agentsync run holds the lock"),
             "{err}"
         );
         drop(first);
-        acquire(&config).unwrap();
+        acquire(&path, &config).unwrap();
+        assert!(path.exists(), "the lock file is kept between runs");
+    }
+
+    #[test]
+    fn a_symlink_in_place_of_the_lock_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("precious");
+        std::fs::write(&target, "keep").unwrap();
+        let path = dir.path().join("job.lock");
+        std::os::unix::fs::symlink(&target, &path).unwrap();
+        assert!(acquire(&path, Path::new("job.toml")).is_err());
+        assert_eq!(std::fs::read_to_string(&target).unwrap(), "keep");
     }
 }

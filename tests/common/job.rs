@@ -296,15 +296,29 @@ impl JobDir {
         std::fs::read_to_string(self.path(name)).unwrap()
     }
 
-    /// The run journal's entries (none when there is no journal yet).
+    /// The job's state directory (its journal and lock), as `config` sets it.
+    pub fn state_dir(&self) -> PathBuf {
+        self.dir.path().join("state")
+    }
+
+    /// The journal's path (in the state directory), once a run made it.
+    pub fn journal_path(&self) -> Option<PathBuf> {
+        let entries = std::fs::read_dir(self.state_dir()).ok()?;
+        entries
+            .map(|e| e.unwrap().path())
+            .find(|p| p.to_string_lossy().ends_with(".journal.jsonl"))
+    }
+
+    /// The journal's runs as `agentsync history` reads them (none when
+    /// there is no journal yet).
     pub fn journal(&self) -> Vec<serde_json::Value> {
-        let path = self.config.with_extension("journal.jsonl");
-        match std::fs::read_to_string(&path) {
-            Ok(text) => text
-                .lines()
-                .map(|l| serde_json::from_str(l).unwrap())
-                .collect(),
-            Err(_) => Vec::new(),
+        let out = super::agentsync(&["history"])
+            .config(self)
+            .output_json()
+            .expect(0);
+        match out.json() {
+            serde_json::Value::Array(runs) => runs,
+            other => panic!("history is not an array: {other}"),
         }
     }
 }

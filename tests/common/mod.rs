@@ -40,9 +40,17 @@ pub fn fetch(job: &JobDir) -> Run {
 }
 
 impl Run {
-    /// `--config` with the job's file.
+    /// `--config` with the job's file, and the job's own state directory
+    /// (`AGENTSYNC_STATE_DIR`), so that no test writes to the user's.
+    /// Keep the journal and the lock in `job`'s state directory (never the
+    /// user's), without naming the config.
+    pub fn state(self, job: &JobDir) -> Self {
+        self.env("AGENTSYNC_STATE_DIR", job.state_dir().to_str().unwrap())
+    }
+
     pub fn config(self, job: &JobDir) -> Self {
         self.args(&["--config", job.config()])
+            .env("AGENTSYNC_STATE_DIR", job.state_dir().to_str().unwrap())
     }
 
     pub fn arg(mut self, arg: &str) -> Self {
@@ -133,6 +141,16 @@ impl Run {
     /// Start in the background (stdout and stderr inherited).
     pub fn spawn(mut self) -> Child {
         self.cmd.spawn().expect("start agentsync")
+    }
+
+    /// Start in the background, stdout and stderr captured (read them with
+    /// `wait_with_output`).
+    pub fn spawn_captured(mut self) -> Child {
+        self.cmd
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start agentsync")
     }
 }
 

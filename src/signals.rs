@@ -1,0 +1,87 @@
+//! SIGINT and SIGTERM while writing: the first asks the apply to stop — the
+//! writes in flight finish, no new one starts, the run is journaled as
+//! interrupted and its report printed (exit 130 / 143) — and a second one ends
+//! the process at once. Outside the apply the default disposition holds: a
+//! signal ends the run where it stands, before anything was written.
+//!
+//! The handlers only store into atomics (via `signal-hook`), which is all a
+//! signal handler may safely do.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+use anyhow::{Context, Result};
+use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook::flag;
+
+/// The handlers of one apply. Dropping it does not bring the first signal's
+/// grace back: from then on a signal ends the process at once, with its code.
+pub(crate) struct Watch {
+    caught: Arc<AtomicUsize>,
+    armed: Arc<AtomicBool>,
+}
+
+impl Watch {
+    /// Catch SIGINT and SIGTERM from now on.
+    pub(crate) fn install() -> Result<Watch> {
+        let caught = Arc::new(AtomicUsize::new(0));
+        let armed = Arc::new(AtomicBool::new(false));
+        for signal in [SIGINT, SIGTERM] {
+            let code = 128 + signal;
+            // Registered first, so that it sees the flag as the previous
+            // signal left it: only a second signal exits.
+            flag::register_conditional_shutdown(signal, code, armed.clone())
+                .context("installing a signal handler")?;
+            flag::register_usize(signal, caught.clone(), signal as usize)
+                .context("installing a signal handler")?;
+            flag::register(signal, armed.clone()).context("installing a signal handler")?;
+        }
+        Ok(Watch { caught, armed })
+    }
+
+    /// The signal caught so far, if any.
+    pub(crate) fn caught(&self) -> Option<i32> {
+        match self.caught.load(Ordering::SeqCst) {
+            0 => None,
+            n => i32::try_from(n).ok(),
+        }
+    }
+
+    /// The flag the writers check before each write: non-zero once a signal
+    /// came.
+    pub(crate) fn flag(&self) -> Arc<AtomicUsize> {
+        self.caught.clone()
+    }
+}
+
+impl Drop for Watch {
+    fn drop(&mut self) {
+        // Unregistering would leave signal-hook's handler doing nothing: the
+        // signal ignored. Arming the exit keeps "a signal ends the run".
+        self.armed.store(true, Ordering::SeqCst);
+    }
+}
+
+/// A signal's name, for messages.
+pub(crate) fn name(signal: i32) -> &'static str {
+    match signal {
+        SIGINT => "SIGINT",
+        SIGTERM => "SIGTERM",
+        _ => "a signal",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use signal_hook::low_level;
+
+    #[test]
+    fn a_signal_is_caught_not_fatal() {
+        let watch = Watch::install().unwrap();
+        assert_eq!(watch.caught(), None);
+        low_level::raise(SIGTERM).unwrap();
+        assert_eq!(watch.caught(), Some(SIGTERM));
+        assert_eq!(name(SIGTERM), "SIGTERM");
+    }
+}
