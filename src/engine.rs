@@ -42,18 +42,19 @@ pub(crate) fn open_sink(job: &mut Job) -> Result<Box<dyn Sink>> {
         Some(SinkSpec::Scim {
             endpoint,
             page_size,
+            max_pages,
             update,
             email_attribute,
         }) => {
             let base = endpoint.base_url.clone();
-            Ok(Box::new(ScimSink::new(
-                endpoint.client(),
-                base,
-                *page_size,
-                endpoint.concurrency,
-                *update,
-                *email_attribute,
-            )))
+            let options = crate::sink::scim::ScimOptions {
+                page_size: *page_size,
+                max_pages: *max_pages,
+                concurrency: endpoint.concurrency,
+                update: *update,
+                email_attribute: *email_attribute,
+            };
+            Ok(Box::new(ScimSink::new(endpoint.client(), base, options)))
         }
         Some(SinkSpec::File { path }) => Ok(Box::new(FileSink::new(path.clone()))),
     }
