@@ -81,9 +81,16 @@ pub(crate) fn sync(mut job: Job, options: RunOptions, progress: &Progress) -> Re
     let agents = sink
         .list_agents(progress)
         .context("listing the agent directory; nothing was written")?;
-    let plan = plan::plan(&fetched.users, &agents, job.sync.unlink_missing);
+    let mut plan = plan::plan(&fetched.users, &agents, job.sync.unlink_missing);
+    let contested = crate::contested::mark(
+        &mut plan,
+        &agents,
+        &journal::read(&job.sync.journal)?,
+        job.sync.on_contested,
+    );
     let refusal = safety_refusal(&job, &plan);
-    let report = Report::new(options.dry_run, &fetched, agents.len(), plan);
+    let report =
+        Report::new(options.dry_run, &fetched, agents.len(), plan).with_contested(contested);
     finish(
         &job,
         sink.as_mut(),

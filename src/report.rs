@@ -5,6 +5,7 @@ use std::io::{self, Write};
 
 use serde::Serialize;
 
+use crate::contested::Contested;
 use crate::output::Render;
 use crate::plan::{Change, ChangeKind, Conflict, Plan, Status, Unmatched};
 use crate::source::{Fetched, Skipped};
@@ -30,6 +31,7 @@ pub(crate) struct Summary {
     pub unchanged: usize,
     pub unmatched: usize,
     pub conflict: usize,
+    pub contested: usize,
     pub failed: usize,
 }
 
@@ -43,6 +45,9 @@ pub(crate) struct Report {
     pub changes: Vec<Change>,
     pub unmatched: Vec<Unmatched>,
     pub conflicts: Vec<Conflict>,
+    /// Agents whose external ID someone else changed since agentsync set it.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub contested: Vec<Contested>,
 }
 
 impl Report {
@@ -55,6 +60,7 @@ impl Report {
             unchanged: plan.unchanged,
             unmatched: plan.unmatched.len(),
             conflict: plan.conflicts.len(),
+            contested: 0,
             failed: 0,
         };
         Report {
@@ -70,7 +76,15 @@ impl Report {
             changes: plan.changes,
             unmatched: plan.unmatched,
             conflicts: plan.conflicts,
+            contested: Vec::new(),
         }
+    }
+
+    /// Add the contested agents (see [`crate::contested`]).
+    pub(crate) fn with_contested(mut self, contested: Vec<Contested>) -> Self {
+        self.summary.contested = contested.len();
+        self.contested = contested;
+        self
     }
 
     pub(crate) fn has_changes(&self) -> bool {
@@ -135,6 +149,23 @@ impl Render for Report {
                 writeln!(out, "  ! {}  {}", c.email, c.reason)?;
             }
         }
+        if !self.contested.is_empty() {
+            writeln!(
+                out,
+                "contested, someone else changed the external ID since agentsync set it ({}):",
+                self.contested.len()
+            )?;
+            for c in &self.contested {
+                writeln!(
+                    out,
+                    "  ! {}  now {}, set to {} by run {}",
+                    c.email,
+                    id(&c.external_id),
+                    id(&c.set_by_us),
+                    c.run
+                )?;
+            }
+        }
         if !self.source.skipped.is_empty() {
             writeln!(
                 out,
@@ -162,7 +193,7 @@ impl Render for Report {
         }
         writeln!(
             out,
-            "{verb}: {} link, {} update, {} unlink, {} unchanged, {} unmatched, {} conflict, {} failed ({} users from {} pages, {} agents)",
+            "{verb}: {} link, {} update, {} unlink, {} unchanged, {} unmatched, {} conflict, {} failed{} ({} users from {} pages, {} agents)",
             s.link,
             s.update,
             s.unlink,
@@ -170,6 +201,11 @@ impl Render for Report {
             s.unmatched,
             s.conflict,
             s.failed,
+            if s.contested > 0 {
+                format!(", {} contested", s.contested)
+            } else {
+                String::new()
+            },
             self.source.users,
             self.source.pages,
             self.sink.agents

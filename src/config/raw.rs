@@ -7,6 +7,7 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use super::job::{EmailAttribute, UpdateMode};
+use super::sync::OnContested;
 
 /// A template value: TOML strings, integers and booleans are all accepted, so
 /// `query = { per_page = 100 }` works as well as `"100"`.
@@ -300,4 +301,5 @@ pub(super) struct RawSync {
     pub max_changes: Option<u64>,
     pub max_unlink_percent: Option<Spanned<f64>>,
     pub journal: Option<String>,
+    pub on_contested: Option<OnContested>,
 }

@@ -6,12 +6,25 @@ use super::ctx::{ConfigError, Ctx};
 use super::raw::RawSync;
 use super::relative_to_config;
 
+/// What a sync does with agents whose external ID someone else changed since
+/// agentsync last set it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum OnContested {
+    /// Report them, and write as planned.
+    #[default]
+    Warn,
+    /// Report them, and leave them out of the changes.
+    Skip,
+}
+
 #[derive(Debug)]
 pub(crate) struct SyncSpec {
     pub unlink_missing: bool,
     pub max_changes: u64,
     pub max_unlink_percent: f64,
     pub journal: PathBuf,
+    pub on_contested: OnContested,
 }
 
 impl SyncSpec {
@@ -37,6 +50,7 @@ impl SyncSpec {
             max_changes: raw.max_changes.unwrap_or(500),
             max_unlink_percent,
             journal,
+            on_contested: raw.on_contested.unwrap_or_default(),
         })
     }
 }

@@ -502,9 +502,15 @@ fn filter_string(value: &str) -> String {
 /// A write error whose status no retry can fix, as a [`Refusal`].
 fn refusing(result: Result<Response>) -> Result<Response> {
     result.map_err(|e| match e.downcast::<ScimError>() {
-        Ok(ScimError { status, message }) if matches!(status, 401 | 403 | 405 | 501) => {
-            Refusal { status, message }.into()
+        // Told without the user's URL: the same refusal for every user is
+        // what stops the writes.
+        Ok(ScimError {
+            status, refusal, ..
+        }) if matches!(status, 401 | 403 | 405 | 501) => Refusal {
+            status,
+            message: refusal,
         }
+        .into(),
         Ok(other) => other.into(),
         Err(e) => e,
     })
@@ -705,6 +711,8 @@ fn chosen_email(emails: &Value) -> Option<&str> {
 struct ScimError {
     status: u16,
     message: String,
+    /// The message without the URL.
+    refusal: String,
 }
 
 impl std::fmt::Display for ScimError {
@@ -739,6 +747,10 @@ fn expect_success(resp: Response, method: &str, url: &Url) -> Result<Response> {
         message: format!(
             "SCIM {method} {} answered HTTP {}{kind}: {detail}",
             display_url(url),
+            resp.status
+        ),
+        refusal: format!(
+            "the directory refused a SCIM {method} with HTTP {}{kind}: {detail}",
             resp.status
         ),
     }
