@@ -50,7 +50,11 @@ pub(crate) fn open_sink(job: &mut Job) -> Result<Box<dyn Sink>> {
             let options = crate::sink::scim::ScimOptions {
                 page_size: *page_size,
                 max_pages: *max_pages,
-                concurrency: endpoint.concurrency,
+                // More writes in flight than the rate limit lets out only wait.
+                concurrency: match endpoint.settings.rate_limit {
+                    r if r > 0.0 => endpoint.concurrency.min(r.ceil() as usize).max(1),
+                    _ => endpoint.concurrency,
+                },
                 update: *update,
                 email_attribute: *email_attribute,
             };

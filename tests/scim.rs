@@ -505,3 +505,24 @@ fn string_totals_missing_resources_and_the_work_email_are_read() {
     let report = sync(&none).dry_run().output_json().expect(0).json();
     assert_eq!(report["sink"]["agents"], 0);
 }
+
+#[test]
+fn a_user_read_again_must_be_the_one_asked_for() {
+    let dir = Server::start(|req: &Req| {
+        let scim = |v: Value| Resp::status(200, "application/scim+json", v.to_string());
+        match (req.method.as_str(), req.path()) {
+            ("GET", "/scim/v2/Users") => scim(json!({"totalResults": 1,
+                "Resources": [{"id": "a1", "userName": "a@x.com"}]})),
+            // Another user than the one asked for, with the same email.
+            ("GET", "/scim/v2/Users/a1") => scim(json!({"id": "a2", "userName": "a@x.com"})),
+            ("GET", _) => Resp::status(404, "application/json", "{}"),
+            _ => Resp::status(500, "application/json", "{}"),
+        }
+    });
+    let src = source(&[("7".into(), "a@x.com".into())]);
+    let job = scim_job(&src, &format!("{}/scim/v2", dir.base)).write();
+    let report = sync(&job).output_json().expect(3).json();
+    let error = report["changes"][0]["error"].as_str().unwrap();
+    assert!(error.contains("instead of the one asked for"), "{error}");
+    assert!(dir.requests().iter().all(|r| r.method == "GET"));
+}

@@ -200,6 +200,99 @@ mod tests {
 
     use super::SinkSpec;
     use crate::config::tests::{MINIMAL, parse_str};
+    use crate::config::{Job, UpdateMode, parse};
+    use crate::http::Auth;
+
+    fn talkdesk(sink: &str) -> Result<Job, crate::config::ConfigError> {
+        let text = format!("{MINIMAL}\n[sink]\nkind = \"talkdesk\"\n{sink}\n");
+        let env = |name: &str| match name {
+            "TALKDESK_CLIENT_ID" => Some("cid".to_owned()),
+            "TALKDESK_CLIENT_SECRET" => Some("csecret".to_owned()),
+            _ => None,
+        };
+        parse(&text, Path::new("/etc/agentsync/t.toml"), &env)
+    }
+
+    #[test]
+    fn the_talkdesk_preset_fills_urls_token_request_and_limits() {
+        let job = talkdesk("account = \"Acme\"\nregion = \"eu\"").unwrap();
+        let Some(SinkSpec::Scim {
+            endpoint,
+            update,
+            page_size,
+            ..
+        }) = job.sink
+        else {
+            panic!("not SCIM");
+        };
+        assert_eq!(
+            endpoint.base_url.as_str(),
+            "https://api.talkdeskapp.eu/scim/v2"
+        );
+        assert_eq!(endpoint.settings.rate_limit, 4.0);
+        assert_eq!((update, page_size), (UpdateMode::Put, 100));
+        let Some(Auth::OAuth2(oauth)) = &endpoint.auth else {
+            panic!("not oauth2");
+        };
+        assert_eq!(
+            oauth.token_url.as_str(),
+            "https://acme.talkdeskid.eu/oauth/token"
+        );
+        assert_eq!(oauth.client_id, "cid");
+        assert!(oauth.basic_client_auth);
+        assert_eq!(oauth.token_prefix, "");
+        assert_eq!(
+            oauth.token_params,
+            [("token_type".to_owned(), "opaque".to_owned())]
+        );
+    }
+
+    #[test]
+    fn the_talkdesk_preset_takes_overrides_and_refuses_what_does_not_fit() {
+        let job = talkdesk(
+            "base_url = \"http://127.0.0.1:9/scim/v2\"\ntoken_url = \"http://127.0.0.1:9/oauth/token\"\nrate_limit = 2\nupdate = \"patch\"",
+        )
+        .unwrap();
+        let Some(SinkSpec::Scim {
+            endpoint, update, ..
+        }) = job.sink
+        else {
+            panic!("not SCIM");
+        };
+        assert_eq!(endpoint.base_url.as_str(), "http://127.0.0.1:9/scim/v2");
+        assert_eq!(endpoint.settings.rate_limit, 2.0);
+        assert_eq!(update, UpdateMode::Patch);
+        for (sink, says) in [
+            ("", "needs account"),
+            ("account = \"a.b\"", "not a Talkdesk account name"),
+            ("account = \"a\"\nregion = \"mars\"", "unknown variant"),
+        ] {
+            let err = talkdesk(sink).unwrap_err();
+            assert!(err.message.contains(says), "{sink}: {err}");
+        }
+        let scim = format!(
+            "{MINIMAL}\n[sink]\nkind = \"scim\"\nbase_url = \"http://127.0.0.1:9\"\naccount = \"a\"\n"
+        );
+        assert!(
+            parse_str(&scim)
+                .unwrap_err()
+                .message
+                .contains("for kind = \"talkdesk\"")
+        );
+    }
+
+    #[test]
+    fn oauth2_token_params_may_not_replace_the_grant() {
+        let text = MINIMAL.replace(
+            "records = \".users\"",
+            "records = \".users\"\nauth = { kind = \"oauth2\", token_url = \"http://127.0.0.1:9/t\", client_id_env = \"TOKEN\", client_secret_env = \"TOKEN\", token_params = { grant_type = \"password\" } }",
+        );
+        let err = parse_str(&text).unwrap_err();
+        assert!(
+            err.message.contains("grant_type is set by agentsync"),
+            "{err}"
+        );
+    }
 
     #[test]
     fn sink_file_path_is_relative_to_the_config() {
