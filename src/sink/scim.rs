@@ -23,6 +23,12 @@ use crate::request::join_url;
 
 const SCIM_JSON: &str = "application/scim+json";
 const PATCH_OP: &str = "urn:ietf:params:scim:api:messages:2.0:PatchOp";
+/// What a query value escapes: all but RFC 3986's unreserved characters.
+const QUERY_VALUE: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
 
 /// How the sink reads and writes, from `[sink]`.
 #[derive(Debug, Clone, Copy)]
@@ -438,8 +444,7 @@ impl Sink for ScimSink {
         let filter = format!("{attribute} eq {}", filter_string(wanted));
         let mut url = self.users_url();
         // Spaces as %20 and `+` as %2B: a `+` left bare is read as a space.
-        let encoded =
-            percent_encoding::utf8_percent_encode(&filter, percent_encoding::NON_ALPHANUMERIC);
+        let encoded = percent_encoding::utf8_percent_encode(&filter, QUERY_VALUE);
         url.set_query(Some(&format!("filter={encoded}&startIndex=1&count=2")));
         let req = Request::get(url).header("Accept", SCIM_JSON);
         let resp = self.client.send(&req)?;
