@@ -219,9 +219,20 @@ fn action(
 
     let progress = Progress::new();
     let mut sink = engine::open_sink(&mut job)?;
-    let agents = sink
-        .list_agents(&progress)
-        .context("listing the agent directory")?;
+    // One agent is looked up by its email where the directory can; a batch,
+    // or a directory without filters, is listed once.
+    let found = match agent {
+        Some(email) => sink
+            .agents_with_email(email)
+            .context("looking the agent up in the directory")?,
+        None => None,
+    };
+    let agents = match found {
+        Some(agents) => agents,
+        None => sink
+            .list_agents(&progress)
+            .context("listing the agent directory")?,
+    };
     let directory = action::AgentsByEmail::new(&agents);
     let (client, base) = match spec.endpoint.as_mut() {
         Some(endpoint) => (endpoint.client(), endpoint.base_url.clone()),

@@ -106,6 +106,7 @@ pub(crate) fn describe(job: &Job) -> Description {
                 update,
                 email_attribute,
                 page_size,
+                ..
             } => format!(
                 "SCIM {} (update {update:?}, email from {email_attribute:?}, {page_size} per page)",
                 display_url(&endpoint.base_url)

@@ -61,18 +61,23 @@ pub(crate) fn open_sink(job: &mut Job) -> Result<Box<dyn Sink>> {
         Some(SinkSpec::Scim {
             endpoint,
             page_size,
+            max_pages,
             update,
             email_attribute,
         }) => {
             let base = endpoint.base_url.clone();
-            Ok(Box::new(ScimSink::new(
-                endpoint.client(),
-                base,
-                *page_size,
-                endpoint.concurrency,
-                *update,
-                *email_attribute,
-            )))
+            let options = crate::sink::scim::ScimOptions {
+                page_size: *page_size,
+                max_pages: *max_pages,
+                // More writes in flight than the rate limit lets out only wait.
+                concurrency: match endpoint.settings.rate_limit {
+                    r if r > 0.0 => endpoint.concurrency.min(r.ceil() as usize).max(1),
+                    _ => endpoint.concurrency,
+                },
+                update: *update,
+                email_attribute: *email_attribute,
+            };
+            Ok(Box::new(ScimSink::new(endpoint.client(), base, options)))
         }
         // A missing or empty file is found here, before the source is read.
         Some(SinkSpec::File { path }) => Ok(Box::new(FileSink::open(path.clone())?)),
@@ -103,10 +108,12 @@ pub(crate) fn sync(mut job: Job, options: RunOptions, progress: &Progress) -> Re
         let agents = sink
             .list_agents(progress)
             .context("listing the agent directory; nothing was written")?;
-        let plan = plan::plan(&fetched.users, &agents, job.sync.unlink_missing);
+        let mut plan = plan::plan(&fetched.users, &agents, job.sync.unlink_missing);
+        let contested = crate::contested::mark(&mut plan, &agents, &past, job.sync.on_contested);
         let refusal = source_refusal(&job, &fetched, journal::last_success(&past))
             .or_else(|| safety_refusal(&job, &plan));
-        let report = Report::new(options.dry_run, &fetched, agents.len(), plan);
+        let report =
+            Report::new(options.dry_run, &fetched, agents.len(), plan).with_contested(contested);
         finish(
             sink.as_mut(),
             report,

@@ -44,6 +44,22 @@ pub(crate) struct OAuth2 {
     pub scope: Option<String>,
     /// Send the client credentials as HTTP Basic (true) or in the form body.
     pub basic_client_auth: bool,
+    /// Put before the token in `Authorization`, e.g. `Bearer`; empty: the
+    /// token alone (Talkdesk's STS tokens).
+    pub token_prefix: String,
+    /// Extra form fields of the token request.
+    pub token_params: Vec<(String, String)>,
+}
+
+impl OAuth2 {
+    /// The `Authorization` value that carries `token`.
+    fn authorization(&self, token: &str) -> SecretString {
+        if self.token_prefix.is_empty() {
+            token.to_owned().into()
+        } else {
+            format!("{} {token}", self.token_prefix).into()
+        }
+    }
 }
 
 /// Per-endpoint behaviour from the config.
@@ -662,7 +678,7 @@ impl Client {
                 let token = self.oauth_token(oauth)?;
                 Some((
                     "Authorization".into(),
-                    format!("Bearer {}", token.expose_secret()).into(),
+                    oauth.authorization(token.expose_secret()),
                 ))
             }
         })
@@ -672,9 +688,12 @@ impl Client {
     /// another thread fetched since).
     fn drop_token(&self, rejected: Option<&(String, SecretString)>) {
         let mut cached = self.token.lock().unwrap_or_else(|e| e.into_inner());
-        let same = match (cached.as_ref(), rejected) {
-            (Some(tok), Some((_, sent))) => {
-                sent.expose_secret().strip_prefix("Bearer ") == Some(tok.token.expose_secret())
+        let same = match (cached.as_ref(), rejected, &self.auth) {
+            (Some(tok), Some((_, sent)), Some(Auth::OAuth2(oauth))) => {
+                oauth
+                    .authorization(tok.token.expose_secret())
+                    .expose_secret()
+                    == sent.expose_secret()
             }
             _ => false,
         };
@@ -708,6 +727,9 @@ fn fetch_token(agent: &ureq::Agent, oauth: &OAuth2) -> Result<CachedToken> {
     let mut form = "grant_type=client_credentials".to_owned();
     if let Some(scope) = &oauth.scope {
         form.push_str(&format!("&scope={}", enc(scope)));
+    }
+    for (name, value) in &oauth.token_params {
+        form.push_str(&format!("&{}={}", enc(name), enc(value)));
     }
     let mut builder = ureq::http::Request::builder()
         .method("POST")

@@ -13,6 +13,7 @@ mod action;
 mod cli;
 mod commands;
 mod config;
+mod contested;
 mod describe;
 mod engine;
 mod exit;

@@ -41,10 +41,38 @@ impl Shared {
     }
 }
 
+/// The requests of the pages still to come, made when they are needed: a
+/// listing may announce many pages, and none is built before it is fetched.
+pub(crate) struct Planned {
+    len: usize,
+    make: Box<dyn Fn(usize) -> Request + Send + Sync>,
+}
+
+impl Planned {
+    /// `len` requests, the `i`-th (0-based) made by `make(i)`.
+    pub(crate) fn new(len: usize, make: impl Fn(usize) -> Request + Send + Sync + 'static) -> Self {
+        Planned {
+            len,
+            make: Box::new(make),
+        }
+    }
+
+    fn get(&self, i: usize) -> Option<Request> {
+        (i < self.len).then(|| (self.make)(i))
+    }
+}
+
+impl From<Vec<Request>> for Planned {
+    fn from(requests: Vec<Request>) -> Self {
+        let len = requests.len();
+        Planned::new(len, move |i| requests[i].clone())
+    }
+}
+
 /// Fetches `requests` ahead and hands each response, read by `read` on the
 /// worker thread, to the reader in order.
 struct Prefetch<T> {
-    requests: Arc<Vec<Request>>,
+    requests: Arc<Planned>,
     shared: Arc<Shared>,
     results: Receiver<(usize, T)>,
     arrived: BTreeMap<usize, T>,
@@ -59,7 +87,7 @@ impl<T: Send + 'static> Prefetch<T> {
     fn start<'scope, 'env, F>(
         scope: &'scope Scope<'scope, 'env>,
         client: &'env Client,
-        requests: Vec<Request>,
+        requests: impl Into<Planned>,
         workers: usize,
         read: F,
     ) -> Self
@@ -67,7 +95,7 @@ impl<T: Send + 'static> Prefetch<T> {
         F: Fn(usize, &Request, Result<Response>) -> T + Send + Sync + 'scope,
     {
         let read = Arc::new(read);
-        let requests = Arc::new(requests);
+        let requests = Arc::new(requests.into());
         let shared = Arc::new(Shared {
             stop: AtomicBool::new(false),
             next: AtomicUsize::new(0),
@@ -76,13 +104,13 @@ impl<T: Send + 'static> Prefetch<T> {
         });
         let window = workers.max(1) * AHEAD_PER_WORKER;
         let (tx, rx) = channel();
-        for _ in 0..workers.min(requests.len()) {
+        for _ in 0..workers.min(requests.len) {
             let (requests, shared, tx, read) =
                 (requests.clone(), shared.clone(), tx.clone(), read.clone());
             scope.spawn(move || {
                 loop {
                     let i = shared.next.fetch_add(1, Ordering::SeqCst);
-                    if i >= requests.len() {
+                    if i >= requests.len {
                         break;
                     }
                     // Wait until the reader is close enough.
@@ -94,7 +122,10 @@ impl<T: Send + 'static> Prefetch<T> {
                     if shared.stop.load(Ordering::SeqCst) {
                         break;
                     }
-                    let result = read(i, &requests[i], client.send(&requests[i]));
+                    let Some(request) = requests.get(i) else {
+                        break;
+                    };
+                    let result = read(i, &request, client.send(&request));
                     if tx.send((i, result)).is_err() {
                         break;
                     }
@@ -170,6 +201,9 @@ pub(crate) enum Next {
     /// Ask for the next request; these are the requests of every page still
     /// to come, in order, to be fetched ahead.
     Ahead(Vec<Request>),
+    /// As `Ahead`, for a listing that may announce many pages: the requests
+    /// are made one by one as they are fetched, never all at once.
+    Lazy(Planned),
 }
 
 /// Walk the pages of `listing`: send each request, read its response with
@@ -199,12 +233,16 @@ where
                 None => read(number, &request, client.send(&request)),
             }?;
             stage.inc(1);
-            match listing.take(number, page)? {
+            let how = match listing.take(number, page)? {
+                Next::Ahead(requests) => Next::Lazy(requests.into()),
+                other => other,
+            };
+            match how {
                 Next::Done => return Ok(()),
-                Next::More => {}
-                Next::Ahead(requests) => {
-                    stage.set_len(number + requests.len() as u64);
-                    if workers > 1 && ahead.is_none() && !requests.is_empty() {
+                Next::More | Next::Ahead(_) => {}
+                Next::Lazy(requests) => {
+                    stage.set_len(number + requests.len as u64);
+                    if workers > 1 && ahead.is_none() && requests.len > 0 {
                         let first = number + 1;
                         ahead = Some(Prefetch::start(
                             scope,

@@ -5,6 +5,7 @@ use std::io::{self, Write};
 
 use serde::Serialize;
 
+use crate::contested::Contested;
 use crate::output::{Cell, Paint, Render, Table, count, escape, style, width, write_skipped};
 use crate::plan::{Change, ChangeKind, Conflict, Plan, Status, Unmatched};
 use crate::source::{Fetched, Skipped};
@@ -30,6 +31,7 @@ pub(crate) struct Summary {
     pub unchanged: usize,
     pub unmatched: usize,
     pub conflict: usize,
+    pub contested: usize,
     pub failed: usize,
 }
 
@@ -48,6 +50,9 @@ pub(crate) struct Report {
     pub changes: Vec<Change>,
     pub unmatched: Vec<Unmatched>,
     pub conflicts: Vec<Conflict>,
+    /// Agents whose external ID someone else changed since agentsync set it.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub contested: Vec<Contested>,
 }
 
 impl Report {
@@ -60,6 +65,7 @@ impl Report {
             unchanged: plan.unchanged,
             unmatched: plan.unmatched.len(),
             conflict: plan.conflicts.len(),
+            contested: 0,
             failed: 0,
         };
         Report {
@@ -77,7 +83,15 @@ impl Report {
             changes: plan.changes,
             unmatched: plan.unmatched,
             conflicts: plan.conflicts,
+            contested: Vec::new(),
         }
+    }
+
+    /// Add the contested agents (see [`crate::contested`]).
+    pub(crate) fn with_contested(mut self, contested: Vec<Contested>) -> Self {
+        self.summary.contested = contested.len();
+        self.contested = contested;
+        self
     }
 
     pub(crate) fn has_changes(&self) -> bool {
@@ -180,6 +194,31 @@ impl Render for Report {
             }
             table.write(out, "  ")?;
         }
+        if !self.contested.is_empty() {
+            writeln!(
+                out,
+                "{} ({}):",
+                Paint(
+                    style::ATTENTION,
+                    "contested, someone else changed the external ID since agentsync set it"
+                ),
+                self.contested.len()
+            )?;
+            let mut table = Table::new().gap(1, " ");
+            for c in &self.contested {
+                table.row([
+                    Cell::plain("!").styled(style::ATTENTION),
+                    Cell::value(&c.email),
+                    Cell::plain("now"),
+                    id(&c.external_id),
+                    Cell::plain("set to"),
+                    id(&c.set_by_us),
+                    Cell::plain("by run"),
+                    Cell::value(&c.run),
+                ]);
+            }
+            table.write(out, "  ")?;
+        }
         if !self.source.skipped.is_empty() {
             writeln!(
                 out,
@@ -211,7 +250,7 @@ impl Render for Report {
         let failed = format!("{} failed", s.failed);
         writeln!(
             out,
-            "{}: {} link, {} update, {} unlink, {} unchanged, {} unmatched, {} conflict, {} ({} from {}, {})",
+            "{}: {} link, {} update, {} unlink, {} unchanged, {} unmatched, {} conflict, {}{} ({} from {}, {})",
             Paint(style::HEADING, verb),
             s.link,
             s.update,
@@ -223,6 +262,11 @@ impl Render for Report {
                 Paint(style::FAILED, failed)
             } else {
                 Paint(style::PLAIN, failed)
+            },
+            if s.contested > 0 {
+                format!(", {} contested", s.contested)
+            } else {
+                String::new()
             },
             count(self.source.users as u64, "user"),
             count(self.source.pages, "page"),
@@ -283,6 +327,7 @@ mod tests {
                 email: "c@x.com".into(),
                 reason: "2 ids in the source: 7, 9".into(),
             }],
+            contested: Vec::new(),
         }
     }
 

@@ -67,7 +67,7 @@ fn dry_run_prints_the_exact_plan_and_writes_nothing() {
     assert_eq!(report["sink"], json!({"agents": 7}));
     assert_eq!(
         report["summary"],
-        json!({"link": 1, "update": 1, "unlink": 0, "unchanged": 1, "unmatched": 1, "conflict": 2, "failed": 0})
+        json!({"link": 1, "update": 1, "unlink": 0, "unchanged": 1, "unmatched": 1, "conflict": 2, "contested": 0, "failed": 0})
     );
     assert_eq!(
         report["changes"],
@@ -431,6 +431,7 @@ fn the_json_report_has_the_contract_shape() {
         keys(&report["summary"]),
         [
             "conflict",
+            "contested",
             "failed",
             "link",
             "unchanged",

@@ -144,7 +144,25 @@ fn auth_from_raw(key: &str, raw: &Spanned<RawAuth>, ctx: &Ctx) -> Result<Auth, C
             client_secret_env,
             scope,
             client_auth,
+            token_prefix,
+            token_params,
         } => {
+            // The grant's own fields are agentsync's to send.
+            if let Some(name) = token_params.keys().find(|k| {
+                ["grant_type", "client_id", "client_secret", "scope"].contains(&k.as_str())
+            }) {
+                return Err(ctx.error(
+                    Some(at),
+                    format!("{key}.token_params: {name} is set by agentsync, not here"),
+                ));
+            }
+            let token_prefix = token_prefix.clone().unwrap_or_else(|| "Bearer".into());
+            if token_prefix.contains(|c: char| c.is_whitespace() || c.is_control()) {
+                return Err(ctx.error(
+                    Some(at),
+                    format!("{key}.token_prefix must be one word, like \"Bearer\", or \"\""),
+                ));
+            }
             let token_url = ctx.url(
                 &format!("{key}.token_url"),
                 &Spanned::new(at.clone(), token_url.clone()),
@@ -164,6 +182,11 @@ fn auth_from_raw(key: &str, raw: &Spanned<RawAuth>, ctx: &Ctx) -> Result<Auth, C
                 client_secret,
                 scope: scope.clone(),
                 basic_client_auth: !matches!(client_auth, Some(ClientAuth::Body)),
+                token_prefix,
+                token_params: token_params
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect(),
             })
         }
     })

@@ -16,6 +16,8 @@ use crate::paginate;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub(crate) enum UpdateMode {
+    /// PATCH where the directory's `/ServiceProviderConfig` says it has it, else PUT.
+    Auto,
     /// Send the whole resource back with `externalId` changed (Talkdesk documents PUT).
     Put,
     /// Send an RFC 7644 PatchOp on `externalId` alone.

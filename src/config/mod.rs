@@ -20,7 +20,7 @@ pub(crate) use job::{EmailAttribute, Job, UpdateMode};
 pub(crate) use pagination::PaginationSpec;
 pub(crate) use request::{ActionSpec, RequestSpec, SourceSpec};
 pub(crate) use sink::SinkSpec;
-pub(crate) use sync::SyncSpec;
+pub(crate) use sync::{OnContested, SyncSpec};
 
 use crate::template::EnvLookup;
 

@@ -7,6 +7,7 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use super::job::{EmailAttribute, UpdateMode};
+use super::sync::OnContested;
 
 /// A template value: TOML strings, integers and booleans are all accepted, so
 /// `query = { per_page = 100 }` works as well as `"100"`.
@@ -155,6 +156,8 @@ impl RawSource {
 #[serde(rename_all = "lowercase")]
 pub(super) enum RawSinkKind {
     Scim,
+    /// SCIM with Talkdesk's URLs, token request and limits filled in.
+    Talkdesk,
     File,
 }
 
@@ -163,8 +166,14 @@ endpoint_table! {
         kind: Spanned<RawSinkKind>,
         path: Option<Spanned<String>>,
         page_size: Option<Spanned<usize>>,
+        max_pages: Option<Spanned<u64>>,
         update: Option<UpdateMode>,
         email_attribute: Option<EmailAttribute>,
+        /// `kind = "talkdesk"`: the account's subdomain and its region.
+        account: Option<Spanned<String>>,
+        region: Option<Spanned<TalkdeskRegion>>,
+        /// `kind = "talkdesk"`: the STS token URL, when not the account's.
+        token_url: Option<Spanned<String>>,
     }
 }
 
@@ -214,7 +223,22 @@ pub(super) enum RawAuth {
         /// `basic` (default) sends the client credentials as HTTP Basic, `body`
         /// in the form body.
         client_auth: Option<ClientAuth>,
+        /// Put before the token in `Authorization` (default `Bearer`); `""`
+        /// sends the token alone.
+        token_prefix: Option<String>,
+        /// Extra form fields of the token request, e.g. `token_type = "opaque"`.
+        #[serde(default)]
+        token_params: BTreeMap<String, String>,
     },
+}
+
+/// Where a Talkdesk account lives.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub(super) enum TalkdeskRegion {
+    Us,
+    Eu,
+    Ca,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize)]
@@ -284,4 +308,5 @@ pub(super) struct RawSync {
     pub journal: Option<Spanned<String>>,
     pub metrics_file: Option<Spanned<String>>,
     pub ping_url: Option<Spanned<String>>,
+    pub on_contested: Option<OnContested>,
 }

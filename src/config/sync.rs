@@ -12,6 +12,18 @@ use super::raw::RawSync;
 use super::relative_to_config;
 use crate::state;
 
+/// What a sync does with agents whose external ID someone else changed since
+/// agentsync last set it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum OnContested {
+    /// Report them, and write as planned.
+    #[default]
+    Warn,
+    /// Report them, and leave them out of the changes.
+    Skip,
+}
+
 #[derive(Debug)]
 pub(crate) struct SyncSpec {
     pub unlink_missing: bool,
@@ -29,6 +41,7 @@ pub(crate) struct SyncSpec {
     pub lock: Option<PathBuf>,
     pub metrics_file: Option<PathBuf>,
     pub ping_url: Option<Url>,
+    pub on_contested: OnContested,
 }
 
 impl SyncSpec {
@@ -93,6 +106,7 @@ impl SyncSpec {
             lock: state_dir.map(|d| d.join(format!("{stem}.lock"))),
             metrics_file,
             ping_url,
+            on_contested: raw.on_contested.unwrap_or_default(),
         })
     }
 }

@@ -31,6 +31,13 @@ pub(crate) trait Sink: Sync {
     /// `new_external_id`.
     fn write(&self, change: &Change) -> Result<()>;
 
+    /// The agents whose email is `email`, found without listing the whole
+    /// directory (a SCIM filter); `None` when the directory cannot tell, and
+    /// the caller lists it instead.
+    fn agents_with_email(&mut self, _email: &str) -> Result<Option<Vec<Agent>>> {
+        Ok(None)
+    }
+
     /// How many writes may be in flight at once.
     fn concurrency(&self) -> usize {
         1

@@ -1,0 +1,156 @@
+//! Contested agents: those whose external ID is no longer what agentsync's
+//! own last applied run set it to. Someone else writes that field too (often
+//! an identity provider that maps its own `externalId`), and a nightly sync
+//! would only take turns with it. Found from the journal; reported, and with
+//! `on_contested = "skip"` left out of the plan.
+
+use std::collections::HashMap;
+
+use serde::Serialize;
+
+use crate::config::OnContested;
+use crate::plan::{Plan, Status};
+use crate::sink::Agent;
+use crate::state::journal::Entry;
+
+/// An agent whose external ID someone else changed since agentsync set it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub(crate) struct Contested {
+    pub email: String,
+    pub agent_id: String,
+    /// The external ID the agent has now.
+    pub external_id: Option<String>,
+    /// What agentsync last set it to, and in which run.
+    pub set_by_us: Option<String>,
+    pub run: String,
+}
+
+/// The contested agents among `agents`, given the journal's `entries` (oldest
+/// first); with `skip`, their changes are taken out of `plan`.
+pub(crate) fn mark(
+    plan: &mut Plan,
+    agents: &[Agent],
+    entries: &[Entry],
+    policy: OnContested,
+) -> Vec<Contested> {
+    // The value each agent was last set to by an applied write of ours.
+    let mut ours: HashMap<&str, (&Option<String>, &str)> = HashMap::new();
+    for entry in entries {
+        for change in entry.changes.iter().filter(|c| c.status == Status::Applied) {
+            ours.insert(&change.agent_id, (&change.new_external_id, &entry.run));
+        }
+    }
+    if ours.is_empty() {
+        return Vec::new();
+    }
+    let mut contested: Vec<Contested> = agents
+        .iter()
+        .filter_map(|agent| {
+            let (value, run) = ours.get(agent.id.as_str())?;
+            (agent.external_id != **value).then(|| Contested {
+                email: agent.email.clone(),
+                agent_id: agent.id.clone(),
+                external_id: agent.external_id.clone(),
+                set_by_us: (*value).clone(),
+                run: (*run).to_owned(),
+            })
+        })
+        .collect();
+    contested.sort_by(|a, b| a.email.cmp(&b.email));
+    if policy == OnContested::Skip && !contested.is_empty() {
+        let ids: std::collections::HashSet<&str> =
+            contested.iter().map(|c| c.agent_id.as_str()).collect();
+        plan.changes.retain(|c| !ids.contains(c.agent_id.as_str()));
+    }
+    contested
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::{Change, ChangeKind};
+
+    fn agent(id: &str, ext: Option<&str>) -> Agent {
+        Agent {
+            id: id.into(),
+            email: format!("{id}@x.com"),
+            external_id: ext.map(str::to_owned),
+        }
+    }
+
+    fn entry(run: &str, changes: &[(&str, Option<&str>, Status)]) -> Entry {
+        Entry {
+            run: run.into(),
+            time: "t".into(),
+            config: "c".into(),
+            name: "n".into(),
+            kind: "sync".into(),
+            ending: crate::state::journal::Outcome::Success,
+            summary: Default::default(),
+            users: None,
+            error: None,
+            changes: changes
+                .iter()
+                .map(|(id, new, status)| {
+                    let mut c = Change::setting(&agent(id, None), new.map(str::to_owned));
+                    c.status = *status;
+                    c
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn the_last_applied_value_of_ours_is_compared() {
+        let entries = [
+            entry(
+                "R1",
+                &[
+                    ("a", Some("1"), Status::Applied),
+                    ("b", Some("2"), Status::Applied),
+                ],
+            ),
+            entry(
+                "R2",
+                &[
+                    ("a", Some("11"), Status::Applied),
+                    ("c", Some("3"), Status::Failed),
+                ],
+            ),
+        ];
+        let agents = [
+            agent("a", Some("11")),
+            agent("b", Some("jdoe")),
+            agent("c", Some("other")),
+            agent("d", Some("x")),
+        ];
+        let plan_with = || Plan {
+            changes: vec![
+                Change::setting(&agents[1], Some("2".into())),
+                Change::setting(&agents[3], Some("4".into())),
+            ],
+            ..Plan::default()
+        };
+        let mut plan = plan_with();
+        let found = mark(&mut plan, &agents, &entries, OnContested::Warn);
+        assert_eq!(
+            found,
+            [Contested {
+                email: "b@x.com".into(),
+                agent_id: "b".into(),
+                external_id: Some("jdoe".into()),
+                set_by_us: Some("2".into()),
+                run: "R1".into(),
+            }]
+        );
+        assert_eq!(plan.changes.len(), 2, "warn keeps the change");
+        let mut plan = plan_with();
+        mark(&mut plan, &agents, &entries, OnContested::Skip);
+        let left: Vec<_> = plan
+            .changes
+            .iter()
+            .map(|c| (c.kind, c.agent_id.as_str()))
+            .collect();
+        assert_eq!(left, [(ChangeKind::Update, "d")]);
+    }
+}
