@@ -499,10 +499,12 @@ fn s06_scim_agent_ids_that_are_dot_segments_are_never_written() {
         .map(|c| c["email"].as_str().unwrap())
         .collect();
     assert_eq!(failed, ["dot@x.com", "dots@x.com"], "{report}");
-    // Only the listing and the one good agent were asked for.
+    // Only the directory's configuration, the listing and the one good agent
+    // were asked for.
     for req in dir.server.requests() {
         assert!(
-            req.path() == "/scim/v2/Users" && req.method == "GET"
+            req.path() == "/scim/v2/ServiceProviderConfig" && req.method == "GET"
+                || req.path() == "/scim/v2/Users" && req.method == "GET"
                 || req.path() == "/scim/v2/Users/k3",
             "{} {}",
             req.method,
