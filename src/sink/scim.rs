@@ -88,33 +88,42 @@ impl ScimSink {
         Request::get(url).header("Accept", SCIM_JSON)
     }
 
-    fn read_page(&self, req: &Request, sent: Result<Response>) -> Result<ListResponse> {
+    /// Read one listing page into agents, on the thread that fetched it.
+    fn read_page(&self, req: &Request, sent: Result<Response>) -> Result<ListedPage> {
         let resp = expect_success(sent?, "GET", &req.url)?;
-        serde_json::from_slice(&resp.body).with_context(|| {
+        let not_a_list = || {
             format!(
                 "GET {} answered something that is not a SCIM ListResponse ({}): {}",
                 display_url(&req.url),
                 resp.content_type(),
                 resp.body_start()
             )
+        };
+        crate::mapping::check_depth(&resp.body).with_context(not_a_list)?;
+        let list: ListResponse<'_> = serde_json::from_slice(&resp.body).with_context(not_a_list)?;
+        Ok(ListedPage {
+            total_results: list.total_results,
+            got: list.resources.len(),
+            agents: list.resources.iter().map(|r| self.agent_of(r)).collect(),
         })
     }
 
-    /// The agent of one listed user, read without building the whole resource.
+    /// The agent of one listed user, read without building the whole resource:
+    /// each string is copied once, from the page into the agent.
     fn agent_of(&self, resource: &RawValue) -> Result<Agent, String> {
-        let user: UserView = serde_json::from_str(resource.get())
+        let user: UserView<'_> = serde_json::from_str(resource.get())
             .map_err(|e| format!("a user that is not a SCIM resource ({e})"))?;
-        let Some(id) = user
-            .id
-            .as_ref()
-            .and_then(Value::as_str)
-            .filter(|s| !s.is_empty())
-        else {
+        let Some(id) = user.id.and_then(json_string).filter(|s| !s.is_empty()) else {
             return Err("a user without an \"id\"".into());
         };
         let email = match self.email_attribute {
-            EmailAttribute::UserName => user.user_name.as_ref().and_then(Value::as_str),
-            EmailAttribute::Emails => user.emails.as_ref().and_then(primary_email),
+            EmailAttribute::UserName => user.user_name.and_then(json_string),
+            EmailAttribute::Emails => user
+                .emails
+                .and_then(|raw| serde_json::from_str::<Value>(raw.get()).ok())
+                .as_ref()
+                .and_then(primary_email)
+                .map(str::to_owned),
         };
         let Some(email) = email.filter(|e| !e.trim().is_empty()) else {
             return Err(format!(
@@ -122,15 +131,17 @@ impl ScimSink {
                 self.attribute_name()
             ));
         };
-        let external_id = match &user.external_id {
-            None | Some(Value::Null) => None,
-            Some(Value::String(s)) if s.is_empty() => None,
-            Some(Value::String(s)) => Some(s.clone()),
-            Some(other) => Some(other.to_string()),
+        let external_id = match user.external_id.map(RawValue::get) {
+            None | Some("null" | "\"\"") => None,
+            Some(raw) if raw.starts_with('"') => serde_json::from_str(raw).ok(),
+            // Not a string: kept as its compact JSON text.
+            Some(raw) => serde_json::from_str::<Value>(raw)
+                .ok()
+                .map(|v| v.to_string()),
         };
         Ok(Agent {
-            id: id.to_owned(),
-            email: email.to_owned(),
+            id,
+            email,
             external_id,
         })
     }
@@ -269,17 +280,23 @@ struct DirectoryListing<'a> {
 }
 
 impl Listing for DirectoryListing<'_> {
-    type Page = ListResponse;
+    type Page = ListedPage;
 
     fn next_request(&mut self) -> Result<Request> {
         Ok(self.sink.list_request(self.read + 1))
     }
 
-    fn take(&mut self, number: u64, page: ListResponse) -> Result<Next> {
+    fn take(&mut self, number: u64, page: ListedPage) -> Result<Next> {
         self.pages = number;
-        let got = page.resources.len();
-        for resource in page.resources {
-            match self.sink.agent_of(&resource) {
+        let got = page.got;
+        if number == 1 {
+            // totalResults comes from the server: room for it, within reason.
+            let expected = page.total_results.min(MAX_RESERVED_AGENTS);
+            self.agents.reserve(expected);
+            self.seen.reserve(expected);
+        }
+        for agent in page.agents {
+            match agent {
                 Ok(agent) => {
                     let slot = self.agents.len();
                     if let Some((_, at)) = self.seen.insert(&agent.id, number, slot)
@@ -318,25 +335,48 @@ impl Listing for DirectoryListing<'_> {
     }
 }
 
+/// The most agents room is made for ahead of time.
+const MAX_RESERVED_AGENTS: usize = 1 << 20;
+
 /// A listing page (RFC 7644 §3.4.2). `Resources` may be absent when empty.
 #[derive(Debug, Deserialize)]
-struct ListResponse {
+struct ListResponse<'a> {
     #[serde(rename = "totalResults")]
     total_results: usize,
-    #[serde(rename = "Resources", default)]
-    resources: Vec<Box<RawValue>>,
+    #[serde(rename = "Resources", default, borrow)]
+    resources: Vec<&'a RawValue>,
 }
 
-/// What a listed user holds that matters here; every other attribute is
-/// skipped without being parsed into values.
+/// A listing page read: what the walk needs of it.
+struct ListedPage {
+    total_results: usize,
+    /// Users on the page, also those skipped.
+    got: usize,
+    agents: Vec<Result<Agent, String>>,
+}
+
+/// What a listed user holds that matters here, as raw JSON; every other
+/// attribute is skipped without being parsed into values.
 #[derive(Debug, Deserialize)]
-struct UserView {
-    id: Option<Value>,
-    #[serde(rename = "userName")]
-    user_name: Option<Value>,
-    emails: Option<Value>,
-    #[serde(rename = "externalId")]
-    external_id: Option<Value>,
+struct UserView<'a> {
+    #[serde(borrow)]
+    id: Option<&'a RawValue>,
+    #[serde(rename = "userName", borrow)]
+    user_name: Option<&'a RawValue>,
+    #[serde(borrow)]
+    emails: Option<&'a RawValue>,
+    #[serde(rename = "externalId", borrow)]
+    external_id: Option<&'a RawValue>,
+}
+
+/// A raw JSON value as a string, if it is one.
+fn json_string(raw: &RawValue) -> Option<String> {
+    let raw = raw.get();
+    if raw.starts_with('"') {
+        serde_json::from_str(raw).ok()
+    } else {
+        None
+    }
 }
 
 fn primary_email(emails: &Value) -> Option<&str> {
