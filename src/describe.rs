@@ -16,6 +16,8 @@ pub(crate) struct Description {
     pub source: SourceDescription,
     pub pagination: PaginationDescription,
     pub mapping: String,
+    /// How pages are mapped: `direct (serde)` for plain projections, else `jq`.
+    pub mapping_path: &'static str,
     pub sink: Option<String>,
     pub sync: SyncDescription,
     pub actions: Vec<String>,
@@ -100,6 +102,10 @@ pub(crate) fn describe(job: &Job) -> Description {
             concurrency: src.endpoint.concurrency,
         },
         mapping: job.mapping.source().to_owned(),
+        mapping_path: match crate::source::direct_reader(job) {
+            Some(_) => "direct (serde)",
+            None => "jq",
+        },
         sink: job.sink.as_ref().map(|s| match s {
             SinkSpec::Scim {
                 endpoint,
@@ -154,6 +160,7 @@ impl Render for Description {
             writeln!(out, "  stop on  {s}")?;
         }
         writeln!(out, "mapping    {}", d.mapping)?;
+        writeln!(out, "  path     {}", d.mapping_path)?;
         match &d.sink {
             Some(s) => writeln!(out, "sink       {s}")?,
             None => writeln!(out, "sink       none (fetch only)")?,

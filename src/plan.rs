@@ -2,7 +2,9 @@
 //! or left alone, which source users have no agent, and which emails are in
 //! conflict. Pure data in, pure data out; applying it is someone else's job.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::borrow::Cow;
+use std::cmp::Ordering;
+use std::collections::HashMap;
 
 use serde::{Deserialize, Serialize};
 
@@ -137,27 +139,102 @@ impl Plan {
     }
 }
 
-/// The key emails are matched on: trimmed and lower-cased.
+/// The key emails are matched on: trimmed, ASCII letters lower-cased. Other
+/// letters are compared exactly: a Unicode case fold would match the KELVIN
+/// SIGN in `\u{212A}ate@x.com` to `kate@x.com`, two different mailboxes.
 pub(crate) fn normalize(email: &str) -> String {
-    email.trim().to_lowercase()
+    key(email).into_owned()
+}
+
+/// [`normalize`], borrowing the email when it is already normal.
+fn key(email: &str) -> Cow<'_, str> {
+    let email = email.trim();
+    if email.bytes().any(|b| b.is_ascii_uppercase()) {
+        Cow::Owned(email.to_ascii_lowercase())
+    } else {
+        Cow::Borrowed(email)
+    }
+}
+
+/// Natural order: digit runs compare as numbers (`user+2` before `user+11`),
+/// everything else byte by byte; strings equal that way fall back to byte
+/// order, so the order is total and deterministic.
+pub(crate) fn natural_cmp(a: &str, b: &str) -> Ordering {
+    let (x, y) = (a.as_bytes(), b.as_bytes());
+    let (mut i, mut j) = (0, 0);
+    while i < x.len() && j < y.len() {
+        if x[i].is_ascii_digit() && y[j].is_ascii_digit() {
+            let run = |s: &[u8], from: usize| {
+                let end = s[from..]
+                    .iter()
+                    .position(|b| !b.is_ascii_digit())
+                    .map_or(s.len(), |p| from + p);
+                let zeros = s[from..end].iter().take_while(|&&b| b == b'0').count();
+                (from + zeros, end)
+            };
+            let ((xs, xe), (ys, ye)) = (run(x, i), run(y, j));
+            // Without leading zeros, a longer run is a larger number.
+            let by_value = (xe - xs)
+                .cmp(&(ye - ys))
+                .then_with(|| x[xs..xe].cmp(&y[ys..ye]));
+            if by_value != Ordering::Equal {
+                return by_value;
+            }
+            (i, j) = (xe, ye);
+        } else {
+            match x[i].cmp(&y[j]) {
+                Ordering::Equal => (i, j) = (i + 1, j + 1),
+                other => return other,
+            }
+        }
+    }
+    (x.len() - i).cmp(&(y.len() - j)).then_with(|| x.cmp(y))
+}
+
+/// The distinct IDs one source email carries: nearly always one.
+enum Ids<'a> {
+    One(&'a str),
+    /// Sorted, distinct: a conflict.
+    Many(Vec<&'a str>),
+}
+
+/// The agents with one email: nearly always one.
+enum Agents {
+    One(usize),
+    Many(Vec<usize>),
 }
 
 /// Match `users` to `agents` and compute the plan.
 pub(crate) fn plan(users: &[User], agents: &[Agent], unlink_missing: bool) -> Plan {
-    // Every distinct ID each source email carries.
-    let mut source: BTreeMap<String, BTreeSet<&str>> = BTreeMap::new();
+    let mut source: HashMap<Cow<'_, str>, Ids<'_>> = HashMap::with_capacity(users.len());
     for user in users {
+        let id = user.id.as_str();
         source
-            .entry(normalize(&user.email))
-            .or_default()
-            .insert(&user.id);
+            .entry(key(&user.email))
+            .and_modify(|ids| match ids {
+                Ids::One(first) if *first == id => {}
+                Ids::One(first) => {
+                    let mut all = vec![*first, id];
+                    all.sort_unstable();
+                    *ids = Ids::Many(all);
+                }
+                Ids::Many(all) => {
+                    if let Err(at) = all.binary_search(&id) {
+                        all.insert(at, id);
+                    }
+                }
+            })
+            .or_insert(Ids::One(id));
     }
-    let mut directory: BTreeMap<String, Vec<usize>> = BTreeMap::new();
+    let mut directory: HashMap<Cow<'_, str>, Agents> = HashMap::with_capacity(agents.len());
     for (i, agent) in agents.iter().enumerate() {
         directory
-            .entry(normalize(&agent.email))
-            .or_default()
-            .push(i);
+            .entry(key(&agent.email))
+            .and_modify(|at| match at {
+                Agents::One(first) => *at = Agents::Many(vec![*first, i]),
+                Agents::Many(all) => all.push(i),
+            })
+            .or_insert(Agents::One(i));
     }
 
     let mut plan = Plan {
@@ -166,56 +243,65 @@ pub(crate) fn plan(users: &[User], agents: &[Agent], unlink_missing: bool) -> Pl
     };
 
     for (email, ids) in &source {
-        if ids.len() > 1 {
-            let list = ids.iter().copied().collect::<Vec<_>>().join(", ");
-            plan.conflicts.push(Conflict {
-                email: email.clone(),
-                reason: format!("{} ids in the source: {list}", ids.len()),
-            });
-        } else if !directory.contains_key(email) {
-            plan.unmatched.push(Unmatched {
-                email: email.clone(),
-                external_id: ids.first().map(|s| s.to_string()).unwrap_or_default(),
-            });
+        match ids {
+            Ids::Many(all) => plan.conflicts.push(Conflict {
+                email: email.to_string(),
+                reason: format!("{} ids in the source: {}", all.len(), all.join(", ")),
+            }),
+            Ids::One(id) if !directory.contains_key(email) => plan.unmatched.push(Unmatched {
+                email: email.to_string(),
+                external_id: (*id).to_owned(),
+            }),
+            Ids::One(_) => {}
         }
     }
 
-    for (email, indices) in &directory {
-        if indices.len() > 1 {
-            let list = indices
-                .iter()
-                .map(|&i| agents[i].id.as_str())
-                .collect::<Vec<_>>()
-                .join(", ");
-            plan.conflicts.push(Conflict {
-                email: email.clone(),
-                reason: format!("{} agents have this email: {list}", indices.len()),
-            });
-            continue;
-        }
-        let agent = &agents[indices[0]];
+    // The changes, as (kind, email key, agent, new ID), made into records once sorted.
+    let mut pending: Vec<(ChangeKind, &str, usize, Option<&str>)> = Vec::new();
+    for (email, at) in &directory {
+        let i = match at {
+            Agents::One(i) => *i,
+            Agents::Many(all) => {
+                let list: Vec<&str> = all.iter().map(|&i| agents[i].id.as_str()).collect();
+                plan.conflicts.push(Conflict {
+                    email: email.to_string(),
+                    reason: format!("{} agents have this email: {}", all.len(), list.join(", ")),
+                });
+                continue;
+            }
+        };
+        let agent = &agents[i];
         let wanted = match source.get(email) {
-            Some(ids) if ids.len() > 1 => continue, // conflict, reported above
-            Some(ids) => ids.first().copied(),
+            Some(Ids::Many(_)) => continue, // conflict, reported above
+            Some(Ids::One(id)) => Some(*id),
             None => None,
         };
-        match (agent.external_id.as_deref(), wanted) {
-            (None, Some(_)) => {}
+        let kind = match (agent.external_id.as_deref(), wanted) {
+            (None, Some(_)) => ChangeKind::Link,
             // Sinks trim what they read back: an ID that differs only in its
             // surrounding spaces is already there.
-            (Some(old), Some(new)) if old.trim() != new.trim() => {}
-            (Some(_), None) if unlink_missing => {}
+            (Some(old), Some(new)) if old.trim() != new.trim() => ChangeKind::Update,
+            (Some(_), None) if unlink_missing => ChangeKind::Unlink,
             (Some(_), Some(_)) => {
                 plan.unchanged += 1;
                 continue;
             }
             (_, None) => continue,
-        }
-        plan.changes
-            .push(Change::setting(agent, wanted.map(str::to_owned)));
+        };
+        pending.push((kind, email, i, wanted));
     }
-    plan.changes.sort_by_key(|c| (c.kind, normalize(&c.email)));
-    plan.conflicts.sort_by(|a, b| a.email.cmp(&b.email));
+    drop(source);
+    // Keys are distinct (two agents with one email are a conflict), so the
+    // order is fully decided by (kind, email key).
+    pending.sort_unstable_by(|a, b| a.0.cmp(&b.0).then_with(|| natural_cmp(a.1, b.1)));
+    plan.changes = pending
+        .into_iter()
+        .map(|(_, _, i, wanted)| Change::setting(&agents[i], wanted.map(str::to_owned)))
+        .collect();
+    plan.unmatched
+        .sort_unstable_by(|a, b| natural_cmp(&a.email, &b.email));
+    plan.conflicts
+        .sort_by(|a, b| natural_cmp(&a.email, &b.email));
     plan
 }
 
@@ -337,6 +423,63 @@ mod tests {
         assert_eq!(p.conflicts[1].reason, "2 agents have this email: a7, a7b");
         assert_eq!(p.linked_agents, 4);
         assert_eq!(p.unlink_percent(), 25.0);
+    }
+
+    #[test]
+    fn emails_match_on_ascii_case_only() {
+        assert_eq!(normalize("  Kate@X.com "), "kate@x.com");
+        // KELVIN SIGN: Unicode lower-cases it to `k`, but it is another mailbox.
+        let kelvin = "\u{212A}ate@x.com";
+        assert_eq!(normalize(kelvin), kelvin);
+        let p = plan(
+            &[user("1", kelvin), user("2", "ÉVE@x.com")],
+            &[
+                agent("a", "kate@x.com", None),
+                agent("e", "éve@x.com", None),
+            ],
+            false,
+        );
+        assert_eq!(summary(&p), (0, 0, 0, 0, 2, 0));
+        assert_eq!(p.unmatched[0].email, "ÉVE@x.com".replace("VE", "ve"));
+    }
+
+    #[test]
+    fn natural_order_compares_digit_runs_as_numbers() {
+        let mut emails = vec![
+            "user+11@x",
+            "user+2@x",
+            "user+1@x",
+            "user+02@x",
+            "user@x",
+            "a@x",
+        ];
+        emails.sort_by(|a, b| natural_cmp(a, b));
+        assert_eq!(
+            emails,
+            [
+                "a@x",
+                "user+1@x",
+                "user+02@x",
+                "user+2@x",
+                "user+11@x",
+                "user@x"
+            ]
+        );
+        assert_eq!(
+            natural_cmp("x99999999999999999999999", "x100000000000000000000000"),
+            Ordering::Less
+        );
+        let users: Vec<User> = (1..=12)
+            .map(|n| user(&n.to_string(), &format!("user+{n}@x")))
+            .collect();
+        let agents: Vec<Agent> = (1..=12)
+            .rev()
+            .map(|n| agent(&format!("a{n}"), &format!("user+{n}@x"), None))
+            .collect();
+        let p = plan(&users, &agents, false);
+        let order: Vec<_> = p.changes.iter().map(|c| c.agent_id.as_str()).collect();
+        let expected: Vec<String> = (1..=12).map(|n| format!("a{n}")).collect();
+        assert_eq!(order, expected);
     }
 
     #[test]

@@ -9,7 +9,8 @@ use url::Url;
 
 use crate::config::Job;
 use crate::http::{Client, Request, Response, display_url};
-use crate::mapping::{self, User, map_record_into};
+use crate::mapping::direct::Direct;
+use crate::mapping::{self, Jq, User, map_record_into};
 use crate::pages::{self, Listing, Next, Seen};
 use crate::paginate::{Kind, Observed, Paginator, Position, Step};
 use crate::progress::Progress;
@@ -77,11 +78,12 @@ pub(crate) fn fetch(
     };
     let stage = progress.stage("source pages", None);
     let workers = job.source.endpoint.concurrency;
+    let direct = direct_reader(job);
     pages::walk(
         client,
         workers,
         &mut listing,
-        |number, request, sent| read_page(job, request, sent, number),
+        |number, request, sent| read_page(job, direct.as_ref(), request, sent, number),
         &stage,
     )?;
     let SourceListing {
@@ -210,6 +212,21 @@ fn planned(
         .collect()
 }
 
+/// The direct reader of the pages, when the job's expressions are plain paths
+/// and a plain `{id, email}` projection; `None`: every page goes through jq.
+pub(crate) fn direct_reader(job: &Job) -> Option<Direct> {
+    let pg = &job.pagination;
+    if pg.has_more.is_some() || pg.cursor.is_some() || pg.next_url.is_some() {
+        return None;
+    }
+    Direct::recognise(
+        &job.source.records,
+        pg.total.as_ref(),
+        pg.count.as_ref(),
+        &job.mapping,
+    )
+}
+
 /// One page read and mapped: all the reader needs of it.
 struct PageOut {
     observed: Observed,
@@ -220,17 +237,54 @@ struct PageOut {
 /// Read page `number`: its status, its JSON, its records and page-level values,
 /// and the mapping of every record. The page itself is dropped here: memory
 /// grows with the users, not with the size of the pages.
-fn read_page(job: &Job, request: &Request, sent: Result<Response>, number: u64) -> Result<PageOut> {
-    let budget = crate::jq_budget::Page::enter(job.jq_timeout, format!("source page {number}"));
+fn read_page(
+    job: &Job,
+    direct: Option<&Direct>,
+    request: &Request,
+    sent: Result<Response>,
+    number: u64,
+) -> Result<PageOut> {
     let url_shown = display_url(&request.url);
     let response = sent
         .and_then(|r| r.error_for_status(&request.method, &request.url))
         .with_context(|| format!("source page {number}"))?;
+    // A page the direct reader cannot take with certainty goes through jq below.
+    if let Some(page) = direct.and_then(|d| d.read(&response.body)) {
+        let pg = &job.pagination;
+        let value = |jq: &Jq| {
+            if pg.total.as_ref().is_some_and(|t| std::ptr::eq(t, jq)) {
+                Ok(page.total.clone())
+            } else if pg.count.as_ref().is_some_and(|c| std::ptr::eq(c, jq)) {
+                Ok(page.count.clone())
+            } else {
+                bail!("`{}` is not read by the direct path", jq.source())
+            }
+        };
+        let observed = observe(job, &value, &response, &request.url, page.records)
+            .with_context(|| format!("source page {number} ({url_shown})"))?;
+        let skipped = page
+            .skipped
+            .into_iter()
+            .map(|(index, reason)| Skipped {
+                page: number,
+                index,
+                reason,
+            })
+            .collect();
+        return Ok(PageOut {
+            observed,
+            users: page.users,
+            skipped,
+        });
+    }
+    // Config jq runs within the page's time budget.
+    let budget = crate::jq_budget::Page::enter(job.jq_timeout, format!("source page {number}"));
     let page =
         parse_page(&response).with_context(|| format!("source page {number} ({url_shown})"))?;
     let records = select_records(&job.source.records, &page)
         .with_context(|| format!("source page {number} ({url_shown})"))?;
-    let observed = observe(job, &page, &response, &request.url, records.len())
+    let value = |jq: &Jq| jq.run_one(&page);
+    let observed = observe(job, &value, &response, &request.url, records.len())
         .with_context(|| format!("source page {number} ({url_shown})"))?;
     drop((page, response));
     let mut out = PageOut {
@@ -322,10 +376,11 @@ fn select_records(records: &crate::mapping::Jq, page: &Val) -> Result<Vec<Val>> 
     Ok(out)
 }
 
-/// Evaluate the page-level expressions of the pagination.
+/// Evaluate the page-level expressions of the pagination; `value` gives the
+/// value of one of them on the page.
 fn observe(
     job: &Job,
-    page: &Val,
+    value: &dyn Fn(&Jq) -> Result<Val>,
     response: &Response,
     url: &Url,
     records: usize,
@@ -341,31 +396,28 @@ fn observe(
         )
     };
     let count = match &pg.count {
-        Some(jq) => {
-            mapping::as_count(&jq.run_one(page)?, "count")?.ok_or_else(|| given(jq, "count"))?
-        }
+        Some(jq) => mapping::as_count(&value(jq)?, "count")?.ok_or_else(|| given(jq, "count"))?,
         None => records as u64,
     };
     let total = match &pg.total {
-        Some(jq) => Some(
-            mapping::as_count(&jq.run_one(page)?, "total")?.ok_or_else(|| given(jq, "total"))?,
-        ),
+        Some(jq) => {
+            Some(mapping::as_count(&value(jq)?, "total")?.ok_or_else(|| given(jq, "total"))?)
+        }
         None => None,
     };
     let has_more = match &pg.has_more {
-        Some(jq) => Some(
-            mapping::as_bool(&jq.run_one(page)?, "has_more")?
-                .ok_or_else(|| given(jq, "has_more"))?,
-        ),
+        Some(jq) => {
+            Some(mapping::as_bool(&value(jq)?, "has_more")?.ok_or_else(|| given(jq, "has_more"))?)
+        }
         None => None,
     };
     let cursor = match &pg.cursor {
-        Some(jq) => mapping::as_text(&jq.run_one(page)?, "cursor")?,
+        Some(jq) => mapping::as_text(&value(jq)?, "cursor")?,
         None => None,
     };
     let next = match pg.kind {
         Kind::NextUrl => match &pg.next_url {
-            Some(jq) => mapping::as_text(&jq.run_one(page)?, "next_url")?,
+            Some(jq) => mapping::as_text(&value(jq)?, "next_url")?,
             None => None,
         },
         Kind::LinkHeader => crate::paginate::link_next(response.headers_named("link")),

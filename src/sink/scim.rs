@@ -186,38 +186,60 @@ impl ScimSink {
         Request::get(url).header("Accept", SCIM_JSON)
     }
 
-    fn read_page(&self, req: &Request, sent: Result<Response>) -> Result<ListResponse> {
+    /// Read one listing page into agents, on the thread that fetched it.
+    fn read_page(&self, req: &Request, sent: Result<Response>) -> Result<ListedPage> {
         let resp = expect_success(sent?, "GET", &req.url)?;
-        serde_json::from_slice(&resp.body).with_context(|| {
+        let not_a_list = || {
             format!(
                 "GET {} answered something that is not a SCIM ListResponse ({}): {}",
                 display_url(&req.url),
                 resp.content_type(),
                 resp.body_start()
             )
+        };
+        crate::mapping::check_depth(&resp.body).with_context(not_a_list)?;
+        let list: ListResponse<'_> = serde_json::from_slice(&resp.body).with_context(not_a_list)?;
+        let keep_resources = self.found()?.put;
+        Ok(ListedPage {
+            total_results: list.total_results,
+            got: list.resources.len(),
+            users: list
+                .resources
+                .iter()
+                .map(|r| {
+                    let (agent, version) = self.read_user(r)?;
+                    Ok(ListedUser {
+                        agent,
+                        version,
+                        resource: keep_resources.then(|| (*r).to_owned()),
+                    })
+                })
+                .collect(),
         })
     }
 
-    /// The agent of one listed user, read without building the whole resource.
+    /// The agent of one listed user, read without building the whole resource:
+    /// each string is copied once, from the page into the agent.
+    #[cfg(test)]
     fn agent_of(&self, resource: &RawValue) -> Result<Agent, String> {
         self.read_user(resource).map(|(agent, _)| agent)
     }
 
     /// The agent of one listed user and its `meta.version`.
     fn read_user(&self, resource: &RawValue) -> Result<(Agent, Option<String>), String> {
-        let user: UserView = serde_json::from_str(resource.get())
+        let user: UserView<'_> = serde_json::from_str(resource.get())
             .map_err(|e| format!("a user that is not a SCIM resource ({e})"))?;
-        let Some(id) = user
-            .id
-            .as_ref()
-            .and_then(Value::as_str)
-            .filter(|s| !s.is_empty())
-        else {
+        let Some(id) = user.id.and_then(json_string).filter(|s| !s.is_empty()) else {
             return Err("a user without an \"id\"".into());
         };
         let email = match self.options.email_attribute {
-            EmailAttribute::UserName => user.user_name.as_ref().and_then(Value::as_str),
-            EmailAttribute::Emails => user.emails.as_ref().and_then(chosen_email),
+            EmailAttribute::UserName => user.user_name.and_then(json_string),
+            EmailAttribute::Emails => user
+                .emails
+                .and_then(|raw| serde_json::from_str::<Value>(raw.get()).ok())
+                .as_ref()
+                .and_then(chosen_email)
+                .map(str::to_owned),
         };
         let Some(email) = email.filter(|e| !e.trim().is_empty()) else {
             return Err(format!(
@@ -230,11 +252,19 @@ impl ScimSink {
             .and_then(|m| m.version)
             .and_then(|v| v.as_str().map(str::to_owned))
             .filter(|v| !v.is_empty());
+        let external_id = match user.external_id.map(RawValue::get) {
+            None | Some("null" | "\"\"") => None,
+            Some(raw) if raw.starts_with('"') => serde_json::from_str(raw).ok(),
+            // Not a string: kept as its compact JSON text.
+            Some(raw) => serde_json::from_str::<Value>(raw)
+                .ok()
+                .map(|v| v.to_string()),
+        };
         Ok((
             Agent {
-                id: id.to_owned(),
-                email: email.to_owned(),
-                external_id: external_id_of(user.external_id.as_ref()),
+                id,
+                email,
+                external_id,
             },
             version,
         ))
@@ -368,7 +398,6 @@ impl Sink for ScimSink {
             sink: self,
             page_size: found.page_size,
             keep_versions: found.etag != Some(false),
-            keep_resources: found.put,
             agents: Vec::new(),
             listed: HashMap::new(),
             seen: Seen::default(),
@@ -461,11 +490,11 @@ impl Sink for ScimSink {
                 return Ok(None);
             }
         };
-        let returned = page.resources.len();
+        let returned = page.got;
         let agents: Vec<Agent> = page
-            .resources
-            .iter()
-            .filter_map(|r| self.agent_of(r).ok())
+            .users
+            .into_iter()
+            .filter_map(|u| u.ok().map(|u| u.agent))
             .filter(|a| a.email.trim().eq_ignore_ascii_case(wanted))
             .collect();
         // Only an answer that holds what was asked for, and all of it, is
@@ -529,7 +558,6 @@ struct DirectoryListing<'a> {
     sink: &'a ScimSink,
     page_size: usize,
     keep_versions: bool,
-    keep_resources: bool,
     agents: Vec<Agent>,
     listed: HashMap<Box<str>, Listed>,
     /// Which page each agent id came from.
@@ -542,7 +570,7 @@ struct DirectoryListing<'a> {
 }
 
 impl Listing for DirectoryListing<'_> {
-    type Page = ListResponse;
+    type Page = ListedPage;
 
     fn next_request(&mut self) -> Result<Request> {
         Ok(ScimSink::list_request(
@@ -552,21 +580,31 @@ impl Listing for DirectoryListing<'_> {
         ))
     }
 
-    fn take(&mut self, number: u64, page: ListResponse) -> Result<Next> {
+    fn take(&mut self, number: u64, page: ListedPage) -> Result<Next> {
         self.pages = number;
         let total = page.total_results;
         match self.total {
-            None => self.total = Some(total),
+            None => {
+                self.total = Some(total);
+                // totalResults comes from the server: room for it, within reason.
+                let expected = total.min(MAX_RESERVED_AGENTS);
+                self.agents.reserve(expected);
+                self.seen.reserve(expected);
+            }
             Some(first) if first != total => bail!(
                 "SCIM listing: totalResults was {first} on the first page and {total} on page {number} \
                  (the directory changed while it was read?)"
             ),
             Some(_) => {}
         }
-        let got = page.resources.len();
-        for resource in page.resources {
-            match self.sink.read_user(&resource) {
-                Ok((agent, version)) => {
+        let got = page.got;
+        for user in page.users {
+            match user {
+                Ok(ListedUser {
+                    agent,
+                    version,
+                    resource,
+                }) => {
                     let slot = self.agents.len();
                     if let Some((_, at)) = self.seen.insert(&agent.id, number, slot)
                         && self.agents[at].id == agent.id
@@ -580,7 +618,7 @@ impl Listing for DirectoryListing<'_> {
                         version: version
                             .filter(|_| self.keep_versions)
                             .map(String::into_boxed_str),
-                        resource: self.keep_resources.then_some(resource),
+                        resource,
                     };
                     if listed.version.is_some() || listed.resource.is_some() {
                         self.listed.insert(agent.id.as_str().into(), listed);
@@ -629,11 +667,30 @@ impl Listing for DirectoryListing<'_> {
 /// A listing page (RFC 7644 §3.4.2). `Resources` may be absent or null when
 /// empty; `totalResults` is taken as a number or a numeric string.
 #[derive(Debug, Deserialize)]
-struct ListResponse {
+struct ListResponse<'a> {
     #[serde(rename = "totalResults", deserialize_with = "count")]
     total_results: usize,
-    #[serde(rename = "Resources", default, deserialize_with = "resources")]
-    resources: Vec<Box<RawValue>>,
+    #[serde(rename = "Resources", default, borrow, deserialize_with = "resources")]
+    resources: Vec<&'a RawValue>,
+}
+
+/// The most agents room is made for ahead of time.
+const MAX_RESERVED_AGENTS: usize = 1 << 20;
+
+/// A listing page read on the thread that fetched it: what the walk needs.
+struct ListedPage {
+    total_results: usize,
+    /// Users on the page, also those skipped.
+    got: usize,
+    users: Vec<Result<ListedUser, String>>,
+}
+
+/// One listed user: its agent, its version, and its resource when writes are
+/// PUTs (sent back as listed).
+struct ListedUser {
+    agent: Agent,
+    version: Option<String>,
+    resource: Option<Box<RawValue>>,
 }
 
 fn count<'de, D: Deserializer<'de>>(d: D) -> Result<usize, D::Error> {
@@ -643,8 +700,8 @@ fn count<'de, D: Deserializer<'de>>(d: D) -> Result<usize, D::Error> {
         .ok_or_else(|| serde::de::Error::custom(format!("totalResults {value} is not a count")))
 }
 
-fn resources<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Box<RawValue>>, D::Error> {
-    Ok(Option::<Vec<Box<RawValue>>>::deserialize(d)?.unwrap_or_default())
+fn resources<'de: 'a, 'a, D: Deserializer<'de>>(d: D) -> Result<Vec<&'a RawValue>, D::Error> {
+    Ok(Option::<Vec<&'a RawValue>>::deserialize(d)?.unwrap_or_default())
 }
 
 /// A number, or a string holding one (some directories quote them).
@@ -669,28 +726,31 @@ fn lenient_bool(value: &Value) -> Option<bool> {
 /// What a listed user holds that matters here; every other attribute is
 /// skipped without being parsed into values.
 #[derive(Debug, Deserialize)]
-struct UserView {
-    id: Option<Value>,
-    #[serde(rename = "userName")]
-    user_name: Option<Value>,
-    emails: Option<Value>,
-    #[serde(rename = "externalId")]
-    external_id: Option<Value>,
+struct UserView<'a> {
+    #[serde(borrow)]
+    id: Option<&'a RawValue>,
+    #[serde(rename = "userName", borrow)]
+    user_name: Option<&'a RawValue>,
+    #[serde(borrow)]
+    emails: Option<&'a RawValue>,
+    #[serde(rename = "externalId", borrow)]
+    external_id: Option<&'a RawValue>,
     meta: Option<MetaView>,
+}
+
+/// A raw JSON value as a string, if it is one.
+fn json_string(raw: &RawValue) -> Option<String> {
+    let raw = raw.get();
+    if raw.starts_with('"') {
+        serde_json::from_str(raw).ok()
+    } else {
+        None
+    }
 }
 
 #[derive(Debug, Deserialize)]
 struct MetaView {
     version: Option<Value>,
-}
-
-fn external_id_of(value: Option<&Value>) -> Option<String> {
-    match value {
-        None | Some(Value::Null) => None,
-        Some(Value::String(s)) if s.is_empty() => None,
-        Some(Value::String(s)) => Some(s.clone()),
-        Some(other) => Some(other.to_string()),
-    }
 }
 
 /// The email of `emails`: the primary one, else the one of type `work`, else

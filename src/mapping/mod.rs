@@ -1,6 +1,10 @@
 //! jq in agentsync: every expression of the config is compiled once when the
 //! config is validated ([`Jq::compile`]) and run per page or per record. The
 //! mapping turns each record into `{id, email}` users ([`map_record_into`]).
+//! Plain projections skip jq altogether: [`direct`] reads them from the page
+//! bytes, with the same users and skip reasons as jq would give.
+
+pub(crate) mod direct;
 
 use anyhow::{Result, anyhow, bail};
 use jaq_core::load::{Arena, File, Loader};
@@ -201,26 +205,34 @@ fn to_user(out: &Val) -> Result<User, String> {
         Some(v) => id_string(v)?,
     };
     let email = match get("email") {
-        Some(Val::TStr(s)) => String::from_utf8_lossy(s).into_owned(),
+        Some(Val::TStr(s)) => String::from_utf8_lossy(s),
         None | Some(Val::Null) => return Err("email is missing".into()),
         Some(other) => return Err(format!("email is not a string (it is {})", kind(other))),
     };
+    let email = checked_email(&email)?;
+    Ok(User { id, email })
+}
+
+/// The email of a user, if it is an address with one `@`.
+fn checked_email(email: &str) -> Result<String, String> {
     if email.matches('@').count() != 1 || email.starts_with('@') || email.ends_with('@') {
         return Err(format!("email {email:?} is not an address with one @"));
     }
-    Ok(User { id, email })
+    Ok(email.to_owned())
+}
+
+/// A string ID without the whitespace around it: a file sink trims what it
+/// reads back, so an untrimmed ID would never converge.
+fn checked_id(id: &str) -> Result<String, String> {
+    match id.trim() {
+        "" => Err("id is an empty string".into()),
+        id => Ok(id.to_owned()),
+    }
 }
 
 fn id_string(v: &Val) -> Result<String, String> {
     match v {
-        Val::TStr(s) => {
-            let id = String::from_utf8_lossy(s).into_owned();
-            if id.trim().is_empty() {
-                Err("id is an empty string".into())
-            } else {
-                Ok(id)
-            }
-        }
+        Val::TStr(s) => checked_id(&String::from_utf8_lossy(s)),
         Val::Num(Num::Int(i)) => Ok(i.to_string()),
         Val::Num(Num::BigInt(i)) => Ok(i.to_string()),
         Val::Num(Num::Dec(d)) if d.bytes().all(|b| b.is_ascii_digit() || b == b'-') => {
@@ -295,8 +307,89 @@ pub(crate) fn as_text(v: &Val, what: &str) -> Result<Option<String>> {
     }
 }
 
+/// The deepest nesting of arrays and objects a response may have. jaq's
+/// parser recurses once per level, so a hostile page of 100 000 `[` would
+/// overflow the stack; serde_json stops at the same depth.
+pub(crate) const MAX_DEPTH: usize = 128;
+
+/// Refuse JSON nested deeper than [`MAX_DEPTH`], counted by one scan of the
+/// bytes (brackets inside strings do not count) before anything recurses.
+pub(crate) fn check_depth(bytes: &[u8]) -> Result<()> {
+    if scan(bytes).too_deep {
+        bail!("the response nests deeper than {MAX_DEPTH} levels");
+    }
+    Ok(())
+}
+
+/// What one pass over JSON bytes found, ahead of parsing them.
+#[derive(Debug, Default)]
+pub(crate) struct Scan {
+    /// Arrays and objects nest deeper than [`MAX_DEPTH`].
+    pub too_deep: bool,
+    /// A `\u` escape of a UTF-16 surrogate that is not a high one followed by
+    /// a low one (jq's reader refuses it; serde_json only where it decodes).
+    pub lone_surrogate: bool,
+}
+
+/// Scan JSON bytes for nesting and surrogate escapes, without parsing them.
+/// Invalid JSON scans as well as it can: the parser will say what is wrong.
+pub(crate) fn scan(bytes: &[u8]) -> Scan {
+    let hex = |at: usize| {
+        let digits = std::str::from_utf8(bytes.get(at..at + 4)?).ok()?;
+        u16::from_str_radix(digits, 16).ok()
+    };
+    let mut found = Scan::default();
+    let mut depth = 0usize;
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'"' => {
+                // Inside a string only `"` and `\\` matter: jump between them.
+                i += 1;
+                loop {
+                    let Some(p) = bytes[i..].iter().position(|&b| b == b'"' || b == b'\\') else {
+                        return found;
+                    };
+                    i += p;
+                    if bytes[i] == b'"' {
+                        break;
+                    }
+                    match bytes.get(i + 1) {
+                        Some(b'u') => match hex(i + 2) {
+                            Some(0xD800..=0xDBFF)
+                                if bytes.get(i + 6..i + 8) == Some(b"\\u")
+                                    && matches!(hex(i + 8), Some(0xDC00..=0xDFFF)) =>
+                            {
+                                i += 12;
+                            }
+                            Some(0xD800..=0xDFFF) | None => {
+                                found.lone_surrogate = true;
+                                i += 2;
+                            }
+                            Some(_) => i += 6,
+                        },
+                        _ => i += 2,
+                    }
+                }
+            }
+            b'[' | b'{' => {
+                depth += 1;
+                if depth > MAX_DEPTH {
+                    found.too_deep = true;
+                    return found;
+                }
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+        i += 1;
+    }
+    found
+}
+
 /// Parse a response body as JSON.
 pub(crate) fn parse_json(bytes: &[u8]) -> Result<Val> {
+    check_depth(bytes)?;
     jaq_json::read::parse_single(bytes).map_err(|e| anyhow!("{e}"))
 }
 
