@@ -36,7 +36,7 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry \
 
 # The state directory, owned by the runtime user so that a fresh named volume
 # mounted there inherits the ownership; the non-root user's passwd entry.
-RUN mkdir -p /rootfs/var/lib/agentsync \
+RUN mkdir -p /rootfs/etc /rootfs/var/lib/agentsync \
     && echo 'nonroot:x:65532:65532:nonroot:/var/lib/agentsync:/sbin/nologin' > /rootfs/etc/passwd \
     && echo 'nonroot:x:65532:' > /rootfs/etc/group
 
@@ -45,7 +45,8 @@ FROM scratch
 
 COPY --from=build /etc/ssl/certs/ca-certificates.crt /etc/ssl/certs/ca-certificates.crt
 COPY --from=build /rootfs/etc/passwd /rootfs/etc/group /etc/
-COPY --from=build --chown=65532:65532 /rootfs/var/lib/agentsync /var/lib/agentsync
+# The parent is copied so that --chown surely applies to agentsync/ itself.
+COPY --from=build --chown=65532:65532 /rootfs/var/lib/ /var/lib/
 COPY --from=build /agentsync /agentsync
 
 # The system trust store of this image; `[source] ca_file` adds a private CA.
