@@ -3,17 +3,13 @@
 
 mod common;
 
-use std::collections::BTreeSet;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-#[cfg(feature = "mock")]
-use common::Mock;
 use common::{Job, Resp, Server, agentsync, fetch};
 
 /// The subcommands `--help` lists (but `help`).
@@ -44,72 +40,79 @@ fn man_prints_a_roff_page_naming_every_subcommand() {
     }
 }
 
-/// Every path under `dir`, relative to it.
-fn listing(dir: &Path) -> BTreeSet<PathBuf> {
-    let mut found = BTreeSet::new();
-    let mut todo = vec![dir.to_owned()];
-    while let Some(d) = todo.pop() {
-        for entry in std::fs::read_dir(&d).unwrap() {
-            let path = entry.unwrap().path();
-            if path.is_dir() {
-                todo.push(path.clone());
-            }
-            found.insert(path.strip_prefix(dir).unwrap().to_owned());
-        }
-    }
-    found
-}
-
-#[cfg(unix)]
-fn set_mode(path: &Path, mode: u32) {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
-}
-
 /// As in the container image: the config on a read-only mount, no home and
-/// no temp dir, the state directory the only place written.
-#[test]
+/// no temp dir, the state directory the only place written (the mock is the
+/// source and the directory).
 #[cfg(all(unix, feature = "mock"))]
-fn a_sync_in_a_container_writes_only_to_the_state_directory() {
-    let mock = Mock::start(&[]);
-    let punch = mock.punch_job();
-    let root = tempfile::tempdir().unwrap();
-    let etc = root.path().join("etc");
-    let state = root.path().join("state");
-    std::fs::create_dir_all(&etc).unwrap();
-    std::fs::create_dir_all(&state).unwrap();
-    let config = etc.join("punch.toml");
-    std::fs::copy(&punch.config, &config).unwrap();
-    set_mode(&etc, 0o555);
-    let home = root.path().join("home-missing");
-    let tmp = root.path().join("tmp-missing");
-    let before = listing(root.path());
+mod container {
+    use std::collections::BTreeSet;
+    use std::path::{Path, PathBuf};
 
-    let out = agentsync(&["--config", config.to_str().unwrap()])
-        .env("HOME", home.to_str().unwrap())
-        .env("TMPDIR", tmp.to_str().unwrap())
-        .env("AGENTSYNC_STATE_DIR", state.to_str().unwrap())
-        .env_remove("XDG_STATE_HOME")
-        .env_remove("STATE_DIRECTORY")
-        .run();
-    set_mode(&etc, 0o755);
-    out.expect(0);
+    use super::common::{Mock, agentsync};
 
-    let after = listing(root.path());
-    let new: Vec<_> = after.difference(&before).collect();
-    assert!(
-        new.iter().all(|p| p.starts_with("state")),
-        "written outside the state directory: {new:?}"
-    );
-    assert!(!tmp.exists() && !home.exists(), "{new:?}");
-    assert_eq!(listing(&etc), [PathBuf::from("punch.toml")].into());
-    let journal = std::fs::read_dir(&state)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().into_string().unwrap())
-        .find(|n| n.ends_with(".journal.jsonl"));
-    let journal = journal.unwrap_or_else(|| panic!("no journal in {new:?}"));
-    let text = std::fs::read_to_string(state.join(journal)).unwrap();
-    assert!(text.contains("\"applied\""), "{text}");
+    /// Every path under `dir`, relative to it.
+    fn listing(dir: &Path) -> BTreeSet<PathBuf> {
+        let mut found = BTreeSet::new();
+        let mut todo = vec![dir.to_owned()];
+        while let Some(d) = todo.pop() {
+            for entry in std::fs::read_dir(&d).unwrap() {
+                let path = entry.unwrap().path();
+                if path.is_dir() {
+                    todo.push(path.clone());
+                }
+                found.insert(path.strip_prefix(dir).unwrap().to_owned());
+            }
+        }
+        found
+    }
+
+    fn set_mode(path: &Path, mode: u32) {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+    }
+
+    #[test]
+    fn a_sync_in_a_container_writes_only_to_the_state_directory() {
+        let mock = Mock::start(&[]);
+        let punch = mock.punch_job();
+        let root = tempfile::tempdir().unwrap();
+        let etc = root.path().join("etc");
+        let state = root.path().join("state");
+        std::fs::create_dir_all(&etc).unwrap();
+        std::fs::create_dir_all(&state).unwrap();
+        let config = etc.join("punch.toml");
+        std::fs::copy(&punch.config, &config).unwrap();
+        set_mode(&etc, 0o555);
+        let home = root.path().join("home-missing");
+        let tmp = root.path().join("tmp-missing");
+        let before = listing(root.path());
+
+        let out = agentsync(&["--config", config.to_str().unwrap()])
+            .env("HOME", home.to_str().unwrap())
+            .env("TMPDIR", tmp.to_str().unwrap())
+            .env("AGENTSYNC_STATE_DIR", state.to_str().unwrap())
+            .env_remove("XDG_STATE_HOME")
+            .env_remove("STATE_DIRECTORY")
+            .run();
+        set_mode(&etc, 0o755);
+        out.expect(0);
+
+        let after = listing(root.path());
+        let new: Vec<_> = after.difference(&before).collect();
+        assert!(
+            new.iter().all(|p| p.starts_with("state")),
+            "written outside the state directory: {new:?}"
+        );
+        assert!(!tmp.exists() && !home.exists(), "{new:?}");
+        assert_eq!(listing(&etc), [PathBuf::from("punch.toml")].into());
+        let journal = std::fs::read_dir(&state)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .find(|n| n.ends_with(".journal.jsonl"));
+        let journal = journal.unwrap_or_else(|| panic!("no journal in {new:?}"));
+        let text = std::fs::read_to_string(state.join(journal)).unwrap();
+        assert!(text.contains("\"applied\""), "{text}");
+    }
 }
 
 /// A certificate authority made for one test, and a server certificate for
