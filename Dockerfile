@@ -26,12 +26,13 @@ WORKDIR /src
 COPY . .
 
 # The target follows the build platform (x86_64 or aarch64), both static on
-# musl. The caches keep the registry and compiled dependencies across builds;
+# musl. Without default features: the bundled mock (`mock`, `demo`) is for
+# trying the tool and for tests, not for production. The caches keep the registry and compiled dependencies across builds;
 # the binary is copied out of the cached target directory in the same step.
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
     target="$(uname -m)-unknown-linux-musl" \
-    && cargo build --release --locked --target "$target" \
+    && cargo build --release --locked --no-default-features --target "$target" \
     && cp "target/$target/release/agentsync" /agentsync
 
 # The state directory, owned by the runtime user so that a fresh named volume

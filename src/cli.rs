@@ -165,10 +165,12 @@ pub(crate) enum Command {
     Check,
 
     /// Serve the bundled mock APIs (source users, punch clock, SCIM directory).
+    #[cfg(feature = "mock")]
     Mock(MockArgs),
 
     /// Try it end to end: start the mock on a free port, then plan, apply and
     /// plan again with the bundled punch-clock config.
+    #[cfg(feature = "mock")]
     Demo(MockArgs),
 
     /// Run a declared action for one agent, with its synced external ID.
@@ -232,8 +234,12 @@ pub(crate) enum Command {
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
+
+    /// Print the man page (roff), e.g. `agentsync man > agentsync.1`.
+    Man,
 }
 
+#[cfg(feature = "mock")]
 #[derive(Debug, Clone, Args)]
 pub(crate) struct MockArgs {
     /// Address to listen on (loopback only).

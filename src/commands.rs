@@ -11,10 +11,13 @@ use std::time::{Duration, SystemTime};
 use anyhow::{Context, Result, bail};
 
 use crate::action;
-use crate::cli::{Cli, Command, MockArgs, Output, SyncArgs};
+#[cfg(feature = "mock")]
+use crate::cli::MockArgs;
+use crate::cli::{Cli, Command, Output, SyncArgs};
 use crate::config::{self, Job};
 use crate::engine::{self, RunOptions};
 use crate::exit::{self, Ending};
+#[cfg(feature = "mock")]
 use crate::mock;
 use crate::output::{self, Esc, FetchView, HistoryView, Paint, Render, style};
 use crate::progress::Progress;
@@ -25,15 +28,20 @@ use crate::state::journal;
 pub(crate) fn dispatch(cli: Cli) -> Result<Ending> {
     let output = cli.global.output;
     let config = cli.global.config.as_deref();
+    if sends_requests(cli.command.as_ref()) {
+        crate::http::refuse_socks_proxy(|name| std::env::var(name).ok())?;
+    }
     match cli.command {
         None => sync(config, &cli.sync, output),
         Some(Command::Sync(args)) => sync(config, &args, output),
         Some(Command::Fetch { pages }) => fetch(config, pages, output),
         Some(Command::Check) => check(config, output),
+        #[cfg(feature = "mock")]
         Some(Command::Mock(args)) => {
             mock::serve(mock_options(&args))?;
             Ok(Ending::Success)
         }
+        #[cfg(feature = "mock")]
         Some(Command::Demo(args)) => demo(&args),
         Some(Command::Action {
             name,
@@ -68,7 +76,51 @@ pub(crate) fn dispatch(cli: Cli) -> Result<Ending> {
             exit::stdout(out.write_all(&script).and_then(|()| out.flush()))?;
             Ok(Ending::Success)
         }
+        Some(Command::Man) => man(),
     }
+}
+
+/// The man page, generated from the same definition as `--help`.
+fn man() -> Result<Ending> {
+    let cmd = <Cli as clap::CommandFactory>::command();
+    let mut page = Vec::new();
+    clap_mangen::Man::new(cmd)
+        .render(&mut page)
+        .context("rendering the man page")?;
+    let page = String::from_utf8(page).context("rendering the man page")?;
+    // roff puts the definition of its apostrophe string before the title;
+    // the title goes first, where `man -w`, `lexgrog` and people look for
+    // it, and the definition right after (it is used only further down).
+    let page = match page.find("\n.TH ") {
+        Some(at) => {
+            let (preamble, rest) = page.split_at(at + 1);
+            let (title, body) = rest.split_at(rest.find('\n').map_or(rest.len(), |n| n + 1));
+            format!("{title}{preamble}{body}")
+        }
+        None => page,
+    };
+    let mut out = std::io::stdout().lock();
+    exit::stdout(out.write_all(page.as_bytes()).and_then(|()| out.flush()))?;
+    Ok(Ending::Success)
+}
+
+/// Does the command send requests (or check a config that will)? Those
+/// refuse a proxy setting that cannot be honoured before anything is sent.
+fn sends_requests(command: Option<&Command>) -> bool {
+    !matches!(
+        command,
+        Some(Command::History | Command::Completions { .. } | Command::Man)
+    ) && !is_mock(command)
+}
+
+#[cfg(feature = "mock")]
+fn is_mock(command: Option<&Command>) -> bool {
+    matches!(command, Some(Command::Mock(_)))
+}
+
+#[cfg(not(feature = "mock"))]
+fn is_mock(_: Option<&Command>) -> bool {
+    false
 }
 
 fn config_path(config: Option<&Path>) -> Result<&Path> {
@@ -394,6 +446,7 @@ fn apply(
     print_run(run, output)
 }
 
+#[cfg(feature = "mock")]
 fn mock_options(args: &MockArgs) -> mock::MockOptions {
     mock::MockOptions {
         addr: args.addr.clone(),
@@ -413,9 +466,12 @@ fn mock_options(args: &MockArgs) -> mock::MockOptions {
 }
 
 /// The bundled punch-clock job, pointed at the mock's address.
+#[cfg(feature = "mock")]
 const DEMO_CONFIG: &str = include_str!("../configs/punch.toml");
+#[cfg(feature = "mock")]
 const MOCK_DEFAULT: &str = "http://127.0.0.1:8787";
 
+#[cfg(feature = "mock")]
 fn demo(args: &MockArgs) -> Result<Ending> {
     let mut opts = mock_options(args);
     // The demo's own log says what was written.

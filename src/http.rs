@@ -6,9 +6,14 @@
 //! nowhere else — not to a next page on another host, not after a redirect
 //! (redirects are followed here, within the origin only), not over plain
 //! http:// to a host that is not this machine.
+//!
+//! TLS trusts the bundled Mozilla roots, the system's trust store (which
+//! honours `SSL_CERT_FILE` and `SSL_CERT_DIR`) and an endpoint's `ca_file`.
+//! Proxies come from `ALL_PROXY`, `HTTPS_PROXY`, `HTTP_PROXY` and `NO_PROXY`
+//! (read by ureq); a SOCKS proxy there is refused before any request.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{Context, Result, anyhow, bail};
@@ -72,6 +77,8 @@ pub(crate) struct Settings {
     pub rate_limit: f64,
     /// First backoff step; doubled on each retry.
     pub backoff_base: Duration,
+    /// Roots trusted besides the bundled and the system ones (`ca_file`).
+    pub extra_roots: Vec<ureq::tls::Certificate<'static>>,
 }
 
 impl Default for Settings {
@@ -82,6 +89,7 @@ impl Default for Settings {
             max_retry_wait: Duration::from_secs(60),
             rate_limit: 0.0,
             backoff_base: Duration::from_millis(500),
+            extra_roots: Vec::new(),
         }
     }
 }
@@ -302,6 +310,66 @@ impl ureq::unversioned::resolver::Resolver for CachingResolver {
     }
 }
 
+/// The bundled Mozilla roots and the system's, read once.
+fn base_roots() -> &'static Arc<Vec<ureq::tls::Certificate<'static>>> {
+    static ROOTS: OnceLock<Arc<Vec<ureq::tls::Certificate<'static>>>> = OnceLock::new();
+    ROOTS.get_or_init(|| {
+        let bundled = webpki_root_certs::TLS_SERVER_ROOT_CERTS
+            .iter()
+            .map(|der| ureq::tls::Certificate::from_der(der));
+        // A system store that cannot be read (none in a scratch image, a
+        // wrong SSL_CERT_FILE) leaves the bundled roots: said on -v, as a
+        // request that fails for it names the certificate anyway.
+        let system = rustls_native_certs::load_native_certs();
+        for err in &system.errors {
+            crate::progress::debug(&format!("system trust store: {err}"));
+        }
+        let system = system
+            .certs
+            .iter()
+            .map(|der| ureq::tls::Certificate::from_der(der).to_owned());
+        Arc::new(bundled.chain(system).collect())
+    })
+}
+
+/// The roots a client trusts: the bundled and system ones, and `extra`.
+fn trusted_roots(extra: &[ureq::tls::Certificate<'static>]) -> ureq::tls::RootCerts {
+    let base = base_roots();
+    if extra.is_empty() {
+        return ureq::tls::RootCerts::Specific(Arc::clone(base));
+    }
+    base.iter().chain(extra).cloned().into()
+}
+
+/// The proxy variables ureq reads, in its order.
+const PROXY_VARS: [&str; 6] = [
+    "ALL_PROXY",
+    "all_proxy",
+    "HTTPS_PROXY",
+    "https_proxy",
+    "HTTP_PROXY",
+    "http_proxy",
+];
+
+/// Refuse a SOCKS proxy in the environment: ureq is built without SOCKS
+/// support and would connect directly instead, around the proxy a network
+/// may require. The value is not shown: it may hold a password.
+pub(crate) fn refuse_socks_proxy(env: impl Fn(&str) -> Option<String>) -> Result<()> {
+    for name in PROXY_VARS {
+        let Some(value) = env(name) else { continue };
+        let scheme = value
+            .trim()
+            .split_once("://")
+            .map(|(scheme, _)| scheme.to_ascii_lowercase());
+        if let Some(scheme) = scheme.filter(|s| s.starts_with("socks")) {
+            return Err(crate::exit::usage(format!(
+                "{name} names a SOCKS proxy ({scheme}://...), which agentsync does not support: use an HTTP proxy (http://HOST:PORT) or unset {name}"
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// Why an attempt failed, and whether another try may help.
 enum Attempt {
     Done(Response),
@@ -322,6 +390,11 @@ impl Client {
             // Redirects are followed by `send`, within the origin only: ureq
             // would carry custom headers to any host a server names.
             .max_redirects(0)
+            .tls_config(
+                ureq::tls::TlsConfig::builder()
+                    .root_certs(trusted_roots(&settings.extra_roots))
+                    .build(),
+            )
             .build();
         Client {
             agent: ureq::Agent::with_parts(
@@ -898,5 +971,32 @@ mod tests {
         assert_eq!(resolver.known.lock().unwrap().len(), 1);
         resolve("http://127.0.0.1:9000/");
         assert_eq!(resolver.known.lock().unwrap().len(), 2);
+    }
+
+    #[test]
+    fn a_socks_proxy_is_refused_and_an_http_one_is_not() {
+        let env = |pairs: &'static [(&'static str, &'static str)]| {
+            move |name: &str| {
+                pairs
+                    .iter()
+                    .find(|(n, _)| *n == name)
+                    .map(|(_, v)| (*v).to_owned())
+            }
+        };
+        let err =
+            refuse_socks_proxy(env(&[("https_proxy", "SOCKS5h://u:pw-1@proxy:1080")])).unwrap_err();
+        let text = format!("{err:#}");
+        assert!(
+            text.contains("https_proxy names a SOCKS proxy (socks5h://"),
+            "{text}"
+        );
+        assert!(!text.contains("pw-1"), "{text}");
+        assert!(matches!(
+            err.downcast_ref::<crate::exit::Error>(),
+            Some(crate::exit::Error::Usage(_))
+        ));
+        refuse_socks_proxy(env(&[("HTTPS_PROXY", "http://proxy:3128")])).unwrap();
+        refuse_socks_proxy(env(&[("NO_PROXY", "socks.example.com")])).unwrap();
+        refuse_socks_proxy(env(&[])).unwrap();
     }
 }

@@ -20,6 +20,7 @@ mod exit;
 mod http;
 mod jq_budget;
 mod mapping;
+#[cfg(feature = "mock")]
 mod mock;
 mod output;
 mod pages;

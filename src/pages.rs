@@ -285,7 +285,8 @@ impl Seen {
     }
 }
 
-#[cfg(test)]
+// The test serves pages with the bundled mock's server.
+#[cfg(all(test, feature = "mock"))]
 mod tests {
     use super::*;
     use crate::http::Settings;

@@ -3,7 +3,9 @@
 
 mod common;
 
-use common::{Job, JobDir, Mock, Resp, Scim, Server, agentsync, sync};
+#[cfg(feature = "mock")]
+use common::Mock;
+use common::{Job, JobDir, Resp, Scim, Server, agentsync, sync};
 use serde_json::{Value, json};
 
 /// A time clock that accepts punches, except for the external ID "broken".
@@ -300,6 +302,7 @@ fn revert_of_an_unknown_run_is_an_error() {
 }
 
 #[test]
+#[cfg(feature = "mock")]
 fn punch_after_a_sync_against_the_bundled_mock() {
     let mock = Mock::start(&[]);
     let job = mock.punch_job();

@@ -1,6 +1,7 @@
 //! Saved plans (`--dry-run --out`, `apply`), the global flags on either side of
 //! the subcommand, a closed stdout, and the checks of an events file: each
 //! run through the real binary against the bundled mock.
+#![cfg(feature = "mock")]
 
 mod common;
 

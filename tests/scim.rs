@@ -7,7 +7,9 @@ mod common;
 
 use std::sync::{Arc, Mutex};
 
-use common::{Job, JobDir, Mock, Req, Resp, Scim, Server, agentsync, sync};
+use common::{Job, Req, Resp, Scim, Server, agentsync, sync};
+#[cfg(feature = "mock")]
+use common::{JobDir, Mock};
 use serde_json::{Value, json};
 
 /// A source that serves these users on one page.
@@ -30,12 +32,14 @@ fn scim_job(src: &Server, scim_base: &str) -> Job {
         .sink("retries", 0)
 }
 
+#[cfg(feature = "mock")]
 fn mock_email(n: usize) -> String {
     format!("user+{n}@talkdesk.com")
 }
 
 /// `count` source users for agents of the mock that have no external ID yet
 /// (with `--users 1`, every agent from 2 on but each tenth).
+#[cfg(feature = "mock")]
 fn unlinked_users(count: usize) -> Vec<(String, String)> {
     (2..)
         .filter(|n| n % 10 != 0)
@@ -44,6 +48,7 @@ fn unlinked_users(count: usize) -> Vec<(String, String)> {
         .collect()
 }
 
+#[cfg(feature = "mock")]
 fn stat(stats: &Value, name: &str) -> u64 {
     stats[name]
         .as_u64()
@@ -51,6 +56,7 @@ fn stat(stats: &Value, name: &str) -> u64 {
 }
 
 /// 40 links at 4 requests per second: 40 write requests, no read before any.
+#[cfg(feature = "mock")]
 fn forty_links(extra: &[&str]) {
     let mut args = vec!["--users", "1", "--agents", "60"];
     args.extend_from_slice(extra);
@@ -73,16 +79,19 @@ fn forty_links(extra: &[&str]) {
 }
 
 #[test]
+#[cfg(feature = "mock")]
 fn forty_links_at_four_per_second_are_forty_write_requests() {
     forty_links(&[]);
 }
 
 #[test]
+#[cfg(feature = "mock")]
 fn forty_links_with_a_slow_directory_are_forty_write_requests() {
     forty_links(&["--latency-ms", "300"]);
 }
 
 #[test]
+#[cfg(feature = "mock")]
 fn update_auto_patches_where_the_directory_can_and_puts_where_not() {
     for (flags, patches, puts) in [(&[][..], 5, 0), (&["--no-patch"][..], 0, 5)] {
         let mut args = vec!["--users", "1", "--agents", "20"];
@@ -106,6 +115,7 @@ fn update_auto_patches_where_the_directory_can_and_puts_where_not() {
 }
 
 #[test]
+#[cfg(feature = "mock")]
 fn explicit_patch_on_a_directory_without_patch_is_a_usage_error() {
     let mock = Mock::start(&["--users", "1", "--agents", "20", "--no-patch"]);
     let src = source(&unlinked_users(5));
@@ -133,6 +143,7 @@ fn explicit_patch_on_a_directory_without_patch_is_a_usage_error() {
 }
 
 #[test]
+#[cfg(feature = "mock")]
 fn without_versions_the_user_is_read_again_before_each_write() {
     let mock = Mock::start(&["--users", "1", "--agents", "20", "--no-etag"]);
     let src = source(&unlinked_users(3));
@@ -291,6 +302,7 @@ fn a_directory_refusing_writes_stops_them_the_rest_skipped() {
 }
 
 /// `configs/talkdesk.toml`, pointed at this mock.
+#[cfg(feature = "mock")]
 fn talkdesk_job(mock: &Mock) -> JobDir {
     let text = std::fs::read_to_string(concat!(
         env!("CARGO_MANIFEST_DIR"),
@@ -300,12 +312,14 @@ fn talkdesk_job(mock: &Mock) -> JobDir {
     Job::raw(text.replace("http://127.0.0.1:8787", &mock.base)).write()
 }
 
+#[cfg(feature = "mock")]
 fn talkdesk_env(run: common::Run) -> common::Run {
     run.env("TALKDESK_CLIENT_ID", "mock-client")
         .env("TALKDESK_CLIENT_SECRET", "mock-secret")
 }
 
 #[test]
+#[cfg(feature = "mock")]
 fn the_talkdesk_config_syncs_the_mock_in_talkdesk_mode() {
     let mock = Mock::start(&["--talkdesk", "--users", "12", "--agents", "12"]);
     let job = talkdesk_job(&mock);
@@ -330,6 +344,7 @@ fn the_talkdesk_config_syncs_the_mock_in_talkdesk_mode() {
 }
 
 #[test]
+#[cfg(feature = "mock")]
 fn an_action_looks_one_agent_up_with_a_filter() {
     let mock = Mock::start(&["--talkdesk", "--users", "12", "--agents", "12"]);
     let job = talkdesk_job(&mock);
@@ -353,6 +368,7 @@ fn an_action_looks_one_agent_up_with_a_filter() {
 }
 
 #[test]
+#[cfg(feature = "mock")]
 fn an_action_lists_a_directory_without_filters() {
     let mock = Mock::start(&["--no-filter", "--users", "12", "--agents", "12"]);
     let job = mock.punch_job();

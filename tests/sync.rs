@@ -3,7 +3,9 @@
 
 mod common;
 
-use common::{Job, JobDir, Mock, Resp, Scim, Server, agentsync, sync};
+use common::{Job, JobDir, Resp, Scim, Server, sync};
+#[cfg(feature = "mock")]
+use common::{Mock, agentsync};
 use serde_json::{Value, json};
 
 /// A source that serves these users on one page.
@@ -455,6 +457,7 @@ fn the_json_report_has_the_contract_shape() {
 }
 
 #[test]
+#[cfg(feature = "mock")]
 fn punch_config_syncs_the_bundled_mock() {
     let mock = Mock::start(&[]);
     let job = mock.punch_job();
@@ -489,6 +492,7 @@ fn punch_config_syncs_the_bundled_mock() {
 }
 
 #[test]
+#[cfg(feature = "mock")]
 fn demo_runs_plan_apply_plan() {
     let out = agentsync(&["demo"]).expect(0);
     let runs: Vec<&str> = out.stdout.split("=== ").skip(1).collect();

@@ -43,6 +43,11 @@ impl<'a> Ctx<'a> {
         Ctx { text, file, env }
     }
 
+    /// The config file's path, for paths written relative to it.
+    pub(super) fn path(&self) -> &std::path::Path {
+        std::path::Path::new(&self.file)
+    }
+
     /// The environment the config is read in.
     pub(super) fn env(&self) -> EnvLookup<'a> {
         self.env

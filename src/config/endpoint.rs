@@ -85,6 +85,10 @@ impl Endpoint {
         {
             return Err(ctx.err_at(c, format!("[{table}] concurrency must be at least 1")));
         }
+        let extra_roots = match raw.ca_file {
+            Some(file) => ca_file(&format!("[{table}] ca_file"), file, ctx)?,
+            None => Vec::new(),
+        };
         let defaults = http::Settings::default();
         Ok(Some(Endpoint {
             base_url: base,
@@ -99,6 +103,7 @@ impl Endpoint {
                     .map(Duration::from_secs)
                     .unwrap_or(defaults.max_retry_wait),
                 rate_limit: raw.rate_limit.map(|r| *r.get_ref()).unwrap_or(0.0),
+                extra_roots,
                 ..defaults
             },
             concurrency: raw.concurrency.map(|c| *c.get_ref()).unwrap_or(4),
@@ -190,6 +195,34 @@ fn auth_from_raw(key: &str, raw: &Spanned<RawAuth>, ctx: &Ctx) -> Result<Auth, C
             })
         }
     })
+}
+
+/// The certificates of the PEM bundle `file` (relative to the config file):
+/// at least one, each parsed, or a config error at the key.
+fn ca_file(
+    key: &str,
+    file: &Spanned<String>,
+    ctx: &Ctx,
+) -> Result<Vec<ureq::tls::Certificate<'static>>, ConfigError> {
+    let path = super::relative_to_config(ctx.path(), file.get_ref());
+    let shown = path.display();
+    let pem = std::fs::read(&path)
+        .map_err(|e| ctx.err_at(file, format!("{key}: cannot read {shown}: {e}")))?;
+    let mut certs = Vec::new();
+    for item in ureq::tls::parse_pem(&pem) {
+        match item {
+            Ok(ureq::tls::PemItem::Certificate(cert)) => certs.push(cert),
+            Ok(_) => {}
+            Err(e) => return Err(ctx.err_at(file, format!("{key}: {shown} is not PEM: {e}"))),
+        }
+    }
+    if certs.is_empty() {
+        return Err(ctx.err_at(
+            file,
+            format!("{key}: {shown} holds no certificate (-----BEGIN CERTIFICATE-----)"),
+        ));
+    }
+    Ok(certs)
 }
 
 /// Would credentials sent to `url` travel in clear to another machine?

@@ -50,6 +50,7 @@ pub(super) struct RawEndpoint<'a> {
     pub concurrency: Option<&'a Spanned<usize>>,
     pub allow_insecure_http: Option<bool>,
     pub auth: Option<&'a Spanned<RawAuth>>,
+    pub ca_file: Option<&'a Spanned<String>>,
 }
 
 impl RawEndpoint<'_> {
@@ -64,6 +65,7 @@ impl RawEndpoint<'_> {
             ("concurrency", self.concurrency.is_some()),
             ("allow_insecure_http", self.allow_insecure_http.is_some()),
             ("auth", self.auth.is_some()),
+            ("ca_file", self.ca_file.is_some()),
         ]
         .into_iter()
         .find_map(|(key, set)| set.then_some(key))
@@ -92,6 +94,8 @@ macro_rules! endpoint_table {
             pub concurrency: Option<Spanned<usize>>,
             pub allow_insecure_http: Option<bool>,
             pub auth: Option<Spanned<RawAuth>>,
+            /// A PEM bundle of extra trusted roots, relative to the config file.
+            pub ca_file: Option<Spanned<String>>,
             $($(#[$field_meta])* pub $field: $ty,)*
         }
 
@@ -107,6 +111,7 @@ macro_rules! endpoint_table {
                     concurrency: self.concurrency.as_ref(),
                     allow_insecure_http: self.allow_insecure_http,
                     auth: self.auth.as_ref(),
+                    ca_file: self.ca_file.as_ref(),
                 }
             }
         }

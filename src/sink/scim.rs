@@ -950,6 +950,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg(feature = "mock")]
     fn put_refuses_an_agent_changed_since_the_listing() {
         let mock = crate::mock::start(crate::mock::MockOptions {
             addr: "127.0.0.1:0".into(),

@@ -1,0 +1,294 @@
+//! Operating agentsync: the man page, a run as a container runs it (read-only
+//! config, no home, no temp dir), TLS with a private CA, and proxies.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use common::{Job, Resp, Server, agentsync, fetch};
+
+/// The subcommands `--help` lists (but `help`).
+fn subcommands() -> Vec<String> {
+    let help = agentsync(&["--help"]).expect(0).stdout;
+    help.lines()
+        .skip_while(|l| !l.starts_with("Commands:"))
+        .skip(1)
+        .take_while(|l| l.starts_with("  "))
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|name| *name != "help")
+        .map(str::to_owned)
+        .collect()
+}
+
+#[test]
+fn man_prints_a_roff_page_naming_every_subcommand() {
+    let out = agentsync(&["man"]).expect(0);
+    assert!(out.stdout.starts_with(".TH"), "{}", &out.stdout[..200]);
+    let names = subcommands();
+    assert!(names.len() >= 9, "{names:?}");
+    for name in names {
+        // roff escapes the dash: agentsync\-sync(1)
+        assert!(
+            out.stdout.contains(&format!("agentsync\\-{name}")),
+            "{name} is not in the man page"
+        );
+    }
+}
+
+/// As in the container image: the config on a read-only mount, no home and
+/// no temp dir, the state directory the only place written (the mock is the
+/// source and the directory).
+#[cfg(all(unix, feature = "mock"))]
+mod container {
+    use std::collections::BTreeSet;
+    use std::path::{Path, PathBuf};
+
+    use super::common::{Mock, agentsync};
+
+    /// Every path under `dir`, relative to it.
+    fn listing(dir: &Path) -> BTreeSet<PathBuf> {
+        let mut found = BTreeSet::new();
+        let mut todo = vec![dir.to_owned()];
+        while let Some(d) = todo.pop() {
+            for entry in std::fs::read_dir(&d).unwrap() {
+                let path = entry.unwrap().path();
+                if path.is_dir() {
+                    todo.push(path.clone());
+                }
+                found.insert(path.strip_prefix(dir).unwrap().to_owned());
+            }
+        }
+        found
+    }
+
+    fn set_mode(path: &Path, mode: u32) {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+    }
+
+    #[test]
+    fn a_sync_in_a_container_writes_only_to_the_state_directory() {
+        let mock = Mock::start(&[]);
+        let punch = mock.punch_job();
+        let root = tempfile::tempdir().unwrap();
+        let etc = root.path().join("etc");
+        let state = root.path().join("state");
+        std::fs::create_dir_all(&etc).unwrap();
+        std::fs::create_dir_all(&state).unwrap();
+        let config = etc.join("punch.toml");
+        std::fs::copy(&punch.config, &config).unwrap();
+        set_mode(&etc, 0o555);
+        let home = root.path().join("home-missing");
+        let tmp = root.path().join("tmp-missing");
+        let before = listing(root.path());
+
+        let out = agentsync(&["--config", config.to_str().unwrap()])
+            .env("HOME", home.to_str().unwrap())
+            .env("TMPDIR", tmp.to_str().unwrap())
+            .env("AGENTSYNC_STATE_DIR", state.to_str().unwrap())
+            .env_remove("XDG_STATE_HOME")
+            .env_remove("STATE_DIRECTORY")
+            .run();
+        set_mode(&etc, 0o755);
+        out.expect(0);
+
+        let after = listing(root.path());
+        let new: Vec<_> = after.difference(&before).collect();
+        assert!(
+            new.iter().all(|p| p.starts_with("state")),
+            "written outside the state directory: {new:?}"
+        );
+        assert!(!tmp.exists() && !home.exists(), "{new:?}");
+        assert_eq!(listing(&etc), [PathBuf::from("punch.toml")].into());
+        let journal = std::fs::read_dir(&state)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .find(|n| n.ends_with(".journal.jsonl"));
+        let journal = journal.unwrap_or_else(|| panic!("no journal in {new:?}"));
+        let text = std::fs::read_to_string(state.join(journal)).unwrap();
+        assert!(text.contains("\"applied\""), "{text}");
+    }
+}
+
+/// A certificate authority made for one test, and a server certificate for
+/// 127.0.0.1 it signed.
+struct TestCa {
+    ca_pem: String,
+    server_chain: Vec<rustls::pki_types::CertificateDer<'static>>,
+    server_key: rustls::pki_types::PrivateKeyDer<'static>,
+}
+
+impl TestCa {
+    fn new() -> Self {
+        let ca_key = rcgen::KeyPair::generate().unwrap();
+        let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        ca_params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "agentsync test CA");
+        let ca = rcgen::CertifiedIssuer::self_signed(ca_params, ca_key).unwrap();
+        let key = rcgen::KeyPair::generate().unwrap();
+        let params =
+            rcgen::CertificateParams::new(vec!["127.0.0.1".to_owned(), "localhost".to_owned()])
+                .unwrap();
+        let cert = params.signed_by(&key, &ca).unwrap();
+        TestCa {
+            ca_pem: ca.pem(),
+            server_chain: vec![cert.der().clone()],
+            server_key: rustls::pki_types::PrivatePkcs8KeyDer::from(key.serialize_der()).into(),
+        }
+    }
+}
+
+/// An HTTPS server on 127.0.0.1 answering every request with `body`, one
+/// connection at a time; stopped when dropped.
+struct TlsServer {
+    addr: SocketAddr,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl TlsServer {
+    fn start(ca: &TestCa, body: &'static str) -> Self {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(ca.server_chain.clone(), ca.server_key.clone_key())
+            .unwrap();
+        let config = Arc::new(config);
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let stopped = stop.clone();
+        let thread = std::thread::spawn(move || {
+            for tcp in listener.incoming() {
+                if stopped.load(Ordering::SeqCst) {
+                    break;
+                }
+                let Ok(tcp) = tcp else { continue };
+                // A failed handshake (an untrusted CA) ends that connection only.
+                let _ = serve(&config, tcp, body);
+            }
+        });
+        TlsServer {
+            addr,
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    fn base(&self) -> String {
+        format!("https://{}", self.addr)
+    }
+}
+
+fn serve(config: &Arc<rustls::ServerConfig>, tcp: TcpStream, body: &str) -> std::io::Result<()> {
+    tcp.set_read_timeout(Some(Duration::from_secs(10)))?;
+    let conn = rustls::ServerConnection::new(config.clone()).map_err(std::io::Error::other)?;
+    let mut tls = rustls::StreamOwned::new(conn, tcp);
+    let mut request = Vec::new();
+    let mut buf = [0; 4096];
+    while !request.windows(4).any(|w| w == b"\r\n\r\n") && request.len() < 64 * 1024 {
+        let n = tls.read(&mut buf)?;
+        if n == 0 {
+            return Ok(());
+        }
+        request.extend_from_slice(&buf[..n]);
+    }
+    write!(
+        tls,
+        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )?;
+    tls.conn.send_close_notify();
+    tls.flush()
+}
+
+impl Drop for TlsServer {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        let _ = TcpStream::connect(self.addr);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+const USERS: &str = r#"{"users": [{"id": "7", "email": "a@x.com"}]}"#;
+
+#[test]
+fn a_private_ca_is_trusted_only_through_ca_file() {
+    let ca = TestCa::new();
+    let server = TlsServer::start(&ca, USERS);
+    let job = Job::source(&server.base())
+        .path("/users")
+        .records(".users")
+        .set("retries", 0);
+
+    let out = fetch(&job.write()).run();
+    out.expect(1);
+    assert!(out.stderr.contains("certificate"), "{}", out.stderr);
+
+    let dir = job.clone().set("ca_file", "certs/ca.pem").write();
+    std::fs::create_dir(dir.path("certs")).unwrap();
+    dir.write("certs/ca.pem", &ca.ca_pem);
+    let out = fetch(&dir).output_json().expect(0);
+    assert_eq!(
+        out.json()["users"],
+        serde_json::json!([{"id": "7", "email": "a@x.com"}])
+    );
+}
+
+#[test]
+fn a_ca_file_that_is_missing_or_holds_no_certificate_is_a_config_error() {
+    let job = Job::source("https://127.0.0.1:9")
+        .path("/users")
+        .records(".users")
+        .set("ca_file", "ca.pem");
+    let dir = job.write();
+    let out = agentsync(&["check"]).config(&dir).expect(2);
+    let line = dir
+        .read("job.toml")
+        .lines()
+        .position(|l| l.starts_with("ca_file"))
+        .unwrap()
+        + 1;
+    assert!(
+        out.stderr.contains(&format!(
+            "job.toml:{line}:11: [source] ca_file: cannot read"
+        )),
+        "{}",
+        out.stderr
+    );
+    dir.write("ca.pem", "not a certificate\n");
+    let out = agentsync(&["check"]).config(&dir).expect(2);
+    assert!(
+        out.stderr.contains("holds no certificate"),
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
+fn a_socks_proxy_is_refused_before_any_request() {
+    let source = Server::start(|_| Resp::json(USERS));
+    let job = Job::source(&source.base)
+        .path("/users")
+        .records(".users")
+        .write();
+    let out = fetch(&job)
+        .env("ALL_PROXY", "socks5://user:pw-9@127.0.0.1:1080")
+        .run();
+    out.expect(2);
+    assert!(out.stderr.contains("SOCKS"), "{}", out.stderr);
+    assert!(!out.stderr.contains("pw-9"), "{}", out.stderr);
+    assert_eq!(source.request_count(), 0);
+    fetch(&job).expect(0);
+}
