@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use schemars::JsonSchema;
 use serde::Deserialize;
 
 use super::ctx::{ConfigError, Ctx};
@@ -12,26 +13,49 @@ use super::{ActionSpec, PaginationSpec, SinkSpec, SourceSpec, SyncSpec};
 use crate::mapping::Jq;
 use crate::paginate;
 
-/// How an external ID is written.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+/// How an external ID is written: `auto`, `put` or `patch`.
+// Plain comments on the variants: a `///` there would turn the schema's string
+// enum into a list of alternatives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub(crate) enum UpdateMode {
-    /// PATCH where the directory's `/ServiceProviderConfig` says it has it, else PUT.
+    // PATCH where the directory's `/ServiceProviderConfig` says it has it, else PUT.
     Auto,
-    /// Send the whole resource back with `externalId` changed (Talkdesk documents PUT).
+    // Send the whole resource back with `externalId` changed (Talkdesk documents PUT).
     Put,
-    /// Send an RFC 7644 PatchOp on `externalId` alone.
+    // Send an RFC 7644 PatchOp on `externalId` alone.
     Patch,
 }
 
-/// Where an agent's email is read from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+impl UpdateMode {
+    /// The name as written in the file.
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            UpdateMode::Auto => "auto",
+            UpdateMode::Put => "put",
+            UpdateMode::Patch => "patch",
+        }
+    }
+}
+
+/// Where an agent's email is read from: `userName` or `emails`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
 pub(crate) enum EmailAttribute {
     #[serde(rename = "userName")]
     UserName,
-    /// The primary entry of `emails`, else the first.
+    // The primary entry of `emails`, else the one of type "work", else the first.
     #[serde(rename = "emails")]
     Emails,
+}
+
+impl EmailAttribute {
+    /// The name as written in the file.
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            EmailAttribute::UserName => "userName",
+            EmailAttribute::Emails => "emails",
+        }
+    }
 }
 
 /// Everything a run needs, checked.
@@ -45,6 +69,8 @@ pub(crate) struct Job {
     /// `[mapping] timeout_secs`: the time the config's jq may take on one page.
     pub jq_timeout: std::time::Duration,
     pub sink: Option<SinkSpec>,
+    /// `[sink] kind` as written (`scim`, `talkdesk`, `file`), for `check`.
+    pub sink_kind: Option<&'static str>,
     pub sync: SyncSpec,
     pub actions: BTreeMap<String, ActionSpec>,
 }
@@ -98,6 +124,7 @@ impl Job {
             mapping,
             jq_timeout,
             sink,
+            sink_kind: raw.sink.as_ref().map(|s| s.get_ref().kind.get_ref().name()),
             sync,
             actions,
         })

@@ -9,6 +9,7 @@ mod job;
 mod pagination;
 mod raw;
 mod request;
+pub(crate) mod schema;
 mod sink;
 mod sync;
 

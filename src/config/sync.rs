@@ -13,15 +13,26 @@ use super::relative_to_config;
 use crate::state;
 
 /// What a sync does with agents whose external ID someone else changed since
-/// agentsync last set it.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize)]
+/// agentsync last set it: `warn` or `skip`.
+// Plain comments on the variants keep the schema a string enum.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub(crate) enum OnContested {
-    /// Report them, and write as planned.
+    // Report them, and write as planned.
     #[default]
     Warn,
-    /// Report them, and leave them out of the changes.
+    // Report them, and leave them out of the changes.
     Skip,
+}
+
+impl OnContested {
+    /// The name as written in the file.
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            OnContested::Warn => "warn",
+            OnContested::Skip => "skip",
+        }
+    }
 }
 
 #[derive(Debug)]
