@@ -252,3 +252,85 @@ journal = "punch.journal.jsonl"
     );
     assert!(!json.to_string().contains("secret-uuid"), "{json}");
 }
+
+/// `file:line:col:` of each error line of `check`'s stderr.
+fn places(stderr: &str) -> Vec<(usize, usize)> {
+    stderr
+        .lines()
+        .filter_map(|l| l.strip_prefix("agentsync: error: "))
+        .filter_map(|l| {
+            let rest = l.split_once(".toml:")?.1;
+            let mut parts = rest.splitn(3, ':');
+            Some((parts.next()?.parse().ok()?, parts.next()?.parse().ok()?))
+        })
+        .collect()
+}
+
+#[test]
+fn check_reports_every_error_at_once_with_its_line_and_column() {
+    let job = Job::raw(
+        r#"[source]
+base_url = "http://127.0.0.1:9"
+path = "/users"
+query = { page = "{{paeg}}" }
+records = ".users"
+
+[pagination]
+kind = "page"
+total = ".total"
+
+[mapping]
+jq = '{id: .id, email: .email'
+
+[sink]
+kind = "scim"
+base_url = "htp:/directory"
+"#,
+    )
+    .write();
+    let out = agentsync(&["check"]).config(&job).expect(2);
+    let err = &out.stderr;
+    assert_eq!(places(err), [(4, 19), (12, 30), (16, 12)], "{err}");
+    assert!(err.contains("unknown placeholder `{{paeg}}`"), "{err}");
+    assert!(err.contains("[mapping] jq: invalid jq"), "{err}");
+    assert!(
+        err.contains("[sink] base_url: the URL must be http:// or https://"),
+        "{err}"
+    );
+    // Each with its line of the file and a caret under the column, as rustc shows them.
+    assert!(
+        err.contains("16 | base_url = \"htp:/directory\"\n   |            ^\n"),
+        "{err}"
+    );
+    assert!(err.contains("3 errors in"), "{err}");
+}
+
+#[test]
+fn check_reports_every_unknown_key_at_once() {
+    let job = Job::raw(
+        r#"[source]
+base_url = "http://127.0.0.1:9"
+recrods = ".users"
+
+[pagination]
+kind = "page"
+totl = ".total"
+
+[sink]
+kind = "scim"
+base_url = "http://127.0.0.1:9/scim/v2"
+  page_sise = 10
+"#,
+    )
+    .write();
+    let out = agentsync(&["check"]).config(&job).expect(2);
+    let err = &out.stderr;
+    assert_eq!(places(err), [(3, 1), (7, 1), (12, 3)], "{err}");
+    for said in [
+        "unknown field `recrods` in [source]: did you mean `records`?",
+        "unknown field `totl` in [pagination]: did you mean `total`?",
+        "unknown field `page_sise` in [sink]: did you mean `page_size`?",
+    ] {
+        assert!(err.contains(said), "{said}: {err}");
+    }
+}

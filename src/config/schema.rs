@@ -12,13 +12,17 @@ use serde_json::Value;
 use super::raw::RawConfig;
 use crate::exit::{self, Ending};
 
-/// The schema, as pretty-printed JSON ending in a newline.
-pub(crate) fn text() -> String {
-    let schema = schemars::generate::SchemaSettings::draft2020_12()
+/// The schema of the config.
+pub(super) fn schema() -> Schema {
+    schemars::generate::SchemaSettings::draft2020_12()
         .with_transform(RecursiveTransform(no_null))
         .into_generator()
-        .into_root_schema_for::<RawConfig>();
-    let mut text = serde_json::to_string_pretty(&schema).expect("a schema serializes");
+        .into_root_schema_for::<RawConfig>()
+}
+
+/// The schema, as pretty-printed JSON ending in a newline.
+pub(crate) fn text() -> String {
+    let mut text = serde_json::to_string_pretty(&schema()).expect("a schema serializes");
     text.push('\n');
     text
 }
