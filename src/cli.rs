@@ -229,6 +229,9 @@ pub(crate) enum Command {
         force: bool,
     },
 
+    /// Print the JSON Schema of the config (for editors: taplo's `#:schema`).
+    Schema,
+
     /// Print shell completions.
     Completions {
         #[arg(value_enum)]

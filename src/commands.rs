@@ -36,6 +36,7 @@ pub(crate) fn dispatch(cli: Cli) -> Result<Ending> {
         Some(Command::Sync(args)) => sync(config, &args, output),
         Some(Command::Fetch { pages }) => fetch(config, pages, output),
         Some(Command::Check) => check(config, output),
+        Some(Command::Schema) => config::schema::print(),
         #[cfg(feature = "mock")]
         Some(Command::Mock(args)) => {
             mock::serve(mock_options(&args))?;

@@ -1,4 +1,5 @@
-//! `agentsync check`: what a validated job will do, without sending anything.
+//! `agentsync check`: what a validated job will do, without sending anything,
+//! in the config's own words (`update = "auto"`, not a Rust name).
 
 use std::io::{self, Write};
 
@@ -18,7 +19,7 @@ pub(crate) struct Description {
     pub mapping: String,
     /// How pages are mapped: `direct (serde)` for plain projections, else `jq`.
     pub mapping_path: &'static str,
-    pub sink: Option<String>,
+    pub sink: Option<SinkDescription>,
     pub sync: SyncDescription,
     pub actions: Vec<String>,
 }
@@ -43,12 +44,37 @@ pub(crate) struct PaginationDescription {
     pub concurrency: usize,
 }
 
+/// `[sink]`, each value spelled as in the file.
+#[derive(Debug, Serialize)]
+pub(crate) struct SinkDescription {
+    pub kind: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub base_url: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub update: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub email_attribute: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub page_size: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_pages: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+}
+
 #[derive(Debug, Serialize)]
 pub(crate) struct SyncDescription {
     pub unlink_missing: bool,
     pub max_changes: u64,
     pub max_unlink_percent: f64,
+    pub min_users: u64,
+    pub max_skipped_percent: f64,
+    pub max_source_drop_percent: f64,
+    pub on_contested: &'static str,
     pub journal: String,
+    pub metrics_file: Option<String>,
+    /// The host of `ping_url` alone: its path is a check's secret-ish UUID.
+    pub ping_host: Option<String>,
 }
 
 pub(crate) fn describe(job: &Job) -> Description {
@@ -106,29 +132,63 @@ pub(crate) fn describe(job: &Job) -> Description {
             Some(_) => "direct (serde)",
             None => "jq",
         },
-        sink: job.sink.as_ref().map(|s| match s {
-            SinkSpec::Scim {
-                endpoint,
-                update,
-                email_attribute,
-                page_size,
-                ..
-            } => format!(
-                "SCIM {} (update {update:?}, email from {email_attribute:?}, {page_size} per page)",
-                display_url(&endpoint.base_url)
-            ),
-            SinkSpec::File { path } => format!("file {}", path.display()),
-        }),
+        sink: job
+            .sink
+            .as_ref()
+            .map(|s| sink(s, job.sink_kind.unwrap_or("scim"))),
         sync: SyncDescription {
             unlink_missing: job.sync.unlink_missing,
             max_changes: job.sync.max_changes,
             max_unlink_percent: job.sync.max_unlink_percent,
+            min_users: job.sync.min_users,
+            max_skipped_percent: job.sync.max_skipped_percent,
+            max_source_drop_percent: job.sync.max_source_drop_percent,
+            on_contested: job.sync.on_contested.name(),
             journal: job.sync.journal.as_ref().map_or_else(
                 || "(no state directory: set AGENTSYNC_STATE_DIR)".to_owned(),
                 |j| j.display().to_string(),
             ),
+            metrics_file: job
+                .sync
+                .metrics_file
+                .as_ref()
+                .map(|m| m.display().to_string()),
+            ping_host: job
+                .sync
+                .ping_url
+                .as_ref()
+                .map(|u| u.host_str().unwrap_or("?").to_owned()),
         },
         actions: job.actions.keys().cloned().collect(),
+    }
+}
+
+fn sink(spec: &SinkSpec, kind: &'static str) -> SinkDescription {
+    match spec {
+        SinkSpec::Scim {
+            endpoint,
+            update,
+            email_attribute,
+            page_size,
+            max_pages,
+        } => SinkDescription {
+            kind,
+            base_url: Some(display_url(&endpoint.base_url)),
+            update: Some(update.name()),
+            email_attribute: Some(email_attribute.name()),
+            page_size: Some(*page_size),
+            max_pages: Some(*max_pages),
+            path: None,
+        },
+        SinkSpec::File { path } => SinkDescription {
+            kind,
+            base_url: None,
+            update: None,
+            email_attribute: None,
+            page_size: None,
+            max_pages: None,
+            path: Some(path.display().to_string()),
+        },
     }
 }
 
@@ -153,7 +213,7 @@ impl Render for Description {
         writeln!(out, "  records  {}", d.source.records)?;
         writeln!(
             out,
-            "pages      {} (max {}, concurrency {})",
+            "pages      kind = {:?} (max_pages = {}, concurrency = {})",
             d.pagination.kind, d.pagination.max_pages, d.pagination.concurrency
         )?;
         for s in &d.pagination.stops {
@@ -162,15 +222,39 @@ impl Render for Description {
         writeln!(out, "mapping    {}", d.mapping)?;
         writeln!(out, "  path     {}", d.mapping_path)?;
         match &d.sink {
-            Some(s) => writeln!(out, "sink       {s}")?,
+            Some(s) => {
+                let place = s.base_url.as_deref().or(s.path.as_deref()).unwrap_or("");
+                writeln!(out, "sink       kind = {:?} {place}", s.kind)?;
+                if let (Some(update), Some(attribute), Some(size), Some(pages)) =
+                    (s.update, s.email_attribute, s.page_size, s.max_pages)
+                {
+                    writeln!(
+                        out,
+                        "  writes   update = {update:?}, email_attribute = {attribute:?}, page_size = {size}, max_pages = {pages}"
+                    )?;
+                }
+            }
             None => writeln!(out, "sink       none (fetch only)")?,
         }
+        let y = &d.sync;
         writeln!(
             out,
             "sync       unlink_missing = {}, max_changes = {}, max_unlink_percent = {}",
-            d.sync.unlink_missing, d.sync.max_changes, d.sync.max_unlink_percent
+            y.unlink_missing, y.max_changes, y.max_unlink_percent
         )?;
-        writeln!(out, "journal    {}", d.sync.journal)?;
+        writeln!(
+            out,
+            "  source   min_users = {}, max_skipped_percent = {}, max_source_drop_percent = {}",
+            y.min_users, y.max_skipped_percent, y.max_source_drop_percent
+        )?;
+        writeln!(out, "  agents   on_contested = {:?}", y.on_contested)?;
+        writeln!(out, "journal    {}", y.journal)?;
+        if let Some(m) = &y.metrics_file {
+            writeln!(out, "metrics    {m}")?;
+        }
+        if let Some(h) = &y.ping_host {
+            writeln!(out, "ping       {h} (the path is not shown)")?;
+        }
         if !d.actions.is_empty() {
             writeln!(out, "actions    {}", d.actions.join(", "))?;
         }

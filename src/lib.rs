@@ -67,7 +67,10 @@ pub fn main() -> ExitCode {
     let code = exit::code(&result);
     match &result {
         Ok(exit::Ending::Refused(why)) => progress::error(&exit::refusal_message(why), code),
-        Err(err) => progress::error(&format!("{err:#}"), code),
+        Err(err) => match err.downcast_ref::<config::ConfigError>() {
+            Some(config) => config.report(code),
+            None => progress::error(&format!("{err:#}"), code),
+        },
         Ok(_) => {}
     }
     ExitCode::from(code)

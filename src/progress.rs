@@ -42,7 +42,7 @@ fn verbosity() -> u8 {
     VERBOSITY.load(Ordering::Relaxed)
 }
 
-fn json() -> bool {
+pub(crate) fn json() -> bool {
     JSON.load(Ordering::Relaxed)
 }
 

@@ -64,16 +64,16 @@ pub(crate) struct PlanRef {
 pub(crate) fn load_config(path: &Path) -> Result<(Job, ConfigRef)> {
     let unreadable = |e: std::io::Error| config::ConfigError {
         file: path.display().to_string(),
-        at: None,
         message: format!("cannot read the config: {e}"),
+        ..config::ConfigError::default()
     };
     let bytes = std::fs::read(path).map_err(unreadable)?;
     let absolute = std::fs::canonicalize(path).map_err(unreadable)?;
     let sha256 = hex(&Sha256::digest(&bytes));
     let text = String::from_utf8(bytes).map_err(|_| config::ConfigError {
         file: path.display().to_string(),
-        at: None,
         message: "the config is not UTF-8 text".into(),
+        ..config::ConfigError::default()
     })?;
     let job = config::parse(&text, path, &|name| std::env::var(name).ok())?;
     Ok((

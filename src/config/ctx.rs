@@ -12,21 +12,123 @@ use crate::mapping::Jq;
 use crate::redact;
 use crate::template::{EnvLookup, Scope, Template};
 
-/// An invalid config: exit code 2, nothing fetched or written.
-#[derive(Debug)]
+/// An invalid config: exit code 2, nothing fetched or written. It may carry
+/// further errors of the same file (`more`), so that one run shows them all.
+#[derive(Debug, Default)]
 pub(crate) struct ConfigError {
     pub file: String,
     /// 1-based line and column, when the error has a place in the file.
     pub at: Option<(usize, usize)>,
     pub message: String,
+    /// The line of the file at `at`, shown with a caret under the column.
+    pub source_line: Option<String>,
+    /// The other errors found in the same file, in the order they were found.
+    pub more: Vec<ConfigError>,
+}
+
+impl ConfigError {
+    /// This error and the ones it carries, each alone.
+    fn into_all(mut self) -> Vec<ConfigError> {
+        let more = std::mem::take(&mut self.more);
+        let mut all = vec![self];
+        all.extend(more.into_iter().flat_map(ConfigError::into_all));
+        all
+    }
+
+    /// The first of `errors` carrying the others; `None` when there are none.
+    pub(super) fn from_all(errors: Vec<ConfigError>) -> Option<ConfigError> {
+        let mut errors = errors.into_iter();
+        let mut first = errors.next()?;
+        first.more = errors.collect();
+        Some(first)
+    }
+
+    /// `file:line:col: message` (or `file: message`).
+    fn headline(&self) -> String {
+        match self.at {
+            Some((line, col)) => format!("{}:{line}:{col}: {}", self.file, self.message),
+            None => format!("{}: {}", self.file, self.message),
+        }
+    }
+
+    /// The line of the file and a caret under the column, as rustc shows them.
+    fn snippet(&self) -> Option<String> {
+        let ((line, col), text) = (self.at?, self.source_line.as_ref()?);
+        let text = crate::output::escape(&crate::redact::redact(text)).into_owned();
+        let number = line.to_string();
+        let gutter = " ".repeat(number.len());
+        let pad: String = text
+            .chars()
+            .take(col.saturating_sub(1))
+            .map(|_| ' ')
+            .collect();
+        Some(format!("{gutter} |\n{number} | {text}\n{gutter} | {pad}^"))
+    }
+
+    fn fmt_one(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.headline())?;
+        match self.snippet() {
+            Some(snippet) => write!(f, "\n{snippet}"),
+            None => Ok(()),
+        }
+    }
+
+    /// Print every error on stderr: each headline as an error line of the log
+    /// (one JSON line each with `--log-format json`), then in text its line
+    /// of the file with a caret.
+    pub(crate) fn report(&self, exit_code: u8) {
+        use std::io::Write as _;
+        for error in std::iter::once(self).chain(&self.more) {
+            crate::progress::error(&error.headline(), exit_code);
+            if !crate::progress::json()
+                && let Some(snippet) = error.snippet()
+            {
+                let _ = writeln!(std::io::stderr().lock(), "{snippet}");
+            }
+        }
+        if !self.more.is_empty() {
+            crate::progress::error(
+                &format!("{} errors in {}", self.more.len() + 1, self.file),
+                exit_code,
+            );
+        }
+    }
 }
 
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.at {
-            Some((line, col)) => write!(f, "{}:{line}:{col}: {}", self.file, self.message),
-            None => write!(f, "{}: {}", self.file, self.message),
+        self.fmt_one(f)?;
+        for other in &self.more {
+            writeln!(f)?;
+            other.fmt_one(f)?;
         }
+        if !self.more.is_empty() {
+            write!(f, "\n{} errors in {}", self.more.len() + 1, self.file)?;
+        }
+        Ok(())
+    }
+}
+
+/// The errors of a config gathered part by part, so that one bad key does not
+/// hide the next: a part that fails is recorded and the check goes on.
+#[derive(Default)]
+pub(super) struct Errors(Vec<ConfigError>);
+
+impl Errors {
+    /// The value of `result`, or `None` with its errors recorded.
+    pub(super) fn keep<T>(&mut self, result: Result<T, ConfigError>) -> Option<T> {
+        result.map_err(|e| self.0.extend(e.into_all())).ok()
+    }
+
+    /// Every error recorded, as one; `what` names the error when none was (a
+    /// part that gave nothing must have recorded why).
+    pub(super) fn into_error(self, ctx: &Ctx) -> ConfigError {
+        ConfigError::from_all(self.0).unwrap_or_else(|| ctx.error(None, "the config is invalid"))
+    }
+
+    /// `Err` with every error recorded, if any was.
+    pub(super) fn finish(self) -> Result<(), ConfigError> {
+        ConfigError::from_all(self.0).map_or(Ok(()), Err)
     }
 }
 
@@ -58,10 +160,16 @@ impl<'a> Ctx<'a> {
         span: Option<Range<usize>>,
         message: impl Into<String>,
     ) -> ConfigError {
+        self.error_at_byte(span.map(|s| s.start), message.into())
+    }
+
+    fn error_at_byte(&self, offset: Option<usize>, message: String) -> ConfigError {
         ConfigError {
             file: self.file.clone(),
-            at: span.map(|s| line_col(self.text, s.start)),
-            message: message.into(),
+            at: offset.map(|o| line_col(self.text, o)),
+            message,
+            source_line: offset.map(|o| line_of(self.text, o).to_owned()),
+            more: Vec::new(),
         }
     }
 
@@ -91,11 +199,7 @@ impl<'a> Ctx<'a> {
 
     /// An error at `offset` inside the string `value`.
     fn err_inside(&self, value: &Spanned<String>, offset: usize, message: String) -> ConfigError {
-        ConfigError {
-            file: self.file.clone(),
-            at: Some(line_col(self.text, self.inside_string(value, offset))),
-            message,
-        }
+        self.error_at_byte(Some(self.inside_string(value, offset)), message)
     }
 
     pub(super) fn jq(&self, key: &str, value: &Spanned<String>) -> Result<Jq, ConfigError> {
@@ -160,6 +264,14 @@ pub(super) fn line_col(text: &str, offset: usize) -> (usize, usize) {
     let line = before.matches('\n').count() + 1;
     let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
     (line, col)
+}
+
+/// The line of `text` that holds byte `offset`, without its line ending.
+fn line_of(text: &str, offset: usize) -> &str {
+    let offset = offset.min(text.len());
+    let start = text[..offset].rfind('\n').map_or(0, |i| i + 1);
+    let end = text[offset..].find('\n').map_or(text.len(), |i| offset + i);
+    text[start..end].trim_end_matches('\r')
 }
 
 #[cfg(test)]

@@ -4,34 +4,58 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use schemars::JsonSchema;
 use serde::Deserialize;
 
-use super::ctx::{ConfigError, Ctx};
+use super::ctx::{ConfigError, Ctx, Errors};
 use super::raw::RawConfig;
 use super::{ActionSpec, PaginationSpec, SinkSpec, SourceSpec, SyncSpec};
 use crate::mapping::Jq;
 use crate::paginate;
 
-/// How an external ID is written.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+/// How an external ID is written: `auto`, `put` or `patch`.
+// Plain comments on the variants: a `///` there would turn the schema's string
+// enum into a list of alternatives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub(crate) enum UpdateMode {
-    /// PATCH where the directory's `/ServiceProviderConfig` says it has it, else PUT.
+    // PATCH where the directory's `/ServiceProviderConfig` says it has it, else PUT.
     Auto,
-    /// Send the whole resource back with `externalId` changed (Talkdesk documents PUT).
+    // Send the whole resource back with `externalId` changed (Talkdesk documents PUT).
     Put,
-    /// Send an RFC 7644 PatchOp on `externalId` alone.
+    // Send an RFC 7644 PatchOp on `externalId` alone.
     Patch,
 }
 
-/// Where an agent's email is read from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+impl UpdateMode {
+    /// The name as written in the file.
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            UpdateMode::Auto => "auto",
+            UpdateMode::Put => "put",
+            UpdateMode::Patch => "patch",
+        }
+    }
+}
+
+/// Where an agent's email is read from: `userName` or `emails`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
 pub(crate) enum EmailAttribute {
     #[serde(rename = "userName")]
     UserName,
-    /// The primary entry of `emails`, else the first.
+    // The primary entry of `emails`, else the one of type "work", else the first.
     #[serde(rename = "emails")]
     Emails,
+}
+
+impl EmailAttribute {
+    /// The name as written in the file.
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            EmailAttribute::UserName => "userName",
+            EmailAttribute::Emails => "emails",
+        }
+    }
 }
 
 /// Everything a run needs, checked.
@@ -45,6 +69,8 @@ pub(crate) struct Job {
     /// `[mapping] timeout_secs`: the time the config's jq may take on one page.
     pub jq_timeout: std::time::Duration,
     pub sink: Option<SinkSpec>,
+    /// `[sink] kind` as written (`scim`, `talkdesk`, `file`), for `check`.
+    pub sink_kind: Option<&'static str>,
     pub sync: SyncSpec,
     pub actions: BTreeMap<String, ActionSpec>,
 }
@@ -52,39 +78,65 @@ pub(crate) struct Job {
 impl Job {
     /// The job of the config file at `path`.
     pub(super) fn from_raw(raw: &RawConfig, path: &Path, ctx: &Ctx) -> Result<Self, ConfigError> {
-        let mut source = SourceSpec::from_raw(&raw.source, ctx)?;
-        let pagination =
-            PaginationSpec::from_raw(raw.pagination.as_ref(), &source.request, &raw.source, ctx)?;
-        let mapping = match raw.mapping.as_ref().and_then(|m| m.jq.as_ref()) {
-            Some(jq) => ctx.jq("[mapping] jq", jq)?,
-            None => Jq::compile("{id: .id, email: .email}").expect("default mapping compiles"),
+        // Each part is checked even when one before it failed, so that `check`
+        // reports every error at once; only what depends on a failed part is
+        // left out.
+        let mut errors = Errors::default();
+        let source = errors.keep(SourceSpec::from_raw(&raw.source, ctx));
+        let pagination = source.as_ref().and_then(|source| {
+            errors.keep(PaginationSpec::from_raw(
+                raw.pagination.as_ref(),
+                &source.request,
+                &raw.source,
+                ctx,
+            ))
+        });
+        let mapping = errors.keep(match raw.mapping.as_ref().and_then(|m| m.jq.as_ref()) {
+            Some(jq) => ctx.jq("[mapping] jq", jq),
+            None => Ok(Jq::compile("{id: .id, email: .email}").expect("default mapping compiles")),
+        });
+        let jq_timeout = errors.keep(
+            match raw.mapping.as_ref().and_then(|m| m.timeout_secs.as_ref()) {
+                Some(t) if *t.get_ref() == 0 => {
+                    Err(ctx.err_at(t, "[mapping] timeout_secs must be at least 1"))
+                }
+                Some(t) => Ok(std::time::Duration::from_secs(*t.get_ref())),
+                None => Ok(crate::jq_budget::DEFAULT_TIMEOUT),
+            },
+        );
+        let sink = errors.keep(
+            raw.sink
+                .as_ref()
+                .map(|s| SinkSpec::from_raw(s, path, ctx))
+                .transpose(),
+        );
+        let sink_file = match &sink {
+            Some(Some(SinkSpec::File { path })) => Some(path.as_path()),
+            _ => None,
         };
-        let jq_timeout = match raw.mapping.as_ref().and_then(|m| m.timeout_secs.as_ref()) {
-            Some(t) if *t.get_ref() == 0 => {
-                return Err(ctx.err_at(t, "[mapping] timeout_secs must be at least 1"));
+        let sync = errors.keep(SyncSpec::from_raw(&raw.sync, path, sink_file, ctx));
+        let mut actions = BTreeMap::new();
+        for (name, a) in &raw.actions {
+            if let Some(action) = errors.keep(ActionSpec::from_raw(name, a, ctx)) {
+                actions.insert(name.clone(), action);
             }
-            Some(t) => std::time::Duration::from_secs(*t.get_ref()),
-            None => crate::jq_budget::DEFAULT_TIMEOUT,
+        }
+        let (
+            Some(mut source),
+            Some(pagination),
+            Some(mapping),
+            Some(jq_timeout),
+            Some(sink),
+            Some(sync),
+        ) = (source, pagination, mapping, jq_timeout, sink, sync)
+        else {
+            return Err(errors.into_error(ctx));
         };
+        errors.finish()?;
         if pagination.kind == paginate::Kind::None && source.endpoint.concurrency > 1 {
             source.endpoint.concurrency = 1;
         }
         source.endpoint.follow_other_origins = pagination.follow_other_origins;
-        let sink = raw
-            .sink
-            .as_ref()
-            .map(|s| SinkSpec::from_raw(s, path, ctx))
-            .transpose()?;
-        let sink_file = match &sink {
-            Some(SinkSpec::File { path }) => Some(path.as_path()),
-            _ => None,
-        };
-        let sync = SyncSpec::from_raw(&raw.sync, path, sink_file, ctx)?;
-        let actions = raw
-            .actions
-            .iter()
-            .map(|(name, a)| Ok((name.clone(), ActionSpec::from_raw(name, a, ctx)?)))
-            .collect::<Result<_, ConfigError>>()?;
         let name = raw.name.clone().unwrap_or_else(|| {
             path.file_stem()
                 .map(|s| s.to_string_lossy().into_owned())
@@ -98,6 +150,7 @@ impl Job {
             mapping,
             jq_timeout,
             sink,
+            sink_kind: raw.sink.as_ref().map(|s| s.get_ref().kind.get_ref().name()),
             sync,
             actions,
         })

@@ -6,9 +6,11 @@
 mod ctx;
 mod endpoint;
 mod job;
+mod keys;
 mod pagination;
 mod raw;
 mod request;
+pub(crate) mod schema;
 mod sink;
 mod sync;
 
@@ -28,8 +30,8 @@ use crate::template::EnvLookup;
 pub(crate) fn load(path: &Path) -> Result<Job, ConfigError> {
     let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
         file: path.display().to_string(),
-        at: None,
         message: format!("cannot read the config: {e}"),
+        ..ConfigError::default()
     })?;
     parse(&text, path, &|name| std::env::var(name).ok())
 }
@@ -37,8 +39,15 @@ pub(crate) fn load(path: &Path) -> Result<Job, ConfigError> {
 /// Validate config `text` that came from `path`.
 pub(crate) fn parse(text: &str, path: &Path, env: EnvLookup) -> Result<Job, ConfigError> {
     let ctx = ctx::Ctx::new(text, path.display().to_string(), env);
-    let raw: raw::RawConfig =
-        toml::from_str(text).map_err(|e| ctx.error(e.span(), e.message().trim_end().to_owned()))?;
+    let raw: raw::RawConfig = toml::from_str(text).map_err(|e| {
+        let first = ctx.error(e.span(), e.message().trim_end().to_owned());
+        // serde stops at the first unknown key: look for all of them.
+        if first.message.starts_with("unknown field") {
+            keys::unknown(text, &ctx).unwrap_or(first)
+        } else {
+            first
+        }
+    })?;
     Job::from_raw(&raw, path, &ctx)
 }
 

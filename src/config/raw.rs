@@ -1,17 +1,22 @@
 //! Stage one: the config file as written. Every table rejects unknown keys, and
-//! the values that can be wrong keep their place in the file (`Spanned`).
+//! the values that can be wrong keep their place in the file (`Spanned`). The
+//! same types give the config's JSON Schema (`agentsync schema`): each key's
+//! `///` line is its description there, so it is written for the config's reader.
+//! `toml::Spanned<T>` has no schema of its own; `#[schemars(with = "T")]` on
+//! each such field describes it as the value it holds.
 
 use std::collections::BTreeMap;
 
+use schemars::JsonSchema;
 use serde::Deserialize;
 use toml::Spanned;
 
 use super::job::{EmailAttribute, UpdateMode};
 use super::sync::OnContested;
 
-/// A template value: TOML strings, integers and booleans are all accepted, so
-/// `query = { per_page = 100 }` works as well as `"100"`.
-#[derive(Debug, Deserialize)]
+/// A template value: a string (with `{{placeholders}}`), an integer or a boolean.
+// `query = { per_page = 100 }` works as well as `"100"`.
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(untagged)]
 pub(super) enum Scalar {
     Text(String),
@@ -82,19 +87,34 @@ macro_rules! endpoint_table {
             $($(#[$field_meta:meta])* $field:ident: $ty:ty,)*
         }
     ) => {
-        $(#[$meta])*
-        #[derive(Debug, Deserialize)]
+        // The caller's attributes (docs, `#[schemars]`) after the derive
+        // that introduces them.
+        #[derive(Debug, Deserialize, JsonSchema)]
         #[serde(deny_unknown_fields)]
+        $(#[$meta])*
         pub(super) struct $name {
+            /// Where requests go: an http:// or https:// URL; a path in it is kept (`https://h/api` + `/users`).
+            #[schemars(with = "Option<String>")]
             pub base_url: Option<Spanned<String>>,
+            /// Whole-request timeout in seconds (default 30).
             pub timeout_secs: Option<u64>,
+            /// Retries on connect errors, timeouts, 429, 502, 503, 504; `Retry-After` is honoured (default 3).
             pub retries: Option<u32>,
+            /// Cap in seconds on any one wait between tries (default 60).
             pub max_retry_wait_secs: Option<u64>,
+            /// Requests per second, no bursts above it; 0 = no limit (default 0).
+            #[schemars(with = "Option<f64>")]
             pub rate_limit: Option<Spanned<f64>>,
+            /// Requests in flight at once; 1 = sequential (default 4).
+            #[schemars(with = "Option<usize>")]
             pub concurrency: Option<Spanned<usize>>,
+            /// Allow credentials over http:// to a host that is not loopback (default false).
             pub allow_insecure_http: Option<bool>,
+            /// Credentials, read from the environment, sent only to this endpoint's origin (default none).
+            #[schemars(with = "Option<RawAuth>")]
             pub auth: Option<Spanned<RawAuth>>,
-            /// A PEM bundle of extra trusted roots, relative to the config file.
+            /// A PEM bundle of extra trusted roots, beside the system's and the bundled ones; relative to the config file (default none).
+            #[schemars(with = "Option<String>")]
             pub ca_file: Option<Spanned<String>>,
             $($(#[$field_meta])* pub $field: $ty,)*
         }
@@ -118,29 +138,57 @@ macro_rules! endpoint_table {
     };
 }
 
-#[derive(Debug, Deserialize)]
+/// One sync job: the source request ("get users"), its pagination, the jq
+/// mapping to `{id, email}`, and the sink (the agent directory that receives
+/// external IDs). Secrets come from the environment, never from the file.
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(title = "agentsync config")]
 pub(super) struct RawConfig {
+    /// Label for logs and reports (default: the file name without extension).
     pub name: Option<String>,
+    /// The "get users" request of the external system.
+    #[schemars(with = "RawSource")]
     pub source: Spanned<RawSource>,
+    /// How the source is read page by page (default: one request, `kind = "none"`).
     pub pagination: Option<RawPagination>,
+    /// The jq run once per record to give `{id, email}`.
     pub mapping: Option<RawMapping>,
+    /// The agent directory that receives external IDs (default none: `fetch` only).
+    #[schemars(with = "Option<RawSink>")]
     pub sink: Option<Spanned<RawSink>>,
+    /// The safety limits of a run and where its state goes.
     #[serde(default)]
     pub sync: RawSync,
+    /// Requests for one agent, run by `agentsync action NAME`.
     #[serde(default)]
+    #[schemars(with = "BTreeMap<String, RawAction>")]
     pub actions: BTreeMap<String, Spanned<RawAction>>,
 }
 
 endpoint_table! {
+    /// The "get users" request of the external system, and how it is sent.
+    #[schemars(rename = "Source")]
     struct RawSource {
+        /// HTTP method (default `GET`).
+        #[schemars(with = "Option<String>")]
         method: Option<Spanned<String>>,
+        /// Template appended to `base_url`; values are percent-encoded (default "").
+        #[schemars(with = "Option<String>")]
         path: Option<Spanned<String>>,
+        /// Query parameters: templates, URL-encoded; `{{page}}` `{{offset}}` `{{limit}}` `{{cursor}}` `{{env.NAME}}` (default none).
         #[serde(default)]
+        #[schemars(with = "BTreeMap<String, Scalar>")]
         query: BTreeMap<String, Spanned<Scalar>>,
+        /// Request headers: templates (default: `Accept: application/json`).
         #[serde(default)]
+        #[schemars(with = "BTreeMap<String, Scalar>")]
         headers: BTreeMap<String, Spanned<Scalar>>,
+        /// JSON body template; values are JSON-escaped (default none).
+        #[schemars(with = "Option<String>")]
         body: Option<Spanned<String>>,
+        /// jq on a page: the array of records in it (default `.`).
+        #[schemars(with = "Option<String>")]
         records: Option<Spanned<String>>,
     }
 }
@@ -157,39 +205,80 @@ impl RawSource {
     }
 }
 
-#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+/// `scim`, `talkdesk` (SCIM with Talkdesk's URLs, token request and limits
+/// filled in) or `file` (a local JSON or CSV file).
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "lowercase")]
+#[schemars(rename = "SinkKind")]
 pub(super) enum RawSinkKind {
     Scim,
-    /// SCIM with Talkdesk's URLs, token request and limits filled in.
     Talkdesk,
     File,
 }
 
+impl RawSinkKind {
+    /// The name as written in the file.
+    pub(super) fn name(self) -> &'static str {
+        match self {
+            RawSinkKind::Scim => "scim",
+            RawSinkKind::Talkdesk => "talkdesk",
+            RawSinkKind::File => "file",
+        }
+    }
+}
+
 endpoint_table! {
+    /// The agent directory that receives external IDs: a SCIM endpoint, Talkdesk, or a file.
+    #[schemars(rename = "Sink")]
     struct RawSink {
+        /// `scim`, `talkdesk` (SCIM with Talkdesk's URLs, token request and limits) or `file`.
+        #[schemars(with = "RawSinkKind")]
         kind: Spanned<RawSinkKind>,
+        /// `kind = "file"`: the `.json` (array of objects) or `.csv` (header row) file, relative to the config.
+        #[schemars(with = "Option<String>")]
         path: Option<Spanned<String>>,
+        /// SCIM listing page size, capped at the directory's maximum (default 100).
+        #[schemars(with = "Option<usize>")]
         page_size: Option<Spanned<usize>>,
+        /// Listing pages read at most; a directory that needs more is an error (default 10000).
+        #[schemars(with = "Option<u64>")]
         max_pages: Option<Spanned<u64>>,
+        /// How an external ID is written: `auto` (PATCH where the directory has it, else PUT), `put` or `patch` (default `auto`; `put` for talkdesk).
         update: Option<UpdateMode>,
+        /// Where an agent's email is read: `userName` or `emails` (the primary, else type "work", else the first) (default `userName`).
         email_attribute: Option<EmailAttribute>,
-        /// `kind = "talkdesk"`: the account's subdomain and its region.
+        /// `kind = "talkdesk"`: the account name, as in https://ACCOUNT.mytalkdesk.com.
+        #[schemars(with = "Option<String>")]
         account: Option<Spanned<String>>,
+        /// `kind = "talkdesk"`: where the account lives, `us`, `eu` or `ca` (default `us`).
+        #[schemars(with = "Option<TalkdeskRegion>")]
         region: Option<Spanned<TalkdeskRegion>>,
-        /// `kind = "talkdesk"`: the STS token URL, when not the account's.
+        /// `kind = "talkdesk"`: the STS token URL, when not the account's (default: from account and region).
+        #[schemars(with = "Option<String>")]
         token_url: Option<Spanned<String>>,
     }
 }
 
 endpoint_table! {
+    /// A request for one agent, sent on the source's `base_url` and auth unless set here.
+    #[schemars(rename = "Action")]
     struct RawAction {
+        /// HTTP method (default `POST`).
+        #[schemars(with = "Option<String>")]
         method: Option<Spanned<String>>,
+        /// Template appended to `base_url`: `{{external_id}}`, `{{email}}`, `{{agent_id}}`, `{{var.K}}`, `{{env.NAME}}`.
+        #[schemars(with = "String")]
         path: Spanned<String>,
+        /// Query parameters: templates, URL-encoded (default none).
         #[serde(default)]
+        #[schemars(with = "BTreeMap<String, Scalar>")]
         query: BTreeMap<String, Spanned<Scalar>>,
+        /// Request headers: templates (default none).
         #[serde(default)]
+        #[schemars(with = "BTreeMap<String, Scalar>")]
         headers: BTreeMap<String, Spanned<Scalar>>,
+        /// JSON body template; values are JSON-escaped (default none).
+        #[schemars(with = "Option<String>")]
         body: Option<Spanned<String>>,
     }
 }
@@ -206,39 +295,52 @@ impl RawAction {
     }
 }
 
-#[derive(Debug, Deserialize)]
+/// Credentials, from the environment (never the file), sent only to the endpoint's origin.
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
+#[schemars(rename = "Auth")]
 pub(super) enum RawAuth {
+    /// `Authorization: Bearer <token>`.
     Bearer {
+        /// The environment variable holding the token.
         token_env: String,
     },
+    /// HTTP Basic authentication.
     Basic {
+        /// The environment variable holding the user name.
         username_env: String,
+        /// The environment variable holding the password.
         password_env: String,
     },
+    /// One header holding a secret, e.g. `X-Api-Key`.
     Header {
+        /// The header's name.
         name: String,
+        /// The environment variable holding the header's value.
         value_env: String,
     },
+    /// An OAuth2 client-credentials grant.
     Oauth2 {
+        /// The token endpoint.
         token_url: String,
+        /// The environment variable holding the client ID.
         client_id_env: String,
+        /// The environment variable holding the client secret.
         client_secret_env: String,
+        /// The scope asked for (default none).
         scope: Option<String>,
-        /// `basic` (default) sends the client credentials as HTTP Basic, `body`
-        /// in the form body.
+        /// `basic` sends the client credentials as HTTP Basic, `body` in the form body (default `basic`).
         client_auth: Option<ClientAuth>,
-        /// Put before the token in `Authorization` (default `Bearer`); `""`
-        /// sends the token alone.
+        /// The word before the token in `Authorization`; "" sends the token alone (default `Bearer`).
         token_prefix: Option<String>,
-        /// Extra form fields of the token request, e.g. `token_type = "opaque"`.
+        /// Extra form fields of the token request, e.g. `{ token_type = "opaque" }` (default none).
         #[serde(default)]
         token_params: BTreeMap<String, String>,
     },
 }
 
 /// Where a Talkdesk account lives.
-#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub(super) enum TalkdeskRegion {
     Us,
@@ -246,15 +348,18 @@ pub(super) enum TalkdeskRegion {
     Ca,
 }
 
-#[derive(Debug, Clone, Copy, Deserialize)]
+/// How OAuth2 client credentials are sent: `basic` (HTTP Basic) or `body` (form fields).
+#[derive(Debug, Clone, Copy, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub(super) enum ClientAuth {
     Basic,
     Body,
 }
 
-#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+/// The pagination strategy.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "snake_case")]
+#[schemars(rename = "PageKind")]
 pub(super) enum RawPageKind {
     None,
     Page,
@@ -278,40 +383,85 @@ impl RawPageKind {
     }
 }
 
-#[derive(Debug, Deserialize)]
+/// How the source is read page by page, and when it stops.
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "Pagination")]
 pub(super) struct RawPagination {
+    /// `none`, `page`, `offset`, `cursor`, `next_url` or `link_header`.
+    #[schemars(with = "RawPageKind")]
     pub kind: Spanned<RawPageKind>,
+    /// The first page number (page, default 1) or offset (offset, default 0).
     pub start: Option<u64>,
+    /// `kind = "offset"`: the page size; fills `{{limit}}` and steps the offset (default none).
+    #[schemars(with = "Option<u64>")]
     pub limit: Option<Spanned<u64>>,
+    /// jq on the page: the total number of records; stop when that many were read (default none).
+    #[schemars(with = "Option<String>")]
     pub total: Option<Spanned<String>>,
+    /// jq on the page: the records on this page (default: the length of `records`).
+    #[schemars(with = "Option<String>")]
     pub count: Option<Spanned<String>>,
+    /// jq on the page: `false` stops (default none).
+    #[schemars(with = "Option<String>")]
     pub has_more: Option<Spanned<String>>,
+    /// jq on the page: the next cursor; null or "" stops (required for `kind = "cursor"`).
+    #[schemars(with = "Option<String>")]
     pub cursor: Option<Spanned<String>>,
+    /// jq on the page: the next page's URL, absolute or relative; null stops (required for `kind = "next_url"`).
+    #[schemars(with = "Option<String>")]
     pub next_url: Option<Spanned<String>>,
+    /// An empty page stops (default true).
     pub stop_on_empty: Option<bool>,
+    /// Pages read at most; reaching it with pages left is an error, never a silent cut (default 10000).
+    #[schemars(with = "Option<u64>")]
     pub max_pages: Option<Spanned<u64>>,
+    /// A next URL on another origin: an error (false) or followed without credentials (true) (default false).
     pub follow_other_origins: Option<bool>,
 }
 
-#[derive(Debug, Deserialize)]
+/// The jq run once per record; each output must be `{id, email}`.
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "Mapping")]
 pub(super) struct RawMapping {
+    /// jq run once per record, giving `{id, email}`; zero outputs drop the record (default `{id: .id, email: .email}`).
+    #[schemars(with = "Option<String>")]
     pub jq: Option<Spanned<String>>,
+    /// Seconds the config's jq may take on one page; over it the run stops with exit 1 (default 5).
+    #[schemars(with = "Option<u64>")]
     pub timeout_secs: Option<Spanned<u64>>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+/// The safety limits of a run, and where its state goes.
+#[derive(Debug, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "Sync")]
 pub(super) struct RawSync {
+    /// Clear the external ID of agents whose email is not in the source (default false).
     pub unlink_missing: Option<bool>,
+    /// Refuse (exit 4) when link + update + unlink exceed it (default 500).
     pub max_changes: Option<u64>,
+    /// Refuse when unlinks exceed this percentage of the linked agents (default 20).
+    #[schemars(with = "Option<f64>")]
     pub max_unlink_percent: Option<Spanned<f64>>,
+    /// Fewer users from the source is an error, exit 1; `--force` does not pass it (default 1).
     pub min_users: Option<u64>,
+    /// Refuse (exit 4) when the mapping skipped more than this percentage of the records (default 10).
+    #[schemars(with = "Option<f64>")]
     pub max_skipped_percent: Option<Spanned<f64>>,
+    /// Refuse (exit 4) when the source has fewer users than the last successful run by more than this percentage (default 50).
+    #[schemars(with = "Option<f64>")]
     pub max_source_drop_percent: Option<Spanned<f64>>,
+    /// The write-ahead journal, relative to the config (default: in the state directory).
+    #[schemars(with = "Option<String>")]
     pub journal: Option<Spanned<String>>,
+    /// A Prometheus text-format file written after every run that is not a dry run (default none).
+    #[schemars(with = "Option<String>")]
     pub metrics_file: Option<Spanned<String>>,
+    /// Health-check URL: `/start` before a run, the URL on success, `/fail` on failure (default none).
+    #[schemars(with = "Option<String>")]
     pub ping_url: Option<Spanned<String>>,
+    /// Agents whose external ID someone else changed since our last write: `warn` writes as planned, `skip` leaves them (default `warn`).
     pub on_contested: Option<OnContested>,
 }

@@ -4,7 +4,7 @@
 use toml::Spanned;
 
 use super::Endpoint;
-use super::ctx::{ConfigError, Ctx};
+use super::ctx::{ConfigError, Ctx, Errors};
 use super::raw::{RawAction, RawRequest, RawSource, Scalar};
 use crate::mapping::Jq;
 use crate::template::{Scope, Template};
@@ -28,42 +28,56 @@ impl RequestSpec {
         scope: Scope,
         ctx: &Ctx,
     ) -> Result<Self, ConfigError> {
-        let method = method(
+        // Every key is checked, so that all their errors are reported at once.
+        let mut errors = Errors::default();
+        let method = errors.keep(method(
             &format!("[{table}] method"),
             raw.method,
             default_method,
             ctx,
-        )?;
-        let path = match raw.path {
-            Some(p) => ctx.template(&format!("[{table}] path"), p, scope)?,
-            None => Template::literal(""),
-        };
-        let query = raw
+        ));
+        let path = errors.keep(match raw.path {
+            Some(p) => ctx.template(&format!("[{table}] path"), p, scope),
+            None => Ok(Template::literal("")),
+        });
+        let query: Vec<_> = raw
             .query
             .iter()
-            .map(|(k, v)| {
+            .filter_map(|(k, v)| {
                 let key = format!("[{table}] query.{k}");
-                Ok((k.clone(), scalar_template(&key, v, scope, ctx)?))
+                Some((
+                    k.clone(),
+                    errors.keep(scalar_template(&key, v, scope, ctx))?,
+                ))
             })
-            .collect::<Result<_, ConfigError>>()?;
-        let headers = raw
+            .collect();
+        let headers: Vec<_> = raw
             .headers
             .iter()
-            .map(|(k, v)| {
+            .filter_map(|(k, v)| {
                 if ureq::http::HeaderName::from_bytes(k.as_bytes()).is_err() {
-                    return Err(ctx.err_at(
+                    errors.keep::<()>(Err(ctx.err_at(
                         v,
                         format!("[{table}] headers: {k:?} is not a valid header name"),
-                    ));
+                    )));
+                    return None;
                 }
                 let key = format!("[{table}] headers.{k}");
-                Ok((k.clone(), scalar_template(&key, v, scope, ctx)?))
+                Some((
+                    k.clone(),
+                    errors.keep(scalar_template(&key, v, scope, ctx))?,
+                ))
             })
-            .collect::<Result<_, ConfigError>>()?;
-        let body = raw
-            .body
-            .map(|b| ctx.template(&format!("[{table}] body"), b, scope))
-            .transpose()?;
+            .collect();
+        let body = errors.keep(
+            raw.body
+                .map(|b| ctx.template(&format!("[{table}] body"), b, scope))
+                .transpose(),
+        );
+        let (Some(method), Some(path), Some(body)) = (method, path, body) else {
+            return Err(errors.into_error(ctx));
+        };
+        errors.finish()?;
         Ok(RequestSpec {
             method,
             path,
@@ -84,13 +98,24 @@ pub(crate) struct SourceSpec {
 impl SourceSpec {
     pub(super) fn from_raw(raw: &Spanned<RawSource>, ctx: &Ctx) -> Result<Self, ConfigError> {
         let src = raw.get_ref();
-        let Some(endpoint) = Endpoint::from_raw("source", src.endpoint(), ctx)? else {
-            return Err(ctx.err_at(raw, "missing field `base_url`"));
-        };
-        let request = RequestSpec::from_raw("source", src.request(), "GET", Scope::Source, ctx)?;
-        let records = match &src.records {
-            Some(r) => ctx.jq("[source] records", r)?,
-            None => Jq::compile(".").expect("identity compiles"),
+        let mut errors = Errors::default();
+        let endpoint = errors.keep(
+            Endpoint::from_raw("source", src.endpoint(), ctx)
+                .and_then(|e| e.ok_or_else(|| ctx.err_at(raw, "missing field `base_url`"))),
+        );
+        let request = errors.keep(RequestSpec::from_raw(
+            "source",
+            src.request(),
+            "GET",
+            Scope::Source,
+            ctx,
+        ));
+        let records = errors.keep(match &src.records {
+            Some(r) => ctx.jq("[source] records", r),
+            None => Ok(Jq::compile(".").expect("identity compiles")),
+        });
+        let (Some(endpoint), Some(request), Some(records)) = (endpoint, request, records) else {
+            return Err(errors.into_error(ctx));
         };
         Ok(SourceSpec {
             endpoint,

@@ -7,21 +7,32 @@ use std::path::{Path, PathBuf};
 use toml::Spanned;
 use url::Url;
 
-use super::ctx::{ConfigError, Ctx};
+use super::ctx::{ConfigError, Ctx, Errors};
 use super::raw::RawSync;
 use super::relative_to_config;
 use crate::state;
 
 /// What a sync does with agents whose external ID someone else changed since
-/// agentsync last set it.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize)]
+/// agentsync last set it: `warn` or `skip`.
+// Plain comments on the variants keep the schema a string enum.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub(crate) enum OnContested {
-    /// Report them, and write as planned.
+    // Report them, and write as planned.
     #[default]
     Warn,
-    /// Report them, and leave them out of the changes.
+    // Report them, and leave them out of the changes.
     Skip,
+}
+
+impl OnContested {
+    /// The name as written in the file.
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            OnContested::Warn => "warn",
+            OnContested::Skip => "skip",
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -86,22 +97,41 @@ impl SyncSpec {
             .metrics_file
             .as_ref()
             .map(|m| relative_to_config(config_path, m.get_ref()));
-        let ping_url = raw
-            .ping_url
-            .as_ref()
-            .map(|u| ctx.url("[sync] ping_url", u))
-            .transpose()?;
+        // Every key is checked, so that all their errors are reported at once.
+        let mut errors = Errors::default();
+        let unlink = errors.keep(percent("max_unlink_percent", &raw.max_unlink_percent, 20.0));
+        let skipped = errors.keep(percent(
+            "max_skipped_percent",
+            &raw.max_skipped_percent,
+            10.0,
+        ));
+        let drop = errors.keep(percent(
+            "max_source_drop_percent",
+            &raw.max_source_drop_percent,
+            50.0,
+        ));
+        let ping_url = errors.keep(
+            raw.ping_url
+                .as_ref()
+                .map(|u| ctx.url("[sync] ping_url", u))
+                .transpose(),
+        );
+        let (
+            Some(max_unlink_percent),
+            Some(max_skipped_percent),
+            Some(max_source_drop_percent),
+            Some(ping_url),
+        ) = (unlink, skipped, drop, ping_url)
+        else {
+            return Err(errors.into_error(ctx));
+        };
         Ok(SyncSpec {
             unlink_missing: raw.unlink_missing.unwrap_or(false),
             max_changes: raw.max_changes.unwrap_or(500),
-            max_unlink_percent: percent("max_unlink_percent", &raw.max_unlink_percent, 20.0)?,
+            max_unlink_percent,
             min_users: raw.min_users.unwrap_or(1),
-            max_skipped_percent: percent("max_skipped_percent", &raw.max_skipped_percent, 10.0)?,
-            max_source_drop_percent: percent(
-                "max_source_drop_percent",
-                &raw.max_source_drop_percent,
-                50.0,
-            )?,
+            max_skipped_percent,
+            max_source_drop_percent,
             journal,
             lock: state_dir.map(|d| d.join(format!("{stem}.lock"))),
             metrics_file,
