@@ -22,6 +22,12 @@ pub(crate) struct Agent {
 
 /// A directory. Writes take `&self`: the engine may have several in flight.
 pub(crate) trait Sink: Sync {
+    /// Learn what the directory supports, before the source is read: a config
+    /// the directory cannot serve (exit 2) then ends with nothing fetched.
+    fn prepare(&mut self) -> Result<()> {
+        Ok(())
+    }
+
     /// Every agent of the directory. An incomplete listing is an error, never a
     /// shorter list.
     fn list_agents(&mut self, progress: &Progress) -> Result<Vec<Agent>>;

@@ -146,7 +146,7 @@ impl ScimSink {
             UpdateMode::Patch if patch == Some(false) => {
                 return Err(exit::usage(format!(
                     "[sink] update = \"patch\", but {} says the directory does not support PATCH; \
-                     use update = \"auto\" or \"put\"; nothing was written",
+                     use update = \"auto\" or \"put\"",
                     display_url(&req.url)
                 )));
             }
@@ -391,6 +391,10 @@ impl ScimSink {
 }
 
 impl Sink for ScimSink {
+    fn prepare(&mut self) -> Result<()> {
+        self.found().map(|_| ())
+    }
+
     fn list_agents(&mut self, progress: &Progress) -> Result<Vec<Agent>> {
         let found = self.found()?;
         let stage = progress.stage("directory pages", None);
