@@ -22,8 +22,9 @@ pub(crate) struct Agent {
 
 /// A directory. Writes take `&self`: the engine may have several in flight.
 pub(crate) trait Sink: Sync {
-    /// Learn what the directory supports, before the source is read: a config
-    /// the directory cannot serve (exit 2) then ends with nothing fetched.
+    /// Called before the source is read: a sink whose config the directory
+    /// may refuse (exit 2) asks it here, so that such a run ends with nothing
+    /// fetched.
     fn prepare(&mut self) -> Result<()> {
         Ok(())
     }

@@ -391,8 +391,14 @@ impl ScimSink {
 }
 
 impl Sink for ScimSink {
+    /// Only `update = "patch"` can be refused by what the directory says
+    /// (exit 2), so only then is it asked before the source; otherwise a
+    /// source that fails leaves the directory untouched.
     fn prepare(&mut self) -> Result<()> {
-        self.found().map(|_| ())
+        match self.options.update {
+            UpdateMode::Patch => self.found().map(|_| ()),
+            UpdateMode::Put | UpdateMode::Auto => Ok(()),
+        }
     }
 
     fn list_agents(&mut self, progress: &Progress) -> Result<Vec<Agent>> {
