@@ -135,6 +135,9 @@ fn explicit_patch_on_a_directory_without_patch_is_a_usage_error() {
         0,
         "{stats}"
     );
+    // Exit 2 means nothing was fetched either: the directory's configuration
+    // is read before the source.
+    assert!(src.requests().is_empty(), "{:?}", src.requests());
     // The run is journaled (every run is), as failed, with nothing applied.
     let journal = job.journal();
     assert_eq!(journal.len(), 1, "{journal:?}");

@@ -107,6 +107,8 @@ pub(crate) fn sync(mut job: Job, options: RunOptions, progress: &Progress) -> Re
         sink.describe()
     ));
     let result = (|| {
+        sink.prepare()
+            .context("reading the agent directory's configuration; nothing was written")?;
         let client = job.source.endpoint.client();
         let fetched = source::fetch(&job, &client, None, progress)
             .context("reading the source; nothing was written")?;

@@ -22,6 +22,13 @@ pub(crate) struct Agent {
 
 /// A directory. Writes take `&self`: the engine may have several in flight.
 pub(crate) trait Sink: Sync {
+    /// Called before the source is read: a sink whose config the directory
+    /// may refuse (exit 2) asks it here, so that such a run ends with nothing
+    /// fetched.
+    fn prepare(&mut self) -> Result<()> {
+        Ok(())
+    }
+
     /// Every agent of the directory. An incomplete listing is an error, never a
     /// shorter list.
     fn list_agents(&mut self, progress: &Progress) -> Result<Vec<Agent>>;

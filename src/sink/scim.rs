@@ -146,7 +146,7 @@ impl ScimSink {
             UpdateMode::Patch if patch == Some(false) => {
                 return Err(exit::usage(format!(
                     "[sink] update = \"patch\", but {} says the directory does not support PATCH; \
-                     use update = \"auto\" or \"put\"; nothing was written",
+                     use update = \"auto\" or \"put\"",
                     display_url(&req.url)
                 )));
             }
@@ -391,6 +391,16 @@ impl ScimSink {
 }
 
 impl Sink for ScimSink {
+    /// Only `update = "patch"` can be refused by what the directory says
+    /// (exit 2), so only then is it asked before the source; otherwise a
+    /// source that fails leaves the directory untouched.
+    fn prepare(&mut self) -> Result<()> {
+        match self.options.update {
+            UpdateMode::Patch => self.found().map(|_| ()),
+            UpdateMode::Put | UpdateMode::Auto => Ok(()),
+        }
+    }
+
     fn list_agents(&mut self, progress: &Progress) -> Result<Vec<Agent>> {
         let found = self.found()?;
         let stage = progress.stage("directory pages", None);

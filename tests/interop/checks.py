@@ -328,6 +328,7 @@ class Agentsync:
     def __init__(self, binary, work):
         self.binary = binary
         self.work = work
+        self.stderr = ""  # of the last run
         self.env = dict(os.environ, NO_COLOR="1",
                         AGENTSYNC_STATE_DIR=os.path.join(work, "state"))
 
@@ -372,11 +373,12 @@ unlink_missing = false
             raise Failed(f"`{shown(argv)}` still running after {AGENTSYNC_TIMEOUT} s")
         out = done.stdout.decode("utf-8", "replace")
         err = done.stderr.decode("utf-8", "replace")
+        self.stderr = err
         if done.returncode != want:
             raise Failed(f"`{shown(argv)}` exited {done.returncode}, wanted {want}; stderr:\n"
                          + tail(err) + report_errors(out))
-        if "--output" not in args:
-            return None
+        if "--output" not in args or want == 2:
+            return None  # exit 2 is an error before any run: no report
         try:
             return json.loads(out)
         except ValueError:
@@ -554,10 +556,21 @@ def write_race(mode):
 
 
 def no_patch_refused(record):
-    """Check 6: `update = "patch"` against a directory without PATCH: exit 2, no write."""
+    """Check 6: `update = "patch"` against a directory without PATCH: exit 2,
+    nothing fetched, nothing written. Exit 2 is an error, not a run: it says
+    why on stderr and prints no report."""
     def check(s):
+        def source_pages():  # counted since the mock started (its start-up probe reads one)
+            return expect(http("GET", f"{s.mock_url}/_mock/stats"), 200,
+                          "the mock's stats")["source_pages"]
         path = s.agentsync.config(s.mock_url, s.directory, "patch")
+        before = source_pages()
         s.agentsync.run("--config", path, "--output", "json", want=2)
+        if "does not support PATCH" not in s.agentsync.stderr:
+            raise Failed("exit 2 without saying why; stderr:\n" + tail(s.agentsync.stderr))
+        pages = source_pages() - before
+        if pages != 0:
+            raise Failed(f"exit 2, but {pages} source pages were fetched (wanted none)")
         check_directory(s, dict(SEED))
     record("no PATCH: patch exits 2", check)
 
