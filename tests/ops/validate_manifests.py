@@ -6,6 +6,7 @@ the last line is "N passed, N failed" and the exit status is 1 when any failed.
 
 import os
 import pathlib
+import re
 import subprocess
 import sys
 import tempfile
@@ -77,6 +78,26 @@ def kustomization_problems():
     return problems
 
 
+def secret_names(table):
+    """The environment variables a config reads its secrets from: every
+    `*_env` value, `{{env.NAME}}` in any string, and the Talkdesk preset's
+    TALKDESK_CLIENT_ID and TALKDESK_CLIENT_SECRET."""
+    names = {"TALKDESK_CLIENT_ID", "TALKDESK_CLIENT_SECRET"}
+    stack = [table]
+    while stack:
+        value = stack.pop()
+        if isinstance(value, dict):
+            for k, v in value.items():
+                if k.endswith("_env") and isinstance(v, str):
+                    names.add(v)
+                stack.append(v)
+        elif isinstance(value, list):
+            stack.extend(value)
+        elif isinstance(value, str):
+            names.update(re.findall(r"\{\{\s*env\.([A-Za-z_][A-Za-z0-9_]*)\s*\}\}", value))
+    return names
+
+
 def config_problems(docs):
     """The TOML configs inside ConfigMaps parse, and pass `agentsync check`
     when AGENTSYNC_BIN names the binary."""
@@ -94,11 +115,14 @@ def config_problems(docs):
                 problems.append(f"{key}: {err}")
                 continue
             if binary:
+                # The Secret's variables, as placeholders: `check` reads them.
+                env = dict(os.environ)
+                env.update({name: "placeholder" for name in secret_names(tomllib.loads(text))})
                 with tempfile.TemporaryDirectory() as tmp:
                     config = pathlib.Path(tmp) / key
                     config.write_text(text)
                     run = subprocess.run([binary, "check", "--config", str(config)],
-                                         capture_output=True, text=True)
+                                         capture_output=True, text=True, env=env)
                     if run.returncode != 0:
                         problems.append(f"{key}: agentsync check: {run.stderr.strip()}")
     return problems
