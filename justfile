@@ -15,7 +15,7 @@ ci:
 
 # The end-to-end demo against the bundled mock.
 demo:
-    cargo run --release -- demo
+    cargo run --locked -- demo
 
 # Serve the bundled mock on 127.0.0.1:8787.
 mock:
