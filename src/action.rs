@@ -47,7 +47,7 @@ pub(crate) fn missing_vars(spec: &ActionSpec, vars: &BTreeMap<String, String>) -
         .chain(req.headers.iter().map(|(_, t)| t))
         .chain(req.body.iter());
     let mut missing: Vec<String> = templates
-        .flat_map(|t| t.vars())
+        .flat_map(super::template::Template::vars)
         .filter(|k| !vars.contains_key(*k))
         .map(str::to_owned)
         .collect();

@@ -87,8 +87,8 @@ pub(crate) struct GlobalArgs {
     #[arg(long, short, global = true, help_heading = GLOBAL)]
     pub verbose: bool,
 
-    /// When to use colour: auto (on a terminal, unless NO_COLOR is set;
-    /// CLICOLOR_FORCE forces it), always, never.
+    /// When to use colour: auto (on a terminal, unless `NO_COLOR` is set;
+    /// `CLICOLOR_FORCE` forces it), always, never.
     #[arg(
         long,
         value_enum,
@@ -121,7 +121,7 @@ pub(crate) struct SyncArgs {
     #[arg(long)]
     pub dry_run: bool,
 
-    /// Apply even when the plan exceeds [sync] max_changes or max_unlink_percent.
+    /// Apply even when the plan exceeds [sync] `max_changes` or `max_unlink_percent`.
     #[arg(long)]
     pub force: bool,
 
@@ -208,7 +208,7 @@ pub(crate) enum Command {
         /// With --dry-run: save the plan to FILE for `agentsync apply FILE`.
         #[arg(long, value_name = "FILE", requires = "dry_run")]
         out: Option<PathBuf>,
-        /// Revert even when it exceeds [sync] max_changes or max_unlink_percent.
+        /// Revert even when it exceeds [sync] `max_changes` or `max_unlink_percent`.
         #[arg(long)]
         force: bool,
     },
@@ -224,7 +224,7 @@ pub(crate) enum Command {
         /// Refuse a plan older than this: 30m, 12h, 2days …
         #[arg(long, value_name = "DURATION", default_value = "24h", value_parser = parse_age)]
         max_age: Duration,
-        /// Apply even when the plan exceeds [sync] max_changes or max_unlink_percent.
+        /// Apply even when the plan exceeds [sync] `max_changes` or `max_unlink_percent`.
         #[arg(long)]
         force: bool,
     },

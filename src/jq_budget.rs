@@ -76,7 +76,7 @@ fn expressions() -> &'static Mutex<Vec<String>> {
 thread_local! {
     static SLOT: Arc<Slot> = {
         let slot = Arc::new(Slot::default());
-        let mut all = slots().lock().unwrap_or_else(|e| e.into_inner());
+        let mut all = slots().lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         all.retain(|s| s.strong_count() > 0);
         all.push(Arc::downgrade(&slot));
         start_watchdog();
@@ -90,13 +90,17 @@ fn this_slot() -> Arc<Slot> {
 
 /// Name an expression once, when it is compiled; the id goes with each evaluation.
 pub(crate) fn register(source: &str) -> u32 {
-    let mut all = expressions().lock().unwrap_or_else(|e| e.into_inner());
+    let mut all = expressions()
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     all.push(source.to_owned());
     u32::try_from(all.len() - 1).unwrap_or(u32::MAX)
 }
 
 fn expression(id: u32) -> String {
-    let all = expressions().lock().unwrap_or_else(|e| e.into_inner());
+    let all = expressions()
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     let text = all.get(id as usize).map_or("?", String::as_str);
     let short: String = text.chars().take(120).collect();
     if short.len() < text.len() {
@@ -118,8 +122,14 @@ impl Page {
     /// Start the budget of `what` (e.g. "source page 3").
     pub(crate) fn enter(timeout: Duration, what: String) -> Page {
         let slot = this_slot();
-        *slot.what.lock().unwrap_or_else(|e| e.into_inner()) = what;
-        *slot.over.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        *slot
+            .what
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = what;
+        *slot
+            .over
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = None;
         slot.deadline
             .store(nanos(Instant::now() + timeout), Ordering::SeqCst);
         slot.active.store(true, Ordering::SeqCst);
@@ -134,7 +144,7 @@ impl Page {
             .slot
             .over
             .lock()
-            .unwrap_or_else(|e| e.into_inner())
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
             .take()
         {
             Some(why) => Err(anyhow::anyhow!(why)),
@@ -198,14 +208,18 @@ impl<I> Watched<I> {
             .slot
             .what
             .lock()
-            .unwrap_or_else(|e| e.into_inner())
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
             .clone();
         let full = if what.is_empty() {
             format!("jq `{}`: {why}", expression(self.id))
         } else {
             format!("{what}: jq `{}`: {why}", expression(self.id))
         };
-        let mut over = self.slot.over.lock().unwrap_or_else(|e| e.into_inner());
+        let mut over = self
+            .slot
+            .over
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         over.get_or_insert_with(|| full.clone());
         full
     }
@@ -265,7 +279,7 @@ fn watchdog() {
         std::thread::sleep(TICK);
         let live: Vec<Arc<Slot>> = slots()
             .lock()
-            .unwrap_or_else(|e| e.into_inner())
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
             .iter()
             .filter_map(Weak::upgrade)
             .filter(|s| s.active.load(Ordering::SeqCst))
@@ -316,7 +330,11 @@ fn watchdog() {
 /// Report an evaluation that went over its budget and end the process: the
 /// thread that runs it cannot be stopped, and the run cannot go on without it.
 fn end(slot: &Slot, expr: u32, why: String) -> ! {
-    let what = slot.what.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    let what = slot
+        .what
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .clone();
     let place = if what.is_empty() {
         String::new()
     } else {

@@ -43,6 +43,7 @@ use std::process::ExitCode;
 /// codes of the contract. A reader that closed stdout early is no failure:
 /// every write of data goes through `exit::stdout`, which ends the output
 /// quietly (no `println!`, which would panic).
+#[must_use]
 pub fn main() -> ExitCode {
     let cli = match cli::Cli::try_parse_args() {
         Ok(cli) => cli,

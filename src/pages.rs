@@ -36,7 +36,10 @@ struct Shared {
 impl Shared {
     fn halt(&self) {
         self.stop.store(true, Ordering::SeqCst);
-        let _guard = self.taken.lock().unwrap_or_else(|e| e.into_inner());
+        let _guard = self
+            .taken
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         self.moved.notify_all();
     }
 }
@@ -114,9 +117,15 @@ impl<T: Send + 'static> Prefetch<T> {
                         break;
                     }
                     // Wait until the reader is close enough.
-                    let mut taken = shared.taken.lock().unwrap_or_else(|e| e.into_inner());
+                    let mut taken = shared
+                        .taken
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner);
                     while i >= *taken + window && !shared.stop.load(Ordering::SeqCst) {
-                        taken = shared.moved.wait(taken).unwrap_or_else(|e| e.into_inner());
+                        taken = shared
+                            .moved
+                            .wait(taken)
+                            .unwrap_or_else(std::sync::PoisonError::into_inner);
                     }
                     drop(taken);
                     if shared.stop.load(Ordering::SeqCst) {
@@ -168,7 +177,11 @@ impl<T: Send + 'static> Prefetch<T> {
             }
         };
         self.position += 1;
-        let mut taken = self.shared.taken.lock().unwrap_or_else(|e| e.into_inner());
+        let mut taken = self
+            .shared
+            .taken
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         *taken = self.position;
         self.shared.moved.notify_all();
         Some(result)

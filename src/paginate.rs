@@ -51,7 +51,7 @@ pub(crate) struct Observed {
     pub has_more: Option<bool>,
     /// The next cursor (cursor kind); `None` for null or "".
     pub cursor: Option<String>,
-    /// The next page's absolute URL (next_url and link_header kinds).
+    /// The next page's absolute URL (`next_url` and `link_header` kinds).
     pub next_url: Option<String>,
 }
 

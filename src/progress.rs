@@ -212,16 +212,20 @@ fn rate(state: &indicatif::ProgressState, out: &mut dyn std::fmt::Write) {
 
 fn spinner_style() -> ProgressStyle {
     ProgressStyle::with_template("{prefix:>16} {spinner} {human_pos} so far  {rate}  {elapsed}")
-        .map(|s| s.with_key("rate", rate))
-        .unwrap_or_else(|_| ProgressStyle::default_spinner())
+        .map_or_else(
+            |_| ProgressStyle::default_spinner(),
+            |s| s.with_key("rate", rate),
+        )
 }
 
 fn bar_style() -> ProgressStyle {
     ProgressStyle::with_template(
         "{prefix:>16} [{bar:40}] {human_pos:>5}/{human_len:<5} {rate:>8}  ETA {eta}",
     )
-    .map(|s| s.progress_chars("=> ").with_key("rate", rate))
-    .unwrap_or_else(|_| ProgressStyle::default_bar())
+    .map_or_else(
+        |_| ProgressStyle::default_bar(),
+        |s| s.progress_chars("=> ").with_key("rate", rate),
+    )
 }
 
 /// One stage's bar; finished (cleared) when dropped.

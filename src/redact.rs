@@ -126,7 +126,9 @@ fn lower_hex(f: &str) -> Option<String> {
 }
 
 fn add(forms: Vec<String>) {
-    let mut reg = registry().write().unwrap_or_else(|e| e.into_inner());
+    let mut reg = registry()
+        .write()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     let mut added = false;
     for f in forms {
         if !f.is_empty() && !reg.patterns.contains(&f) {
@@ -143,7 +145,9 @@ fn add(forms: Vec<String>) {
 
 fn automaton() -> Option<Arc<AhoCorasick>> {
     {
-        let reg = registry().read().unwrap_or_else(|e| e.into_inner());
+        let reg = registry()
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         if reg.patterns.is_empty() {
             return None;
         }
@@ -151,7 +155,9 @@ fn automaton() -> Option<Arc<AhoCorasick>> {
             return Some(a.clone());
         }
     }
-    let mut reg = registry().write().unwrap_or_else(|e| e.into_inner());
+    let mut reg = registry()
+        .write()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     if reg.automaton.is_none() {
         let built = AhoCorasick::builder()
             .match_kind(MatchKind::LeftmostLongest)
@@ -173,7 +179,7 @@ pub(crate) fn redact(text: &str) -> String {
         return text.to_owned();
     };
     let bytes = text.as_bytes();
-    let word = |i: usize| bytes.get(i).is_some_and(|b| b.is_ascii_alphanumeric());
+    let word = |i: usize| bytes.get(i).is_some_and(u8::is_ascii_alphanumeric);
     let mut out = String::with_capacity(text.len());
     let mut last = 0;
     for m in ac.find_iter(text) {

@@ -95,18 +95,16 @@ impl Endpoint {
             settings: http::Settings {
                 timeout: raw
                     .timeout_secs
-                    .map(Duration::from_secs)
-                    .unwrap_or(defaults.timeout),
+                    .map_or(defaults.timeout, Duration::from_secs),
                 retries: raw.retries.unwrap_or(defaults.retries),
                 max_retry_wait: raw
                     .max_retry_wait_secs
-                    .map(Duration::from_secs)
-                    .unwrap_or(defaults.max_retry_wait),
-                rate_limit: raw.rate_limit.map(|r| *r.get_ref()).unwrap_or(0.0),
+                    .map_or(defaults.max_retry_wait, Duration::from_secs),
+                rate_limit: raw.rate_limit.map_or(0.0, |r| *r.get_ref()),
                 extra_roots,
                 ..defaults
             },
-            concurrency: raw.concurrency.map(|c| *c.get_ref()).unwrap_or(4),
+            concurrency: raw.concurrency.map_or(4, |c| *c.get_ref()),
             auth,
             allow_insecure_http,
             follow_other_origins: false,

@@ -139,8 +139,7 @@ impl Job {
         source.endpoint.follow_other_origins = pagination.follow_other_origins;
         let name = raw.name.clone().unwrap_or_else(|| {
             path.file_stem()
-                .map(|s| s.to_string_lossy().into_owned())
-                .unwrap_or_else(|| "agentsync".into())
+                .map_or_else(|| "agentsync".into(), |s| s.to_string_lossy().into_owned())
         });
         Ok(Job {
             name,

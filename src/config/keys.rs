@@ -61,7 +61,7 @@ fn walk(
     }
     let properties = schema.get("properties").and_then(Value::as_object);
     let additional = schema.get("additionalProperties");
-    for (key, value) in table.iter() {
+    for (key, value) in table {
         let key_name: &str = key.get_ref().as_ref();
         let child = match properties.and_then(|p| p.get(key_name)) {
             Some(known) => Some(known),
@@ -96,15 +96,14 @@ fn message(table: &str, key: &str, known: &[&str]) -> String {
         .iter()
         .filter(|k| distance(k, key) <= 2)
         .min_by_key(|k| distance(k, key));
-    match near {
-        Some(k) => format!("unknown field `{key}`{place}: did you mean `{k}`?"),
-        None => {
-            let list: Vec<String> = known.iter().map(|k| format!("`{k}`")).collect();
-            format!(
-                "unknown field `{key}`{place}, expected one of {}",
-                list.join(", ")
-            )
-        }
+    if let Some(k) = near {
+        format!("unknown field `{key}`{place}: did you mean `{k}`?")
+    } else {
+        let list: Vec<String> = known.iter().map(|k| format!("`{k}`")).collect();
+        format!(
+            "unknown field `{key}`{place}, expected one of {}",
+            list.join(", ")
+        )
     }
 }
 

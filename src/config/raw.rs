@@ -247,7 +247,7 @@ endpoint_table! {
         update: Option<UpdateMode>,
         /// Where an agent's email is read: `userName` or `emails` (the primary, else type "work", else the first) (default `userName`).
         email_attribute: Option<EmailAttribute>,
-        /// `kind = "talkdesk"`: the account name, as in https://ACCOUNT.mytalkdesk.com.
+        /// `kind = "talkdesk"`: the account name, as in <https://ACCOUNT.mytalkdesk.com>.
         #[schemars(with = "Option<String>")]
         account: Option<Spanned<String>>,
         /// `kind = "talkdesk"`: where the account lives, `us`, `eu` or `ca` (default `us`).
@@ -319,7 +319,7 @@ pub(super) enum RawAuth {
         /// The environment variable holding the header's value.
         value_env: String,
     },
-    /// An OAuth2 client-credentials grant.
+    /// An `OAuth2` client-credentials grant.
     Oauth2 {
         /// The token endpoint.
         token_url: String,
@@ -348,7 +348,7 @@ pub(super) enum TalkdeskRegion {
     Ca,
 }
 
-/// How OAuth2 client credentials are sent: `basic` (HTTP Basic) or `body` (form fields).
+/// How `OAuth2` client credentials are sent: `basic` (HTTP Basic) or `body` (form fields).
 #[derive(Debug, Clone, Copy, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub(super) enum ClientAuth {

@@ -151,8 +151,7 @@ fn same_file(a: &Path, b: &Path) -> bool {
         match (p.parent(), p.file_name()) {
             (Some(dir), Some(name)) => dir
                 .canonicalize()
-                .map(|d| d.join(name))
-                .unwrap_or_else(|_| p.to_owned()),
+                .map_or_else(|_| p.to_owned(), |d| d.join(name)),
             _ => p.to_owned(),
         }
     };

@@ -69,16 +69,15 @@ impl Node {
         if self.is_leaf() {
             return false;
         }
-        let at = match self.children.iter().position(|(k, _)| k == first) {
-            Some(at) => at,
-            None => {
-                // A duplicate check per object keeps one bit per child.
-                if self.children.len() == 64 {
-                    return false;
-                }
-                self.children.push((first.clone(), Node::default()));
-                self.children.len() - 1
+        let at = if let Some(at) = self.children.iter().position(|(k, _)| k == first) {
+            at
+        } else {
+            // A duplicate check per object keeps one bit per child.
+            if self.children.len() == 64 {
+                return false;
             }
+            self.children.push((first.clone(), Node::default()));
+            self.children.len() - 1
         };
         self.children[at].1.insert(rest, slot)
     }
@@ -199,7 +198,7 @@ impl Direct {
     }
 }
 
-/// A value jq's reader would not take as serde_json did: leave the page to jq.
+/// A value jq's reader would not take as `serde_json` did: leave the page to jq.
 struct Declined;
 
 /// `{id, email}` from the raw field values, checked as `to_user` checks them.

@@ -84,11 +84,10 @@ impl Jq {
                         }
                     }
                     Error::Io(errs) => JqError {
-                        offset: errs.first().map(|(at, _)| offset_of(at)).unwrap_or(0),
+                        offset: errs.first().map_or(0, |(at, _)| offset_of(at)),
                         message: errs
                             .first()
-                            .map(|(_, m)| m.clone())
-                            .unwrap_or_else(|| "cannot load module".into()),
+                            .map_or_else(|| "cannot load module".into(), |(_, m)| m.clone()),
                     },
                 }
             })?;
@@ -309,7 +308,7 @@ pub(crate) fn as_text(v: &Val, what: &str) -> Result<Option<String>> {
 
 /// The deepest nesting of arrays and objects a response may have. jaq's
 /// parser recurses once per level, so a hostile page of 100 000 `[` would
-/// overflow the stack; serde_json stops at the same depth.
+/// overflow the stack; `serde_json` stops at the same depth.
 pub(crate) const MAX_DEPTH: usize = 128;
 
 /// Refuse JSON nested deeper than [`MAX_DEPTH`], counted by one scan of the
@@ -327,7 +326,7 @@ pub(crate) struct Scan {
     /// Arrays and objects nest deeper than [`MAX_DEPTH`].
     pub too_deep: bool,
     /// A `\u` escape of a UTF-16 surrogate that is not a high one followed by
-    /// a low one (jq's reader refuses it; serde_json only where it decodes).
+    /// a low one (jq's reader refuses it; `serde_json` only where it decodes).
     pub lone_surrogate: bool,
 }
 

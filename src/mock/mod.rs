@@ -271,12 +271,10 @@ impl State {
                 let id = percent_encoding::percent_decode_str(id).decode_utf8_lossy();
                 self.scim_user(method, &id, req.header("if-match"), body)
             }
-            (_, ["users", ..] | ["punches"] | ["scim", ..] | ["_mock", "stats", ..]) => {
-                Reply::json(
-                    405,
-                    json!({"error": format!("{method} is not allowed on {path}")}),
-                )
-            }
+            (_, ["users" | "scim", ..] | ["punches"] | ["_mock", "stats", ..]) => Reply::json(
+                405,
+                json!({"error": format!("{method} is not allowed on {path}")}),
+            ),
             _ => Reply::not_found(path),
         }
     }

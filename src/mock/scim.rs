@@ -1,6 +1,6 @@
 //! The mock's SCIM 2.0 directory: the listing (pages, `eq` filters), a user's
 //! GET, PUT and PATCH held to `If-Match` versions, and the
-//! ServiceProviderConfig that says which of these it serves.
+//! `ServiceProviderConfig` that says which of these it serves.
 
 use std::collections::HashMap;
 

@@ -159,7 +159,7 @@ struct Legacy {
 /// A run ID: sortable UTC time plus a few random hex digits.
 fn new_run_id(now: SystemTime) -> String {
     let stamp = humantime::format_rfc3339_seconds(now).to_string();
-    let compact: String = stamp.chars().filter(|c| c.is_ascii_digit()).collect();
+    let compact: String = stamp.chars().filter(char::is_ascii_digit).collect();
     format!(
         "{}-{}-{:04x}",
         &compact[..8],
@@ -312,7 +312,7 @@ pub(crate) fn read(path: &Path) -> Result<Vec<Entry>> {
             ));
         }
     }
-    for entry in entries.iter_mut() {
+    for entry in &mut entries {
         if entry.ending == Outcome::Interrupted {
             entry.summary = Summary::of(&entry.changes);
         }

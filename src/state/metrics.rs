@@ -1,5 +1,5 @@
 //! The outside signs of a run, for monitoring a nightly job: a Prometheus
-//! text-format file (for node_exporter's textfile collector), replaced
+//! text-format file (for `node_exporter`'s textfile collector), replaced
 //! atomically at the end of every run, and the pings of a dead man's switch in
 //! the healthchecks.io convention (`/start`, then the URL or `/fail`). Neither
 //! can fail a run: a problem is a warning.

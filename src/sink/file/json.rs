@@ -1,4 +1,4 @@
-//! The JSON file's editing: serde_json reads the file into borrowed
+//! The JSON file's editing: `serde_json` reads the file into borrowed
 //! `RawValue`s, so each member's key and value are slices of the text with
 //! known byte ranges, and only the external IDs' values are replaced.
 
