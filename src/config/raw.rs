@@ -5,6 +5,10 @@
 //! `toml::Spanned<T>` has no schema of its own; `#[schemars(with = "T")]` on
 //! each such field describes it as the value it holds.
 
+// The `///` docs here are the JSON Schema's descriptions, written for people
+// editing TOML: product names (OAuth2) and URLs stay plain text.
+#![allow(clippy::doc_markdown)]
+
 use std::collections::BTreeMap;
 
 use schemars::JsonSchema;
@@ -247,7 +251,7 @@ endpoint_table! {
         update: Option<UpdateMode>,
         /// Where an agent's email is read: `userName` or `emails` (the primary, else type "work", else the first) (default `userName`).
         email_attribute: Option<EmailAttribute>,
-        /// `kind = "talkdesk"`: the account name, as in <https://ACCOUNT.mytalkdesk.com>.
+        /// `kind = "talkdesk"`: the account name, as in https://ACCOUNT.mytalkdesk.com.
         #[schemars(with = "Option<String>")]
         account: Option<Spanned<String>>,
         /// `kind = "talkdesk"`: where the account lives, `us`, `eu` or `ca` (default `us`).
@@ -319,7 +323,7 @@ pub(super) enum RawAuth {
         /// The environment variable holding the header's value.
         value_env: String,
     },
-    /// An `OAuth2` client-credentials grant.
+    /// An OAuth2 client-credentials grant.
     Oauth2 {
         /// The token endpoint.
         token_url: String,
@@ -348,7 +352,7 @@ pub(super) enum TalkdeskRegion {
     Ca,
 }
 
-/// How `OAuth2` client credentials are sent: `basic` (HTTP Basic) or `body` (form fields).
+/// How OAuth2 client credentials are sent: `basic` (HTTP Basic) or `body` (form fields).
 #[derive(Debug, Clone, Copy, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub(super) enum ClientAuth {
