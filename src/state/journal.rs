@@ -55,9 +55,15 @@ pub(crate) struct Summary {
 }
 
 impl Summary {
-    /// The summary of `changes`: planned counts by kind, and failures.
+    /// The summary of `changes`: what was applied, by kind, and what failed.
+    /// An interrupted run counts only the writes that were made.
     pub(crate) fn of(changes: &[Change]) -> Self {
-        let count = |kind| changes.iter().filter(|c| c.kind == kind).count();
+        let count = |kind| {
+            changes
+                .iter()
+                .filter(|c| c.kind == kind && c.status == Status::Applied)
+                .count()
+        };
         Summary {
             link: count(ChangeKind::Link),
             update: count(ChangeKind::Update),
