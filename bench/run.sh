@@ -365,7 +365,7 @@ stop_mock
 echo
 echo "== apply: 40 writes at [sink] rate_limit = 4 (300 ms latency), 2000 writes, one action against 10000 agents"
 export AGENTSYNC_STATE_DIR=$tmp/state
-declare -A AP_WRITES AP_WALL AP_WWALL AP_CPU AP_RPW AP_REQ AP_TOKEN AP_RC
+declare -A AP_WRITES AP_WALL AP_WWALL AP_CPU AP_RPW AP_REQ AP_TOKEN AP_RC AP_MS
 stamp_lines() {
   local line
   while IFS= read -r line; do printf '%s %s\n' "$EPOCHREALTIME" "$line"; done
@@ -378,6 +378,18 @@ sum_stats() {
   shift
   expr=$(printf '+ (.%s // 0) ' "$@")
   jq -r "0 $expr" <<<"$json"
+}
+
+# ms_median RUNS COMMAND... : the median wall of RUNS runs, in ms.
+ms_median() {
+  local runs=$1 i t0 t1
+  shift
+  for ((i = 0; i < runs; i++)); do
+    t0=$EPOCHREALTIME
+    "$@" >/dev/null 2>&1 || true
+    t1=$EPOCHREALTIME
+    awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.1f\n", (b - a) * 1000 }'
+  done | sort -n | sed -n "$(((runs + 1) / 2))p"
 }
 
 # apply_row KEY USERS LATENCY_MS RATE_LIMIT: one sync with --force of USERS
@@ -463,7 +475,10 @@ action_row() {
     echo 'path = "/users/{{external_id}}/punch-clock"'
     echo "body = '{\"event\": \"in\"}'"
   } >"$tmp/$key.toml"
-  if ! "$bin" --config "$tmp/$key.toml" --force -q >/dev/null 2>"$tmp/err.$key.sync"; then
+  # The sync that links the agents runs without the Talkdesk preset's
+  # rate_limit = 4 (thousands of writes); the action keeps the preset's.
+  sed 's/^page_size = 1000$/&\nrate_limit = 0/' "$tmp/$key.toml" >"$tmp/$key.sync.toml"
+  if ! "$bin" --config "$tmp/$key.sync.toml" --force -q >/dev/null 2>"$tmp/err.$key.sync"; then
     echo "   !! $key: the sync before the action failed:" >&2
     tail -n 20 "$tmp/err.$key.sync" >&2
     failures=$((failures + 1))
@@ -473,6 +488,8 @@ action_row() {
   runs=$repeat
   if ((repeat > 1)); then runs=$((repeat + 1)); fi
   stats=$(mock_stats)
+  # GNU time shows hundredths: the wall in ms, the median of 5 more runs.
+  AP_MS[$key]=$(ms_median 5 "$bin" action punch --config "$tmp/$key.toml" --agent 'user+9998@talkdesk.com' -q)
   stop_mock
   AP_REQ[$key]=$(awk -v r="$(sum_stats "$stats" service_provider_config scim_filter scim_list scim_get punches)" -v n="$runs" 'BEGIN { printf "%.1f", r / n }')
   AP_TOKEN[$key]=$(awk -v r="$(sum_stats "$stats" token)" -v n="$runs" 'BEGIN { printf "%.1f", r / n }')
@@ -483,6 +500,7 @@ action_row action
 action_row action_td --talkdesk
 # What starting the process costs, whatever it then does.
 measure start "$repeat" "$tmp/start.out" "$bin" --version
+AP_MS[start]=$(ms_median 5 "$bin" --version)
 
 # ---------------------------------------------------------------- report
 
@@ -549,9 +567,9 @@ n_over_r=$(awk -v w="${AP_WRITES[a40]}" 'BEGIN { printf "%.2f", w / 4 }')
 echo "Apply (whole sync wall, CPU; the writes' wall from the listing's end to the last write; directory requests per write = (scim_put + scim_patch + scim_get) / writes):"
 echo "  a40   ${AP_WRITES[a40]} writes, [sink] rate_limit = 4, 300 ms latency: sync ${AP_WALL[a40]} s (CPU ${AP_CPU[a40]} s), writes ${AP_WWALL[a40]} s (N/r = ${n_over_r} s), ${AP_RPW[a40]} requests per write"
 echo "  a2000 ${AP_WRITES[a2000]} writes, no rate limit, no latency: sync ${AP_WALL[a2000]} s (CPU ${AP_CPU[a2000]} s), writes ${AP_WWALL[a2000]} s, ${AP_RPW[a2000]} requests per write"
-echo "Action punch, one agent of 10000 (plain SCIM): ${AP_REQ[action]} requests + ${AP_TOKEN[action]} token, $(f2 "${WALL[action]}") s wall (CPU $(f2 "$(awk -v u="${USR[action]}" -v s="${SYS[action]}" 'BEGIN { print u + s }')") s)"
-echo "Action punch, one agent of 10000 (--talkdesk): ${AP_REQ[action_td]} requests + ${AP_TOKEN[action_td]} token, $(f2 "${WALL[action_td]}") s wall"
-echo "Process start (agentsync --version): $(f2 "${WALL[start]}") s wall"
+echo "Action punch, one agent of 10000 (plain SCIM): ${AP_REQ[action]} requests + ${AP_TOKEN[action]} token, ${AP_MS[action]} ms wall (median of 5)"
+echo "Action punch, one agent of 10000 (--talkdesk, its preset's rate_limit = 4): ${AP_REQ[action_td]} requests + ${AP_TOKEN[action_td]} token, ${AP_MS[action_td]} ms wall (median of 5)"
+echo "Process start (agentsync --version): ${AP_MS[start]} ms wall (median of 5)"
 if ((large != users)); then
   echo "W3L plan: $large_summary"
   echo "Same users at $large (agentsync and the floor): W1L ${EQUAL[W1L]}"
@@ -613,9 +631,10 @@ rpw_max=$(awk -v a="${AP_RPW[a40]}" -v b="${AP_RPW[a2000]}" 'BEGIN { if (a == "n
 target "Apply: one request per write (a40, a2000)" "$rpw_max" "x <= 1" "${AP_RPW[a40]} / ${AP_RPW[a2000]} per write"
 action_req=$(awk -v a="${AP_REQ[action]}" -v b="${AP_REQ[action_td]}" 'BEGIN { print (a > b ? a : b) }')
 target "Action: <= 2 requests plus a token" "$action_req" "x <= 2" "${AP_REQ[action]} (SCIM), ${AP_REQ[action_td]} + ${AP_TOKEN[action_td]} token"
-action_ms=$(awk -v a="${WALL[action]}" -v b="${WALL[action_td]}" 'BEGIN { printf "%.0f", (a > b ? a : b) * 1000 }')
-[[ ${RC[action]} == 0 && ${RC[action_td]} == 0 ]] || action_ms=99999
-target "Action: <= 50 ms on loopback" "$action_ms" "x <= 50" "$action_ms ms (start $(awk -v a="${WALL[start]}" 'BEGIN { printf "%.0f", a * 1000 }') ms)"
+[[ ${RC[action]} == 0 ]] || AP_MS[action]=99999
+[[ ${RC[action_td]} == 0 ]] || AP_MS[action_td]=99999
+target "Action: <= 50 ms on loopback (plain SCIM)" "${AP_MS[action]}" "x <= 50" "${AP_MS[action]} ms (start ${AP_MS[start]} ms)"
+target "Action: <= 50 ms on loopback (Talkdesk preset)" "${AP_MS[action_td]}" "x <= 50" "${AP_MS[action_td]} ms"
 echo
 echo "$met of $total targets met."
 
