@@ -14,8 +14,10 @@
 #       10 x N up to 1 000 000; BENCH_LARGE_USERS sets it), pages of 1000
 #   floor  beside each W1 figure: examples/floor.rs, the same HTTP client on 4
 #       threads with serde straight to {id, email}; the ratio agentsync / floor
-#   apply  writes and an action with the mock's request counters; "n/a" until
-#       the mock serves GET /_mock/stats
+#   apply  a sync of 40 writes at [sink] rate_limit = 4 against 300 ms latency,
+#       one of 2000 writes, and one `agentsync action punch` against 10000
+#       agents (plain SCIM and --talkdesk), with the mock's request counters
+#       (GET /_mock/stats) and the process start (`agentsync --version`)
 #
 # Every measurement runs under GNU time (/usr/bin/time -f '%e %U %S %M'): wall
 # time, user and system CPU time, peak RSS. The sub-second ones and W2 agentsync
@@ -354,48 +356,151 @@ stop_mock
 
 # ---------------------------------------------------------------- apply
 
-# Writes and an action, counted by the mock (GET /_mock/stats, a JSON object
-# whose "requests" is the number of requests served). Without the counters the
-# rows say so instead of guessing.
+# Writes and actions against mocks that count what they serve, by kind
+# (GET /_mock/stats; POST /_mock/stats/reset reads and zeroes the counts).
+# A sync's stderr is not a terminal here, so agentsync writes one line per
+# stage; each line is stamped as it arrives (bash's EPOCHREALTIME). The writes'
+# wall runs from the "directory: N agents" line (the listing is done; planning
+# a few thousand changes takes milliseconds) to the "applied" line.
 echo
-echo "== apply: 40 writes at rate_limit 4 (300 ms latency), 2000 writes, one action against 10000 agents"
-declare -A APPLY
-start_mock stats --users 1 --agents 1 --page-size 1
-if curl -sf -o /dev/null "http://127.0.0.1:$mock_port/_mock/stats"; then
+echo "== apply: 40 writes at [sink] rate_limit = 4 (300 ms latency), 2000 writes, one action against 10000 agents"
+export AGENTSYNC_STATE_DIR=$tmp/state
+declare -A AP_WRITES AP_WALL AP_WWALL AP_CPU AP_RPW AP_REQ AP_TOKEN AP_RC AP_MS
+stamp_lines() {
+  local line
+  while IFS= read -r line; do printf '%s %s\n' "$EPOCHREALTIME" "$line"; done
+}
+mock_stats() { curl -sfS "http://127.0.0.1:$mock_port/_mock/stats"; }
+reset_stats() { curl -sfS -X POST -o /dev/null "http://127.0.0.1:$mock_port/_mock/stats/reset"; }
+# sum_stats JSON FIELD... : the sum of the named counters.
+sum_stats() {
+  local json=$1 expr
+  shift
+  expr=$(printf '+ (.%s // 0) ' "$@")
+  jq -r "0 $expr" <<<"$json"
+}
+
+# ms_median RUNS COMMAND... : the median wall of RUNS runs, in ms.
+ms_median() {
+  local runs=$1 i t0 t1
+  shift
+  for ((i = 0; i < runs; i++)); do
+    t0=$EPOCHREALTIME
+    "$@" >/dev/null 2>&1 || true
+    t1=$EPOCHREALTIME
+    awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.1f\n", (b - a) * 1000 }'
+  done | sort -n | sed -n "$(((runs + 1) / 2))p"
+}
+
+# apply_row KEY USERS LATENCY_MS RATE_LIMIT: one sync with --force of USERS
+# source users against USERS seeded agents (the mock's seed makes 40 writes of
+# 62 users, 2000 of 3110).
+apply_row() {
+  local key=$1 n=$2 latency=$3 rate=$4 t0 t1 line stats rc
+  start_mock "$key" --users "$n" --agents "$n" --page-size 100 --latency-ms "$latency"
+  write_config "$tmp/$key.toml" "$mock_port" page scim
+  # [sink] is the last table write_config writes.
+  if ((rate > 0)); then echo "rate_limit = $rate" >>"$tmp/$key.toml"; fi
+  printf '\n[sync]\nmax_changes = 1000000\n' >>"$tmp/$key.toml"
+  reset_stats
+  echo "   $key: sync --force, $n users and agents, latency $latency ms, rate_limit $rate"
+  t0=$EPOCHREALTIME
+  {
+    "$gnu_time" -o "$tmp/time.$key" -f '%e %U %S %M' \
+      "$bin" --config "$tmp/$key.toml" --force --output json 2>&1 >"$tmp/$key.json" ||
+      echo "exit $?"
+  } | stamp_lines >"$tmp/log.$key"
+  t1=$EPOCHREALTIME
+  stats=$(mock_stats)
   stop_mock
-  export AGENTSYNC_STATE_DIR=$tmp/state
-  # apply_row KEY USERS LATENCY_MS RATE_LIMIT [action]
-  apply_row() {
-    local key=$1 n=$2 latency=$3 rate=$4 what=${5:-sync} t0 t1 requests
-    start_mock "$key" --users "$n" --agents "$n" --page-size 100 --latency-ms "$latency"
-    write_config "$tmp/$key.toml" "$mock_port" page scim
-    sed -i "s/^concurrency = .*/&\nrate_limit = $rate/" "$tmp/$key.toml"
-    printf '\n[sync]\nmax_changes = 1000000\n\n[actions.punch]\nmethod = "POST"\npath = "/users/{{external_id}}/punch-clock"\nbody = %s\n' "'{\"event\": \"in\"}'" >>"$tmp/$key.toml"
-    if [[ $what == action ]]; then
-      "$bin" --config "$tmp/$key.toml" -q --force >/dev/null 2>&1 || true
-    fi
-    requests=$(curl -sf "http://127.0.0.1:$mock_port/_mock/stats" | jq -r '.requests // 0')
-    t0=$(date +%s.%N)
-    if [[ $what == action ]]; then
-      "$bin" action punch --config "$tmp/$key.toml" --agent "user+$n@talkdesk.com" -q >/dev/null 2>"$tmp/err.$key" || true
+  rc=$(awk '$2 == "exit" { print $3 }' "$tmp/log.$key")
+  AP_RC[$key]=${rc:-0}
+  AP_WRITES[$key]=$(jq -r '[.summary.link, .summary.update, .summary.unlink] | add' "$tmp/$key.json" 2>/dev/null || echo 0)
+  AP_WALL[$key]=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.2f", b - a }')
+  AP_WWALL[$key]=$(awk '/ directory: / && !l { l = $1 } / applied / && l { printf "%.2f", $1 - l; exit }' "$tmp/log.$key")
+  line=$(tail -n 1 "$tmp/time.$key")
+  AP_CPU[$key]=$(awk -v l="$line" 'BEGIN { split(l, f, " "); printf "%.2f", f[2] + f[3] }')
+  AP_REQ[$key]=$(sum_stats "$stats" scim_put scim_patch scim_get)
+  AP_RPW[$key]=$(awk -v r="${AP_REQ[$key]}" -v w="${AP_WRITES[$key]}" 'BEGIN { if (w == 0) print "n/a"; else printf "%.2f", r / w }')
+  echo "   $key: $(jq -c 'del(.unauthorized)' <<<"$stats")"
+  if [[ ${AP_RC[$key]} != 0 ]]; then
+    echo "   !! $key exited ${AP_RC[$key]}; stderr:" >&2
+    tail -n 20 "$tmp/log.$key" >&2
+    failures=$((failures + 1))
+  fi
+}
+apply_row a40 62 300 4
+apply_row a2000 3110 0 0
+
+# action_row KEY MOCK_FLAGS... : one `agentsync action punch --agent EMAIL`
+# against 10000 agents, after a sync that gave them their IDs. Timed by
+# `measure` (the run of median wall); the requests are the mock's counts over
+# every run (the untimed first one included) divided by the runs.
+action_row() {
+  local key=$1 runs stats
+  shift
+  start_mock "$key" --users 10000 --agents 10000 --page-size 1000 "$@"
+  {
+    echo 'name = "bench-action"'
+    echo
+    echo '[source]'
+    echo "base_url = \"http://127.0.0.1:$mock_port\""
+    echo 'path = "/users/formatted"'
+    echo 'query = { page = "{{page}}" }'
+    echo 'records = ".users"'
+    echo
+    echo '[pagination]'
+    echo 'kind = "page"'
+    echo 'total = ".total"'
+    echo 'count = ".count"'
+    echo
+    echo '[mapping]'
+    echo "jq = '{id: .id, email: .email}'"
+    echo
+    echo '[sink]'
+    if [[ " $* " == *" --talkdesk "* ]]; then
+      echo 'kind = "talkdesk"'
+      echo "token_url = \"http://127.0.0.1:$mock_port/oauth/token\""
     else
-      "$bin" --config "$tmp/$key.toml" -q --force --output json >"$tmp/$key.json" 2>"$tmp/err.$key" || true
+      echo 'kind = "scim"'
     fi
-    t1=$(date +%s.%N)
-    requests=$(($(curl -sf "http://127.0.0.1:$mock_port/_mock/stats" | jq -r '.requests // 0') - requests))
-    APPLY[$key]="$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.2f", b - a }') s, $requests requests"
-    if [[ $what != action ]]; then
-      APPLY[$key]+=", $(jq -r '[.summary.link, .summary.update] | add' "$tmp/$key.json" 2>/dev/null || echo '?') writes"
-    fi
-    stop_mock
-  }
-  apply_row a40 62 300 4
-  apply_row a2000 3100 0 0
-  apply_row action 10000 0 0 action
-else
+    echo "base_url = \"http://127.0.0.1:$mock_port/scim/v2\""
+    echo 'page_size = 1000'
+    echo
+    echo '[sync]'
+    echo 'max_changes = 1000000'
+    echo
+    echo '[actions.punch]'
+    echo 'method = "POST"'
+    echo 'path = "/users/{{external_id}}/punch-clock"'
+    echo "body = '{\"event\": \"in\"}'"
+  } >"$tmp/$key.toml"
+  # The sync that links the agents runs without the Talkdesk preset's
+  # rate_limit = 4 (thousands of writes); the action keeps the preset's.
+  sed 's/^page_size = 1000$/&\nrate_limit = 0/' "$tmp/$key.toml" >"$tmp/$key.sync.toml"
+  if ! "$bin" --config "$tmp/$key.sync.toml" --force -q >/dev/null 2>"$tmp/err.$key.sync"; then
+    echo "   !! $key: the sync before the action failed:" >&2
+    tail -n 20 "$tmp/err.$key.sync" >&2
+    failures=$((failures + 1))
+  fi
+  reset_stats
+  measure "$key" "$repeat" "$tmp/$key.out" "$bin" action punch --config "$tmp/$key.toml" --agent 'user+9998@talkdesk.com' -q
+  runs=$repeat
+  if ((repeat > 1)); then runs=$((repeat + 1)); fi
+  stats=$(mock_stats)
+  # GNU time shows hundredths: the wall in ms, the median of 5 more runs.
+  AP_MS[$key]=$(ms_median 5 "$bin" action punch --config "$tmp/$key.toml" --agent 'user+9998@talkdesk.com' -q)
   stop_mock
-  for k in a40 a2000 action; do APPLY[$k]="n/a (needs GET /_mock/stats in the mock)"; done
-fi
+  AP_REQ[$key]=$(awk -v r="$(sum_stats "$stats" service_provider_config scim_filter scim_list scim_get punches)" -v n="$runs" 'BEGIN { printf "%.1f", r / n }')
+  AP_TOKEN[$key]=$(awk -v r="$(sum_stats "$stats" token)" -v n="$runs" 'BEGIN { printf "%.1f", r / n }')
+  echo "   $key, per action: $(jq -c --argjson n "$runs" 'del(.unauthorized) | map_values(. / $n)' <<<"$stats")"
+}
+export TALKDESK_CLIENT_ID=mock-client TALKDESK_CLIENT_SECRET=mock-secret
+action_row action
+action_row action_td --talkdesk
+# What starting the process costs, whatever it then does.
+measure start "$repeat" "$tmp/start.out" "$bin" --version
+AP_MS[start]=$(ms_median 5 "$bin" --version)
 
 # ---------------------------------------------------------------- report
 
@@ -419,6 +524,9 @@ declare -A LABEL=(
   [w4_curl]="W4 curl: the one page (context)"
   [w4_agentsync]="W4 agentsync fetch of the saved page (+HTTP)"
   [w4_jq]="W4 jq on the saved page"
+  [action]="action punch, 1 of 10000 agents (SCIM)"
+  [action_td]="action punch, 1 of 10000 agents (Talkdesk)"
+  [start]="process start: agentsync --version"
 )
 
 echo
@@ -455,9 +563,13 @@ echo "W3 plan: $plan_summary"
 echo "W4 mapping rate: agentsync $w4_rate_a users/s (includes one loopback HTTP transfer of the ${page_mb} MB page), jq $w4_rate_j users/s"
 echo "Mock keep-alive check (one ${page_size}-user page requested 3 times on one connection): $keepalive_ms ms"
 echo "Same users (sorted id+email lists equal, $users each): W1 ${EQUAL[W1]} (with the floor)  W2 ${EQUAL[W2]}  W4 ${EQUAL[W4]}"
-echo "Apply, 40 writes at rate_limit 4 with 300 ms latency: ${APPLY[a40]}"
-echo "Apply, about 2000 writes without rate limit: ${APPLY[a2000]}"
-echo "Action, one agent of 10000: ${APPLY[action]}"
+n_over_r=$(awk -v w="${AP_WRITES[a40]}" 'BEGIN { printf "%.2f", w / 4 }')
+echo "Apply (whole sync wall, CPU; the writes' wall from the listing's end to the last write; directory requests per write = (scim_put + scim_patch + scim_get) / writes):"
+echo "  a40   ${AP_WRITES[a40]} writes, [sink] rate_limit = 4, 300 ms latency: sync ${AP_WALL[a40]} s (CPU ${AP_CPU[a40]} s), writes ${AP_WWALL[a40]} s (N/r = ${n_over_r} s), ${AP_RPW[a40]} requests per write"
+echo "  a2000 ${AP_WRITES[a2000]} writes, no rate limit, no latency: sync ${AP_WALL[a2000]} s (CPU ${AP_CPU[a2000]} s), writes ${AP_WWALL[a2000]} s, ${AP_RPW[a2000]} requests per write"
+echo "Action punch, one agent of 10000 (plain SCIM): ${AP_REQ[action]} requests + ${AP_TOKEN[action]} token, ${AP_MS[action]} ms wall (median of 5)"
+echo "Action punch, one agent of 10000 (--talkdesk, its preset's rate_limit = 4): ${AP_REQ[action_td]} requests + ${AP_TOKEN[action_td]} token, ${AP_MS[action_td]} ms wall (median of 5)"
+echo "Process start (agentsync --version): ${AP_MS[start]} ms wall (median of 5)"
 if ((large != users)); then
   echo "W3L plan: $large_summary"
   echo "Same users at $large (agentsync and the floor): W1L ${EQUAL[W1L]}"
@@ -513,6 +625,16 @@ target "W3 ($large x $large) peak memory <= 500 MB" "$w3l_mb" "x <= 500" "$w3l_m
 target "W1 agentsync >= 10x faster than curl+jq" "$r_curl" "x >= 10" "${r_curl}x"
 target "W2 agentsync within 1.5x of the concurrent floor" "$r_floor" "x <= 1.5" "${r_floor}x of ${conc_floor} s"
 target "W4 agentsync at least as fast as jq" "$r_w4" "x >= 1" "${r_w4}x (jq wall / agentsync)"
+a40_ratio=$(div "${AP_WWALL[a40]:-999}" "$n_over_r")
+target "Apply: 40 writes at rate 4, writes' wall <= 1.05 x N/r" "$a40_ratio" "x <= 1.05" "${AP_WWALL[a40]:-?} s, ${a40_ratio}x of ${n_over_r} s"
+rpw_max=$(awk -v a="${AP_RPW[a40]}" -v b="${AP_RPW[a2000]}" 'BEGIN { if (a == "n/a" || b == "n/a") print 99; else print (a > b ? a : b) }')
+target "Apply: one request per write (a40, a2000)" "$rpw_max" "x <= 1" "${AP_RPW[a40]} / ${AP_RPW[a2000]} per write"
+action_req=$(awk -v a="${AP_REQ[action]}" -v b="${AP_REQ[action_td]}" 'BEGIN { print (a > b ? a : b) }')
+target "Action: <= 2 requests plus a token" "$action_req" "x <= 2" "${AP_REQ[action]} (SCIM), ${AP_REQ[action_td]} + ${AP_TOKEN[action_td]} token"
+[[ ${RC[action]} == 0 ]] || AP_MS[action]=99999
+[[ ${RC[action_td]} == 0 ]] || AP_MS[action_td]=99999
+target "Action: <= 50 ms on loopback (plain SCIM)" "${AP_MS[action]}" "x <= 50" "${AP_MS[action]} ms (start ${AP_MS[start]} ms)"
+target "Action: <= 50 ms on loopback (Talkdesk preset)" "${AP_MS[action_td]}" "x <= 50" "${AP_MS[action_td]} ms"
 echo
 echo "$met of $total targets met."
 
