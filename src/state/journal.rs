@@ -261,12 +261,19 @@ impl Writer {
         self.write(&records)
     }
 
-    /// The result of one change, as it ends.
+    /// The result of one change, as it ends: written at once (a killed
+    /// process loses nothing the kernel has), made durable with the next
+    /// flush. Durability of every write sent rests on the intents, flushed
+    /// before the first write: a result lost with the machine leaves its
+    /// intent, which `revert` checks against the directory.
     pub(crate) fn change(&mut self, change: &Change) -> Result<()> {
-        self.write(&[Record::Change {
-            run: self.run.clone(),
-            change: change.clone(),
-        }])
+        self.append(
+            &[Record::Change {
+                run: self.run.clone(),
+                change: change.clone(),
+            }],
+            false,
+        )
     }
 
     /// The run's last record.
@@ -280,6 +287,12 @@ impl Writer {
     /// Append `records`, one line each, in one write, flushed to the disk
     /// before returning.
     fn write(&mut self, records: &[Record]) -> Result<()> {
+        self.append(records, true)
+    }
+
+    /// Append `records`, one line each, in one write; with `flush`, synced
+    /// to the disk before returning.
+    fn append(&mut self, records: &[Record], flush: bool) -> Result<()> {
         let mut bytes = Vec::new();
         for record in records {
             serde_json::to_writer(&mut bytes, record)?;
@@ -287,7 +300,7 @@ impl Writer {
         }
         self.file
             .write_all(&bytes)
-            .and_then(|()| self.file.sync_data())
+            .and_then(|()| if flush { self.file.sync_data() } else { Ok(()) })
             .with_context(|| format!("writing the journal {}", self.path.display()))
     }
 }
