@@ -1,0 +1,524 @@
+//! The one HTTP client every request goes through — source pages, sink reads and
+//! writes, actions, OAuth2 tokens. It owns authentication, timeouts, retries with
+//! backoff and `Retry-After`, the rate limit and the response size limit, and
+//! keeps the credentials with their origin: a client is bound to the origin
+//! (scheme, host, port) of its endpoint, and its auth and secret headers go
+//! nowhere else — not to a next page on another host, not after a redirect
+//! (redirects are followed here, within the origin only), not over plain
+//! http:// to a host that is not this machine.
+//!
+//! TLS trusts the bundled Mozilla roots, the system's trust store (which
+//! honours `SSL_CERT_FILE` and `SSL_CERT_DIR`) and an endpoint's `ca_file`.
+//! Proxies come from `ALL_PROXY`, `HTTPS_PROXY`, `HTTP_PROXY` and `NO_PROXY`
+//! (read by ureq); a SOCKS proxy there is refused before any request.
+
+use std::sync::Mutex;
+use std::time::{Duration, Instant, SystemTime};
+
+use anyhow::{Result, anyhow, bail};
+use secrecy::{ExposeSecret, SecretString};
+use url::Url;
+
+use crate::redact;
+
+mod auth;
+mod origin;
+mod resolve;
+mod tls;
+
+use auth::CachedToken;
+pub(crate) use auth::{Auth, OAuth2};
+use origin::MAX_REDIRECTS;
+pub(crate) use origin::{Binding, is_loopback};
+use resolve::CachingResolver;
+pub(crate) use tls::refuse_socks_proxy;
+use tls::trusted_roots;
+
+/// Largest response body read into memory.
+pub(crate) const MAX_BODY_BYTES: u64 = 64 * 1024 * 1024;
+
+/// Per-endpoint behaviour from the config.
+#[derive(Debug, Clone)]
+pub(crate) struct Settings {
+    pub timeout: Duration,
+    pub retries: u32,
+    pub max_retry_wait: Duration,
+    /// Requests per second; 0 means unlimited.
+    pub rate_limit: f64,
+    /// First backoff step; doubled on each retry.
+    pub backoff_base: Duration,
+    /// Roots trusted besides the bundled and the system ones (`ca_file`).
+    pub extra_roots: Vec<ureq::tls::Certificate<'static>>,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            timeout: Duration::from_secs(30),
+            retries: 3,
+            max_retry_wait: Duration::from_secs(60),
+            rate_limit: 0.0,
+            backoff_base: Duration::from_millis(500),
+            extra_roots: Vec::new(),
+        }
+    }
+}
+
+/// One request, fully rendered.
+#[derive(Debug, Clone)]
+pub(crate) struct Request {
+    pub method: String,
+    pub url: Url,
+    pub headers: Vec<(String, String)>,
+    pub body: Option<Vec<u8>>,
+    /// May this request be sent twice? GET, PUT, PATCH of one attribute: yes. A POST
+    /// of an action: only when it surely never reached the server.
+    pub idempotent: bool,
+    /// Names of the headers that carry secrets (rendered from `{{env.NAME}}`):
+    /// like the auth, they go to the client's origin only.
+    pub secret_headers: Vec<String>,
+}
+
+impl Request {
+    pub(crate) fn get(url: Url) -> Self {
+        Request {
+            method: "GET".into(),
+            url,
+            headers: Vec::new(),
+            body: None,
+            idempotent: true,
+            secret_headers: Vec::new(),
+        }
+    }
+
+    /// Is header `name: value` a credential? Marked so when rendered, or
+    /// holding a registered secret whatever its name.
+    fn is_secret_header(&self, name: &str, value: &str) -> bool {
+        self.secret_headers
+            .iter()
+            .any(|n| n.eq_ignore_ascii_case(name))
+            || redact::contains_secret(value)
+    }
+
+    pub(crate) fn header(mut self, name: &str, value: &str) -> Self {
+        self.headers.push((name.to_owned(), value.to_owned()));
+        self
+    }
+
+    fn has_header(&self, name: &str) -> bool {
+        self.headers
+            .iter()
+            .any(|(n, _)| n.eq_ignore_ascii_case(name))
+    }
+}
+
+/// A response read in full.
+#[derive(Debug)]
+pub(crate) struct Response {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Response {
+    pub(crate) fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub(crate) fn headers_named<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> {
+        self.headers
+            .iter()
+            .filter(move |(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub(crate) fn is_success(&self) -> bool {
+        (200..300).contains(&self.status)
+    }
+
+    pub(crate) fn content_type(&self) -> &str {
+        self.header("content-type").unwrap_or("none")
+    }
+
+    /// The first characters of the body as text, for error messages. Secrets
+    /// are masked before it is cut, so that no part of one is shown.
+    pub(crate) fn body_start(&self) -> String {
+        shown_start(&self.body)
+    }
+
+    /// Turn a non-2xx answer into an error naming the status, the URL and the
+    /// start of the body.
+    pub(crate) fn error_for_status(self, method: &str, url: &Url) -> Result<Response> {
+        if self.is_success() {
+            return Ok(self);
+        }
+        bail!(
+            "{method} {} answered HTTP {}: {}",
+            display_url(url),
+            self.status,
+            self.body_start()
+        )
+    }
+}
+
+/// The first characters of a body as text on one line, for error messages.
+/// Secrets are masked before it is cut, so that no part of one is shown.
+fn shown_start(body: &[u8]) -> String {
+    const MAX: usize = 300;
+    const SCANNED: usize = 64 * 1024;
+    let text = redact::redact(&String::from_utf8_lossy(&body[..body.len().min(SCANNED)]));
+    let text = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    match text.char_indices().nth(MAX) {
+        Some((cut, _)) => format!("{}…", &text[..cut]),
+        None => text,
+    }
+}
+
+/// A URL as it may be shown: no user info; secrets masked by the caller's redaction.
+pub(crate) fn display_url(url: &Url) -> String {
+    let mut shown = url.clone();
+    let _ = shown.set_username("");
+    let _ = shown.set_password(None);
+    redact::redact(shown.as_str())
+}
+
+/// Sends requests with auth, rate limit and retries. Shared by reference across
+/// the page-fetching threads.
+#[derive(Debug)]
+pub(crate) struct Client {
+    agent: ureq::Agent,
+    settings: Settings,
+    auth: Option<Auth>,
+    /// The origin of the credentials; a client without one sends none.
+    binding: Option<Binding>,
+    /// The earliest instant the next request may start (rate limit, no burst).
+    next_slot: Mutex<Instant>,
+    token: Mutex<Option<CachedToken>>,
+}
+
+/// Why an attempt failed, and whether another try may help.
+enum Attempt {
+    Done(Response),
+    Retry {
+        reason: String,
+        wait: Option<Duration>,
+        last: Option<Response>,
+    },
+}
+
+impl Client {
+    pub(crate) fn new(settings: Settings, auth: Option<Auth>) -> Self {
+        let config = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_global(Some(settings.timeout))
+            .user_agent(concat!("agentsync/", env!("CARGO_PKG_VERSION")))
+            .max_idle_connections_per_host(16)
+            // Redirects are followed by `send`, within the origin only: ureq
+            // would carry custom headers to any host a server names.
+            .max_redirects(0)
+            .tls_config(
+                ureq::tls::TlsConfig::builder()
+                    .root_certs(trusted_roots(&settings.extra_roots))
+                    .build(),
+            )
+            .build();
+        Client {
+            agent: ureq::Agent::with_parts(
+                config,
+                ureq::unversioned::transport::DefaultConnector::default(),
+                CachingResolver::default(),
+            ),
+            settings,
+            auth,
+            binding: None,
+            next_slot: Mutex::new(Instant::now()),
+            token: Mutex::new(None),
+        }
+    }
+
+    /// The client bound to `binding`'s origin: only there do its credentials go.
+    pub(crate) fn bound(mut self, binding: Binding) -> Self {
+        self.binding = Some(binding);
+        self
+    }
+
+    /// Send `req`, retrying what may be retried and following redirects within
+    /// the origin. Returns the final response whatever its status; transport
+    /// failures that outlast the retries are errors.
+    pub(crate) fn send(&self, req: &Request) -> Result<Response> {
+        let mut current = std::borrow::Cow::Borrowed(req);
+        for _ in 0..=MAX_REDIRECTS {
+            let credentials = self.credentials_for(&current)?;
+            let resp = self.send_once(&current, credentials)?;
+            let Some(next) = self.redirect(&current, &resp)? else {
+                return Ok(resp);
+            };
+            current = std::borrow::Cow::Owned(next);
+        }
+        bail!(
+            "{} {}: more than {MAX_REDIRECTS} redirects",
+            req.method,
+            display_url(&req.url)
+        )
+    }
+
+    /// One request (no redirects), retried as its method allows; with the
+    /// auth and secret headers when `credentials`.
+    fn send_once(&self, req: &Request, credentials: bool) -> Result<Response> {
+        let mut refreshed_token = false;
+        let mut attempt = 0u32;
+        loop {
+            let auth_header = if credentials {
+                self.auth_header()?
+            } else {
+                None
+            };
+            match self.attempt(req, auth_header.as_ref(), credentials)? {
+                Attempt::Done(resp) => {
+                    if resp.status == 401
+                        && credentials
+                        && matches!(self.auth, Some(Auth::OAuth2(_)))
+                        && !refreshed_token
+                    {
+                        // The token may have been revoked or expired early: fetch
+                        // a new one, once. Another thread may have done so already.
+                        refreshed_token = true;
+                        self.drop_token(auth_header.as_ref());
+                        continue;
+                    }
+                    return Ok(resp);
+                }
+                Attempt::Retry { reason, wait, last } => {
+                    if attempt >= self.settings.retries {
+                        if let Some(resp) = last {
+                            return Ok(resp);
+                        }
+                        bail!(
+                            "{} {}: {reason} (after {} attempt{})",
+                            req.method,
+                            display_url(&req.url),
+                            attempt + 1,
+                            if attempt == 0 { "" } else { "s" }
+                        );
+                    }
+                    let wait = wait
+                        .unwrap_or_else(|| self.backoff(attempt))
+                        .min(self.settings.max_retry_wait);
+                    crate::progress::debug(&format!(
+                        "{} {}: {reason}; retrying in {:.1}s",
+                        req.method,
+                        display_url(&req.url),
+                        wait.as_secs_f64()
+                    ));
+                    std::thread::sleep(wait);
+                    attempt += 1;
+                }
+            }
+        }
+    }
+
+    /// Exponential backoff with full jitter: a random wait in [0, base·2^n].
+    fn backoff(&self, attempt: u32) -> Duration {
+        let ceiling = self
+            .settings
+            .backoff_base
+            .saturating_mul(1u32 << attempt.min(16))
+            .min(self.settings.max_retry_wait);
+        ceiling.mul_f64(fastrand::f64().max(0.05))
+    }
+
+    fn wait_for_slot(&self) {
+        if self.settings.rate_limit <= 0.0 {
+            return;
+        }
+        let interval = Duration::from_secs_f64(1.0 / self.settings.rate_limit);
+        let start = {
+            let mut next = self.next_slot.lock().unwrap_or_else(|e| e.into_inner());
+            let now = Instant::now();
+            let start = (*next).max(now);
+            *next = start + interval;
+            start
+        };
+        let now = Instant::now();
+        if start > now {
+            std::thread::sleep(start - now);
+        }
+    }
+
+    fn attempt(
+        &self,
+        req: &Request,
+        auth_header: Option<&(String, SecretString)>,
+        credentials: bool,
+    ) -> Result<Attempt> {
+        self.wait_for_slot();
+
+        let mut builder = ureq::http::Request::builder()
+            .method(req.method.as_str())
+            .uri(req.url.as_str());
+        for (name, value) in &req.headers {
+            if !credentials && req.is_secret_header(name, value) {
+                continue;
+            }
+            builder = builder.header(name, value);
+        }
+        if let Some((name, value)) = auth_header
+            && !req.has_header(name)
+        {
+            builder = builder.header(name.as_str(), value.expose_secret());
+        }
+        let result = match &req.body {
+            Some(body) => builder
+                .body(body.as_slice())
+                .map_err(|e| anyhow!("invalid request: {e}"))
+                .map(|r| self.agent.run(r)),
+            None => builder
+                .body(())
+                .map_err(|e| anyhow!("invalid request: {e}"))
+                .map(|r| self.agent.run(r)),
+        };
+        let mut resp = match result? {
+            Ok(resp) => resp,
+            Err(err) => return self.transport_failure(req, err),
+        };
+
+        let status = resp.status().as_u16();
+        let headers = resp
+            .headers()
+            .iter()
+            .map(|(n, v)| {
+                (
+                    n.as_str().to_owned(),
+                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                )
+            })
+            .collect();
+        let body = match resp
+            .body_mut()
+            .with_config()
+            .limit(MAX_BODY_BYTES)
+            .read_to_vec()
+        {
+            Ok(body) => body,
+            Err(ureq::Error::BodyExceedsLimit(limit)) => bail!(
+                "{} {}: response body is larger than the {limit}-byte limit",
+                req.method,
+                display_url(&req.url)
+            ),
+            Err(err) => {
+                // The server answered, so a non-idempotent request did arrive.
+                if !req.idempotent {
+                    bail!(
+                        "{} {}: response body could not be read: {err}",
+                        req.method,
+                        display_url(&req.url)
+                    );
+                }
+                return Ok(Attempt::Retry {
+                    reason: format!("response body could not be read (HTTP {status}): {err}"),
+                    wait: None,
+                    last: None,
+                });
+            }
+        };
+        let resp = Response {
+            status,
+            headers,
+            body,
+        };
+        let retryable = match status {
+            429 => true,
+            502..=504 => req.idempotent,
+            _ => false,
+        };
+        if !retryable {
+            return Ok(Attempt::Done(resp));
+        }
+        let wait = resp
+            .header("retry-after")
+            .and_then(|v| parse_retry_after(v, SystemTime::now()));
+        Ok(Attempt::Retry {
+            reason: format!("HTTP {status}"),
+            wait,
+            last: Some(resp),
+        })
+    }
+
+    fn transport_failure(&self, req: &Request, err: ureq::Error) -> Result<Attempt> {
+        let never_sent = matches!(
+            err,
+            ureq::Error::ConnectionFailed
+                | ureq::Error::HostNotFound
+                | ureq::Error::Timeout(ureq::Timeout::Connect | ureq::Timeout::Resolve)
+        ) || matches!(&err, ureq::Error::Io(e) if e.kind() == std::io::ErrorKind::ConnectionRefused);
+        let reason = match &err {
+            ureq::Error::Timeout(_) => {
+                format!("timed out after {}s", self.settings.timeout.as_secs_f64())
+            }
+            ureq::Error::ConnectionFailed => "connection failed".to_owned(),
+            other => other.to_string(),
+        };
+        let transient = !matches!(
+            err,
+            ureq::Error::BadUri(_)
+                | ureq::Error::Http(_)
+                | ureq::Error::InvalidProxyUrl
+                | ureq::Error::Tls(_)
+        );
+        if transient && (req.idempotent || never_sent) {
+            Ok(Attempt::Retry {
+                reason,
+                wait: None,
+                last: None,
+            })
+        } else {
+            bail!("{} {}: {reason}", req.method, display_url(&req.url))
+        }
+    }
+}
+
+/// `Retry-After` as delta-seconds or an HTTP date (RFC 9110 §10.2.3).
+pub(crate) fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
+    let value = value.trim();
+    if let Ok(secs) = value.parse::<u64>() {
+        return Some(Duration::from_secs(secs));
+    }
+    let at = httpdate::parse_http_date(value).ok()?;
+    Some(at.duration_since(now).unwrap_or(Duration::ZERO))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_after_seconds_and_date() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        assert_eq!(parse_retry_after("7", now), Some(Duration::from_secs(7)));
+        let later = httpdate::fmt_http_date(now + Duration::from_secs(12));
+        assert_eq!(
+            parse_retry_after(&later, now),
+            Some(Duration::from_secs(12))
+        );
+        let past = httpdate::fmt_http_date(now - Duration::from_secs(12));
+        assert_eq!(parse_retry_after(&past, now), Some(Duration::ZERO));
+        assert_eq!(parse_retry_after("soon", now), None);
+    }
+
+    #[test]
+    fn backoff_stays_under_the_cap() {
+        let client = Client::new(
+            Settings {
+                max_retry_wait: Duration::from_secs(2),
+                ..Settings::default()
+            },
+            None,
+        );
+        for n in 0..20 {
+            assert!(client.backoff(n) <= Duration::from_secs(2));
+        }
+    }
+}
