@@ -77,6 +77,18 @@ impl ScimSink {
 
     /// Read one listing page into agents, on the thread that fetched it.
     pub(super) fn read_page(&self, req: &Request, sent: Result<Response>) -> Result<ListedPage> {
+        let keep_resources = self.found()?.put;
+        self.read_list(req, sent, keep_resources)
+    }
+
+    /// Read one listing page; each user's resource is kept with
+    /// `keep_resources` (writes are PUTs of the resource as listed).
+    pub(super) fn read_list(
+        &self,
+        req: &Request,
+        sent: Result<Response>,
+        keep_resources: bool,
+    ) -> Result<ListedPage> {
         let resp = expect_success(sent?, "GET", &req.url)?;
         let not_a_list = || {
             format!(
@@ -88,7 +100,6 @@ impl ScimSink {
         };
         crate::mapping::check_depth(&resp.body).with_context(not_a_list)?;
         let list: ListResponse<'_> = serde_json::from_slice(&resp.body).with_context(not_a_list)?;
-        let keep_resources = self.found()?.put;
         Ok(ListedPage {
             total_results: list.total_results,
             got: list.resources.len(),

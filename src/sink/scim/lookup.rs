@@ -19,10 +19,13 @@ const QUERY_VALUE: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUM
 
 impl ScimSink {
     /// The agents with `email`, by a filter; `None` when the directory has no
-    /// filter or its answer cannot be trusted (then the caller lists).
+    /// filter or its answer cannot be trusted (then the caller lists). The
+    /// filter is tried at once, without asking `/ServiceProviderConfig`
+    /// first: a directory without filters refuses it (or ignores it, which
+    /// the check of the answer notices), so one action costs the lookup and
+    /// its own request, plus a token.
     pub(super) fn find_by_email(&self, email: &str) -> Result<Option<Vec<Agent>>> {
-        let found = self.found()?;
-        if !found.filter {
+        if self.found.get().is_some_and(|found| !found.filter) {
             return Ok(None);
         }
         let attribute = match self.options.email_attribute {
@@ -40,7 +43,7 @@ impl ScimSink {
         if matches!(resp.status, 401 | 403) {
             return Err(expect_success(resp, "GET", &req.url).expect_err("401 is not a success"));
         }
-        let page = match self.read_page(&req, Ok(resp)) {
+        let page = match self.read_list(&req, Ok(resp), false) {
             Ok(page) => page,
             Err(e) => {
                 progress::debug(&format!("the filter was refused ({e:#}); listing instead"));
