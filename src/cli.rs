@@ -244,6 +244,7 @@ pub(crate) enum Command {
 
 #[cfg(feature = "mock")]
 #[derive(Debug, Clone, Args)]
+#[allow(clippy::struct_excessive_bools)] // command-line flags are bools
 pub(crate) struct MockArgs {
     /// Address to listen on (loopback only).
     #[arg(long, default_value = "127.0.0.1:8787")]

@@ -227,48 +227,7 @@ fn action(
             }
         )));
     };
-    let defaults: BTreeMap<String, String> = vars.into_iter().collect();
-    // Every request is checked before the first is sent.
-    let batch: Vec<(String, BTreeMap<String, String>)> = match (agent, events) {
-        (Some(email), _) => {
-            let missing = action::missing_vars(&spec, &defaults);
-            if !missing.is_empty() {
-                let sets: Vec<_> = missing.iter().map(|k| format!("--set {k}=VALUE")).collect();
-                return Err(exit::usage(format!(
-                    "action {name:?} needs {} for {email}: pass {}",
-                    missing
-                        .iter()
-                        .map(|k| format!("{{{{var.{k}}}}}"))
-                        .collect::<Vec<_>>()
-                        .join(", "),
-                    sets.join(" ")
-                )));
-            }
-            vec![(email.to_owned(), defaults)]
-        }
-        (None, Some(path)) => {
-            let (mut events, source) = if path == Path::new("-") {
-                let events = action::read_events(std::io::stdin().lock(), "stdin")?;
-                (events, "stdin".to_owned())
-            } else {
-                let source = path.display().to_string();
-                let file =
-                    std::fs::File::open(path).with_context(|| format!("opening {source}"))?;
-                (
-                    action::read_events(std::io::BufReader::new(file), &source)?,
-                    source,
-                )
-            };
-            // `--set` gives every event its defaults; an event's own vars win.
-            for event in &mut events {
-                let own = std::mem::replace(&mut event.vars, defaults.clone());
-                event.vars.extend(own);
-            }
-            action::check_vars(&spec, name, &events, &source)?;
-            events.into_iter().map(|e| (e.email, e.vars)).collect()
-        }
-        (None, None) => return Err(exit::usage("give --agent EMAIL or --events FILE")),
-    };
+    let batch = action_batch(&spec, name, agent, vars, events)?;
 
     let progress = Progress::new();
     let mut sink = engine::open_sink(&mut job)?;
@@ -334,6 +293,58 @@ fn action(
         return Ok(Ending::WritesFailed);
     }
     Ok(Ending::Success)
+}
+
+/// The requests of an action, one per agent with its variables: every one is
+/// checked before the first is sent.
+fn action_batch(
+    spec: &config::ActionSpec,
+    name: &str,
+    agent: Option<&str>,
+    vars: Vec<(String, String)>,
+    events: Option<&Path>,
+) -> Result<Vec<(String, BTreeMap<String, String>)>> {
+    let defaults: BTreeMap<String, String> = vars.into_iter().collect();
+    match (agent, events) {
+        (Some(email), _) => {
+            let missing = action::missing_vars(spec, &defaults);
+            if !missing.is_empty() {
+                let sets: Vec<_> = missing.iter().map(|k| format!("--set {k}=VALUE")).collect();
+                return Err(exit::usage(format!(
+                    "action {name:?} needs {} for {email}: pass {}",
+                    missing
+                        .iter()
+                        .map(|k| format!("{{{{var.{k}}}}}"))
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    sets.join(" ")
+                )));
+            }
+            Ok(vec![(email.to_owned(), defaults)])
+        }
+        (None, Some(path)) => {
+            let (mut events, source) = if path == Path::new("-") {
+                let events = action::read_events(std::io::stdin().lock(), "stdin")?;
+                (events, "stdin".to_owned())
+            } else {
+                let source = path.display().to_string();
+                let file =
+                    std::fs::File::open(path).with_context(|| format!("opening {source}"))?;
+                (
+                    action::read_events(std::io::BufReader::new(file), &source)?,
+                    source,
+                )
+            };
+            // `--set` gives every event its defaults; an event's own vars win.
+            for event in &mut events {
+                let own = std::mem::replace(&mut event.vars, defaults.clone());
+                event.vars.extend(own);
+            }
+            action::check_vars(spec, name, &events, &source)?;
+            Ok(events.into_iter().map(|e| (e.email, e.vars)).collect())
+        }
+        (None, None) => Err(exit::usage("give --agent EMAIL or --events FILE")),
+    }
 }
 
 /// One result of an action on stdout: a JSON line, or a line for people.
@@ -453,7 +464,7 @@ fn mock_options(args: &MockArgs) -> mock::MockOptions {
         addr: args.addr.clone(),
         users: args.users,
         agents: args.agents,
-        page_size: args.page_size as usize,
+        page_size: usize::try_from(args.page_size).unwrap_or(usize::MAX),
         latency_ms: args.latency_ms,
         log: true,
         patch: !args.no_patch,

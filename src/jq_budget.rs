@@ -202,7 +202,7 @@ pub(crate) struct Watched<I> {
 
 impl<I> Watched<I> {
     /// Record that the budget is spent and say so.
-    fn over(&mut self, why: String) -> String {
+    fn over(&mut self, why: &str) -> String {
         self.ended = true;
         let what = self
             .slot
@@ -239,15 +239,15 @@ where
         self.given += 1;
         if self.given > self.limit {
             let limit = self.limit;
-            return Some(Err(self.over(format!(
+            return Some(Err(self.over(&format!(
                 "gave more than {limit} output{} for one input",
                 if limit == 1 { "" } else { "s" }
             ))));
         }
         if nanos(Instant::now()) > self.slot.deadline.load(Ordering::Relaxed) {
-            return Some(Err(self.over(
-                "over the time budget of a page ([mapping] timeout_secs)".into(),
-            )));
+            return Some(Err(
+                self.over("over the time budget of a page ([mapping] timeout_secs)")
+            ));
         }
         Some(out)
     }
@@ -298,8 +298,7 @@ fn watchdog() {
                 end(
                     &slot,
                     expr,
-                    "did not finish within the time budget of a page ([mapping] timeout_secs)"
-                        .into(),
+                    "did not finish within the time budget of a page ([mapping] timeout_secs)",
                 );
             }
             let Some(rss) = rss else { continue };
@@ -313,7 +312,7 @@ fn watchdog() {
                         end(
                             &slot,
                             expr,
-                            format!("grew the process by more than {} MiB", MEMORY_BUDGET >> 20),
+                            &format!("grew the process by more than {} MiB", MEMORY_BUDGET >> 20),
                         );
                     }
                 }
@@ -329,7 +328,7 @@ fn watchdog() {
 
 /// Report an evaluation that went over its budget and end the process: the
 /// thread that runs it cannot be stopped, and the run cannot go on without it.
-fn end(slot: &Slot, expr: u32, why: String) -> ! {
+fn end(slot: &Slot, expr: u32, why: &str) -> ! {
     let what = slot
         .what
         .lock()

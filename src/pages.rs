@@ -165,16 +165,12 @@ impl<T: Send + 'static> Prefetch<T> {
             if let Some(r) = self.arrived.remove(&self.position) {
                 break r;
             }
-            match self.results.recv() {
-                Ok((i, r)) => {
-                    self.arrived.insert(i, r);
-                }
+            let Ok((i, r)) = self.results.recv() else {
                 // Every worker is gone without this page: fetch it directly.
-                Err(_) => {
-                    self.shared.halt();
-                    return None;
-                }
-            }
+                self.shared.halt();
+                return None;
+            };
+            self.arrived.insert(i, r);
         };
         self.position += 1;
         let mut taken = self

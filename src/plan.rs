@@ -134,9 +134,15 @@ impl Plan {
         } else if self.linked_agents == 0 {
             100.0
         } else {
-            unlinks as f64 * 100.0 / self.linked_agents as f64
+            percent(unlinks as u64, self.linked_agents as u64)
         }
     }
+}
+
+/// `part` of `whole`, in percent (for the safety limits and their messages).
+#[allow(clippy::cast_precision_loss)] // a count is exact in f64 below 2^53, far beyond any run
+pub(crate) fn percent(part: u64, whole: u64) -> f64 {
+    part as f64 * 100.0 / whole as f64
 }
 
 /// The key emails are matched on: trimmed, ASCII letters lower-cased. Other
@@ -159,8 +165,8 @@ fn key(email: &str) -> Cow<'_, str> {
 /// Natural order: digit runs compare as numbers (`user+2` before `user+11`),
 /// everything else byte by byte; strings equal that way fall back to byte
 /// order, so the order is total and deterministic.
-pub(crate) fn natural_cmp(a: &str, b: &str) -> Ordering {
-    let (x, y) = (a.as_bytes(), b.as_bytes());
+pub(crate) fn natural_cmp(left: &str, right: &str) -> Ordering {
+    let (x, y) = (left.as_bytes(), right.as_bytes());
     let (mut i, mut j) = (0, 0);
     while i < x.len() && j < y.len() {
         if x[i].is_ascii_digit() && y[j].is_ascii_digit() {

@@ -177,11 +177,13 @@ impl Progress {
 
     /// A one-line log entry for a stage (without its time when bars are on:
     /// the bars say it).
+    #[allow(clippy::unused_self)] // a stage logs through the Progress it was handed, as it draws bars
     pub(crate) fn log(&self, msg: &str) {
         line(Level::Info, msg, &[]);
     }
 
     /// A log entry with fields for `--log-format json` (`pages`, `agents`…).
+    #[allow(clippy::unused_self)] // as `log`
     pub(crate) fn log_with(&self, msg: &str, fields: &[(&str, Value)]) {
         line(Level::Info, msg, fields);
     }

@@ -66,8 +66,8 @@ pub(crate) fn register(secret: &str) {
 /// the pair, standard and URL-safe, with and without padding. `user` and `pass`
 /// are registered on their own by whoever read them.
 pub(crate) fn register_basic(user: &str, pass: &str) {
-    let pair = format!("{user}:{pass}");
     use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD};
+    let pair = format!("{user}:{pass}");
     add([STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD]
         .iter()
         .map(|engine| engine.encode(&pair))

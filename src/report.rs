@@ -104,16 +104,21 @@ impl Render for Report {
     /// then one summary line. Every value from the source or the directory is
     /// escaped; columns line up across the groups of changes.
     fn human(&self, out: &mut dyn Write) -> io::Result<()> {
+        self.human_changes(out)?;
+        self.human_left_out(out)?;
+        self.human_summary(out)
+    }
+}
+
+impl Report {
+    /// The changes, a table per kind.
+    fn human_changes(&self, out: &mut dyn Write) -> io::Result<()> {
         let email_width = self
             .changes
             .iter()
             .map(|c| width(&escape(&c.email)))
             .max()
             .unwrap_or(0);
-        let id = |v: &Option<String>| match v {
-            Some(v) => Cell::value(v),
-            None => Cell::plain("(none)").styled(style::DIM),
-        };
         for kind in [ChangeKind::Link, ChangeKind::Update, ChangeKind::Unlink] {
             let group: Vec<_> = self.changes.iter().filter(|c| c.kind == kind).collect();
             if group.is_empty() {
@@ -152,14 +157,20 @@ impl Render for Report {
                 table.row([
                     Cell::plain(sign.to_string()).styled(paint),
                     Cell::value(&c.email),
-                    id(&c.old_external_id),
+                    id_cell(c.old_external_id.as_deref()),
                     Cell::plain("->"),
-                    id(&c.new_external_id).styled(paint),
+                    id_cell(c.new_external_id.as_deref()).styled(paint),
                     outcome,
                 ]);
             }
             table.write(out, "  ")?;
         }
+        Ok(())
+    }
+
+    /// What the plan left out: unmatched users, conflicts, contested agents,
+    /// skipped source records.
+    fn human_left_out(&self, out: &mut dyn Write) -> io::Result<()> {
         if !self.unmatched.is_empty() {
             writeln!(
                 out,
@@ -210,9 +221,9 @@ impl Render for Report {
                     Cell::plain("!").styled(style::ATTENTION),
                     Cell::value(&c.email),
                     Cell::plain("now"),
-                    id(&c.external_id),
+                    id_cell(c.external_id.as_deref()),
                     Cell::plain("set to"),
-                    id(&c.set_by_us),
+                    id_cell(c.set_by_us.as_deref()),
                     Cell::plain("by run"),
                     Cell::value(&c.run),
                 ]);
@@ -228,6 +239,11 @@ impl Render for Report {
             )?;
             write_skipped(out, &self.source.skipped, "  ")?;
         }
+        Ok(())
+    }
+
+    /// Why the run was refused (if it was), then the one summary line.
+    fn human_summary(&self, out: &mut dyn Write) -> io::Result<()> {
         let s = &self.summary;
         let verb = if self.dry_run {
             "Plan"
@@ -272,6 +288,14 @@ impl Render for Report {
             count(self.source.pages, "page"),
             count(self.sink.agents as u64, "agent"),
         )
+    }
+}
+
+/// An external ID in a table, `(none)` dimmed where there is none.
+fn id_cell(v: Option<&str>) -> Cell {
+    match v {
+        Some(v) => Cell::value(v),
+        None => Cell::plain("(none)").styled(style::DIM),
     }
 }
 

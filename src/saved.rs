@@ -227,12 +227,11 @@ impl SavedPlan {
                 self.made,
                 humantime::format_duration(max_age)
             ))),
-            Ok(_) => Ok(()),
             Err(ahead) if ahead.duration() > CLOCK_SKEW => Err(exit::usage(format!(
                 "the plan's time {} is in the future: check the clock",
                 self.made
             ))),
-            Err(_) => Ok(()),
+            Ok(_) | Err(_) => Ok(()),
         }
     }
 

@@ -32,7 +32,8 @@ impl Watch {
             // signal left it: only a second signal exits.
             flag::register_conditional_shutdown(signal, code, armed.clone())
                 .context("installing a signal handler")?;
-            flag::register_usize(signal, caught.clone(), signal as usize)
+            let number = usize::try_from(signal).expect("signal numbers are positive");
+            flag::register_usize(signal, caught.clone(), number)
                 .context("installing a signal handler")?;
             flag::register(signal, armed.clone()).context("installing a signal handler")?;
         }

@@ -51,6 +51,7 @@ impl PaginationSpec {
         source: &Spanned<T>,
         ctx: &Ctx,
     ) -> Result<Self, ConfigError> {
+        use RawPageKind as K;
         let Some(p) = raw else {
             return Ok(Self::none());
         };
@@ -73,7 +74,6 @@ impl PaginationSpec {
                 Ok(())
             }
         };
-        use RawPageKind as K;
         misplaced("start", p.start.is_some(), &[K::Page, K::Offset])?;
         misplaced("limit", p.limit.is_some(), &[K::Offset])?;
         misplaced("cursor", p.cursor.is_some(), &[K::Cursor])?;
@@ -107,29 +107,7 @@ impl PaginationSpec {
                 "[pagination] nothing would stop this listing: set `total`, `has_more`, or stop_on_empty = true",
             ));
         }
-        // The request must move with the pages, or every page would be the first.
-        let uses = |ph: Placeholder| {
-            request.path.uses(&ph)
-                || request.query.iter().any(|(_, t)| t.uses(&ph))
-                || request.headers.iter().any(|(_, t)| t.uses(&ph))
-                || request.body.as_ref().is_some_and(|b| b.uses(&ph))
-        };
-        use Placeholder as P;
-        let moving = match kind {
-            K::Page => Some(("{{page}}", uses(P::Page) || uses(P::Offset))),
-            K::Offset => Some(("{{offset}}", uses(P::Offset) || uses(P::Page))),
-            K::Cursor => Some(("{{cursor}}", uses(P::Cursor))),
-            _ => None,
-        };
-        if let Some((ph, false)) = moving {
-            return Err(ctx.err_at(
-                source,
-                format!(
-                    "[pagination] kind = \"{}\" but the [source] request never uses {ph}: every page would be the same",
-                    kind.name()
-                ),
-            ));
-        }
+        check_request_moves(kind, request, source, ctx)?;
         let max_pages = match &p.max_pages {
             Some(m) if *m.get_ref() == 0 => {
                 return Err(ctx.err_at(m, "[pagination] max_pages must be at least 1"));
@@ -168,6 +146,39 @@ impl PaginationSpec {
             follow_other_origins: p.follow_other_origins.unwrap_or(false),
         })
     }
+}
+
+/// The request must move with the pages, or every page would be the first.
+fn check_request_moves<T>(
+    kind: RawPageKind,
+    request: &RequestSpec,
+    source: &Spanned<T>,
+    ctx: &Ctx,
+) -> Result<(), ConfigError> {
+    use Placeholder as P;
+    use RawPageKind as K;
+    let uses = |ph: Placeholder| {
+        request.path.uses(&ph)
+            || request.query.iter().any(|(_, t)| t.uses(&ph))
+            || request.headers.iter().any(|(_, t)| t.uses(&ph))
+            || request.body.as_ref().is_some_and(|b| b.uses(&ph))
+    };
+    let moving = match kind {
+        K::Page => Some(("{{page}}", uses(P::Page) || uses(P::Offset))),
+        K::Offset => Some(("{{offset}}", uses(P::Offset) || uses(P::Page))),
+        K::Cursor => Some(("{{cursor}}", uses(P::Cursor))),
+        _ => None,
+    };
+    if let Some((ph, false)) = moving {
+        return Err(ctx.err_at(
+            source,
+            format!(
+                "[pagination] kind = \"{}\" but the [source] request never uses {ph}: every page would be the same",
+                kind.name()
+            ),
+        ));
+    }
+    Ok(())
 }
 
 #[cfg(test)]

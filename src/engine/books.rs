@@ -62,48 +62,11 @@ impl Books {
         let Some(mut books) = books else {
             return result;
         };
-        let (ending, error, summary, users, agents) = match &result {
-            Ok(run) => {
-                let ending = match (&run.error, &run.ending) {
-                    (Some(_), _) => Outcome::Failed,
-                    (None, Ending::Success | Ending::Changes) => Outcome::Success,
-                    (None, Ending::WritesFailed) => Outcome::WritesFailed,
-                    (None, Ending::Refused(_)) => Outcome::Refused,
-                    (None, Ending::Interrupted(_)) => Outcome::Interrupted,
-                };
-                let error = match (&run.error, &run.ending) {
-                    (Some(e), _) => Some(format!("{e:#}")),
-                    (None, Ending::Refused(why)) => Some(why.clone()),
-                    (None, Ending::Interrupted(s)) => {
-                        Some(format!("interrupted by {}", signals::name(*s)))
-                    }
-                    _ => None,
-                };
-                let read_source = run.report.source.pages > 0;
-                (
-                    ending,
-                    error,
-                    journal::Summary::of(&run.report.changes),
-                    read_source.then_some(run.report.source.users),
-                    Some(run.report.sink.agents),
-                )
-            }
-            Err(e) => (
-                Outcome::Failed,
-                Some(format!("{e:#}")),
-                journal::Summary::default(),
-                None,
-                None,
-            ),
-        };
         let now = SystemTime::now();
-        let ended = books.journal.end(journal::End {
-            time: journal::timestamp(now),
-            ending,
-            summary: summary.clone(),
-            users,
-            error: error.map(|e| crate::redact::redact(&e)),
-        });
+        let end = end_record(&result, now);
+        let (ending, failed_writes, users) = (end.ending, end.summary.failed, end.users);
+        let agents = result.as_ref().ok().map(|run| run.report.sink.agents);
+        let ended = books.journal.end(end);
         let mut result = result;
         if let Err(e) = ended {
             match &mut result {
@@ -163,7 +126,7 @@ impl Books {
                 link: applied(ChangeKind::Link),
                 update: applied(ChangeKind::Update),
                 unlink: applied(ChangeKind::Unlink),
-                failed_writes: summary.failed,
+                failed_writes,
                 source_users: users,
                 agents,
                 duration: books.started.elapsed(),
@@ -176,5 +139,48 @@ impl Books {
             metrics::ping(url.as_str(), if success { "" } else { "/fail" });
         }
         result
+    }
+}
+
+/// The journal's `end` record of a run, from how it ended.
+fn end_record(result: &Result<Run>, now: SystemTime) -> journal::End {
+    let (ending, error, summary, users) = match result {
+        Ok(run) => {
+            let ending = match (&run.error, &run.ending) {
+                (Some(_), _) => Outcome::Failed,
+                (None, Ending::Success | Ending::Changes) => Outcome::Success,
+                (None, Ending::WritesFailed) => Outcome::WritesFailed,
+                (None, Ending::Refused(_)) => Outcome::Refused,
+                (None, Ending::Interrupted(_)) => Outcome::Interrupted,
+            };
+            let error = match (&run.error, &run.ending) {
+                (Some(e), _) => Some(format!("{e:#}")),
+                (None, Ending::Refused(why)) => Some(why.clone()),
+                (None, Ending::Interrupted(s)) => {
+                    Some(format!("interrupted by {}", signals::name(*s)))
+                }
+                _ => None,
+            };
+            let read_source = run.report.source.pages > 0;
+            (
+                ending,
+                error,
+                journal::Summary::of(&run.report.changes),
+                read_source.then_some(run.report.source.users),
+            )
+        }
+        Err(e) => (
+            Outcome::Failed,
+            Some(format!("{e:#}")),
+            journal::Summary::default(),
+            None,
+        ),
+    };
+    journal::End {
+        time: journal::timestamp(now),
+        ending,
+        summary,
+        users,
+        error: error.map(|e| crate::redact::redact(&e)),
     }
 }

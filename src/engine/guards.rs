@@ -2,15 +2,19 @@
 //! trusted (`min_users`, always), and the limits `--force` passes (records
 //! skipped, a drop in users since the last success, plan size, unlinks).
 
+use std::fmt::Write as _;
+
 use anyhow::{Result, bail};
 
 use crate::config::Job;
-use crate::plan::{ChangeKind, Plan};
+use crate::plan::{ChangeKind, Plan, percent};
 use crate::source::Fetched;
 use crate::state::journal;
 
 /// A source with fewer users than `min_users` is broken, whatever `--force`.
 pub(crate) fn check_min_users(job: &Job, fetched: &Fetched) -> Result<()> {
+    /// Skipped records named in the message; the rest are counted.
+    const SHOWN: usize = 3;
     let users = fetched.users.len();
     if users as u64 >= job.sync.min_users {
         return Ok(());
@@ -20,15 +24,15 @@ pub(crate) fn check_min_users(job: &Job, fetched: &Fetched) -> Result<()> {
         fetched.summary(),
         job.sync.min_users
     );
-    const SHOWN: usize = 3;
     for s in fetched.skipped.iter().take(SHOWN) {
-        why.push_str(&format!(
+        let _ = write!(
+            why,
             "; page {} record {} skipped: {}",
             s.page, s.index, s.reason
-        ));
+        );
     }
     if fetched.skipped.len() > SHOWN {
-        why.push_str(&format!("; {} more skipped", fetched.skipped.len() - SHOWN));
+        let _ = write!(why, "; {} more skipped", fetched.skipped.len() - SHOWN);
     }
     bail!("{why}; nothing was written")
 }
@@ -42,7 +46,7 @@ pub(crate) fn source_refusal(
 ) -> Option<String> {
     let skipped = fetched.skipped.len();
     if skipped > 0 && fetched.records > 0 {
-        let percent = skipped as f64 * 100.0 / fetched.records as f64;
+        let percent = percent(skipped as u64, fetched.records);
         if percent > job.sync.max_skipped_percent {
             return Some(format!(
                 "the mapping skipped {skipped} of {} source records ({percent:.1}%), more than [sync] max_skipped_percent = {}",
@@ -53,7 +57,7 @@ pub(crate) fn source_refusal(
     let (last, before) = last.and_then(|e| Some((e, e.users?)))?;
     let users = fetched.users.len();
     if before > 0 && users < before {
-        let drop = (before - users) as f64 * 100.0 / before as f64;
+        let drop = percent((before - users) as u64, before as u64);
         if drop > job.sync.max_source_drop_percent {
             return Some(format!(
                 "the source gave {users} users, {drop:.1}% fewer than the {before} of the last successful run ({} at {}), more than [sync] max_source_drop_percent = {}",

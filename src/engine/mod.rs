@@ -72,14 +72,17 @@ pub(crate) fn open_sink(job: &mut Job) -> Result<Box<dyn Sink>> {
             email_attribute,
         }) => {
             let base = endpoint.base_url.clone();
+            // More writes in flight than the rate limit lets out only wait.
+            // The cast: r > 0, and `as` saturates a huge rate, which `min` ignores.
+            #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+            let concurrency = match endpoint.settings.rate_limit {
+                r if r > 0.0 => endpoint.concurrency.min(r.ceil() as usize).max(1),
+                _ => endpoint.concurrency,
+            };
             let options = crate::sink::scim::ScimOptions {
                 page_size: *page_size,
                 max_pages: *max_pages,
-                // More writes in flight than the rate limit lets out only wait.
-                concurrency: match endpoint.settings.rate_limit {
-                    r if r > 0.0 => endpoint.concurrency.min(r.ceil() as usize).max(1),
-                    _ => endpoint.concurrency,
-                },
+                concurrency,
                 update: *update,
                 email_attribute: *email_attribute,
             };
@@ -125,7 +128,7 @@ pub(crate) fn sync(mut job: Job, options: RunOptions, progress: &Progress) -> Re
         finish(
             sink.as_mut(),
             report,
-            refusal,
+            refusal.as_deref(),
             options,
             books.as_mut(),
             progress,
@@ -187,7 +190,7 @@ pub(crate) fn revert(
         finish(
             sink.as_mut(),
             report,
-            refusal,
+            refusal.as_deref(),
             options,
             books.as_mut(),
             progress,
@@ -245,12 +248,12 @@ fn landed(
 fn finish(
     sink: &mut dyn Sink,
     mut report: Report,
-    refusal: Option<String>,
+    refusal: Option<&str>,
     options: RunOptions,
     books: Option<&mut Books>,
     progress: &Progress,
 ) -> Result<Run> {
-    let refused = refusal.clone().filter(|_| !options.force);
+    let refused = refusal.filter(|_| !options.force).map(str::to_owned);
     report.refusal.clone_from(&refused);
     if options.dry_run {
         let ending = if options.detailed_exitcode && report.has_changes() {
@@ -263,7 +266,7 @@ fn finish(
     if let Some(why) = refused {
         return Ok(Run::new(report, Ending::Refused(why)));
     }
-    if let Some(why) = &refusal {
+    if let Some(why) = refusal {
         progress::warn(&format!("{why}; applying anyway (--force)"));
     }
     let books = books.expect("a run that writes keeps its books");
@@ -324,21 +327,7 @@ fn finish(
         .filter(|c| c.status == Status::Failed)
         .count();
     report.summary.failed = failed;
-    progress.log(&format!(
-        "applied {} of {}{}{}",
-        report.changes.len() - failed - applied.skipped,
-        crate::output::count(report.changes.len() as u64, "change"),
-        if failed > 0 {
-            format!(", {failed} failed")
-        } else {
-            String::new()
-        },
-        if applied.skipped > 0 {
-            format!(", {} skipped", applied.skipped)
-        } else {
-            String::new()
-        }
-    ));
+    log_applied(progress, report.changes.len(), failed, applied.skipped);
     if let Some(why) = &applied.stopped {
         progress::warn(&format!("writing stopped: {why}"));
     }
@@ -355,6 +344,25 @@ fn finish(
         ending,
         error,
     })
+}
+
+/// `applied 8 of 10 changes, 1 failed, 1 skipped`.
+fn log_applied(progress: &Progress, changes: usize, failed: usize, skipped: usize) {
+    progress.log(&format!(
+        "applied {} of {}{}{}",
+        changes - failed - skipped,
+        crate::output::count(changes as u64, "change"),
+        if failed > 0 {
+            format!(", {failed} failed")
+        } else {
+            String::new()
+        },
+        if skipped > 0 {
+            format!(", {skipped} skipped")
+        } else {
+            String::new()
+        }
+    ));
 }
 
 /// The apply's watcher for a run that writes: each result goes to the journal
@@ -447,7 +455,7 @@ pub(crate) fn apply_saved(
         let mut run = finish(
             sink.as_mut(),
             report,
-            refusal,
+            refusal.as_deref(),
             options,
             books.as_mut(),
             progress,

@@ -48,8 +48,8 @@ impl Jq {
         let modules = loader
             .load(&arena, File { code, path: () })
             .map_err(|errs| {
-                let (_, err) = errs.into_iter().next().expect("a failed load has an error");
                 use jaq_core::load::Error;
+                let (_, err) = errs.into_iter().next().expect("a failed load has an error");
                 match err {
                     Error::Lex(errs) => {
                         let (expect, at) = &errs[0];
@@ -237,6 +237,7 @@ fn id_string(v: &Val) -> Result<String, String> {
         Val::Num(Num::Dec(d)) if d.bytes().all(|b| b.is_ascii_digit() || b == b'-') => {
             Ok(d.to_string())
         }
+        #[allow(clippy::cast_possible_truncation)] // a whole number below 2^53: exact
         Val::Num(Num::Float(f)) if f.fract() == 0.0 && f.abs() < 9.0e15 => {
             Ok(format!("{}", *f as i64))
         }
@@ -264,9 +265,11 @@ pub(crate) fn kind(v: &Val) -> &'static str {
 pub(crate) fn as_count(v: &Val, what: &str) -> Result<Option<u64>> {
     match v {
         Val::Null => Ok(None),
-        Val::Num(n) => match n.as_isize() {
-            Some(i) if i >= 0 => Ok(Some(i as u64)),
-            _ => match n {
+        Val::Num(n) => match n.as_isize().and_then(|i| u64::try_from(i).ok()) {
+            Some(count) => Ok(Some(count)),
+            None => match n {
+                // Whole and not negative; `as` saturates one beyond u64.
+                #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
                 Num::Float(f) if *f >= 0.0 && f.fract() == 0.0 => Ok(Some(*f as u64)),
                 Num::Dec(d) => d
                     .parse::<u64>()

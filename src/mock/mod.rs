@@ -42,6 +42,7 @@ use sts::Sts;
 pub(crate) use sts::TalkdeskClient;
 
 #[derive(Debug, Clone)]
+#[allow(clippy::struct_excessive_bools)] // each switch of the mock's behaviour is on or off
 pub(crate) struct MockOptions {
     pub addr: String,
     pub users: usize,
@@ -111,9 +112,9 @@ pub(crate) fn start(opts: MockOptions) -> Result<MockServer> {
     let addr = listener
         .local_addr()
         .context("reading the listening address")?;
-    let state = State::new(&opts, &format!("http://{addr}"));
-    let agents = state.agents.lock().unwrap().texts.len();
     let latency = Duration::from_millis(opts.latency_ms);
+    let state = State::new(opts, &format!("http://{addr}"));
+    let agents = state.agents.lock().unwrap().texts.len();
     let server = Server::start(listener, move |req: Request| {
         std::thread::sleep(latency);
         state.handle(&req)
@@ -157,6 +158,7 @@ pub(crate) fn serve(opts: MockOptions) -> Result<()> {
 }
 
 /// What the mock holds.
+#[allow(clippy::struct_excessive_bools)] // the switches of MockOptions
 struct State {
     log: bool,
     users: usize,
@@ -173,12 +175,12 @@ struct State {
 }
 
 impl Reply {
-    fn json(status: u16, body: Value) -> Self {
+    fn json(status: u16, body: &Value) -> Self {
         Reply::new(status, "application/json", body.to_string())
     }
 
     fn not_found(what: &str) -> Self {
-        Reply::json(404, json!({"error": format!("{what} not found")}))
+        Reply::json(404, &json!({"error": format!("{what} not found")}))
     }
 }
 
@@ -191,7 +193,7 @@ fn now() -> String {
 }
 
 impl State {
-    fn new(opts: &MockOptions, base: &str) -> Self {
+    fn new(opts: MockOptions, base: &str) -> Self {
         let mut agents = Vec::new();
         let mut seed = |n: usize, external_id: Option<String>| {
             agents.push(agent_resource(base, n, external_id, opts.etag));
@@ -224,9 +226,9 @@ impl State {
             etag: opts.etag,
             filter: opts.filter,
             config_url: format!("{base}/scim/v2/ServiceProviderConfig"),
-            sts: opts.talkdesk.clone().map(Sts::new),
+            sts: opts.talkdesk.map(Sts::new),
             stats: Stats::default(),
-            agents: Mutex::new(Directory::new(agents)),
+            agents: Mutex::new(Directory::new(&agents)),
             punches: Mutex::new(Vec::new()),
         }
     }
@@ -234,7 +236,10 @@ impl State {
     fn handle(&self, req: &Request) -> Reply {
         match std::str::from_utf8(&req.body) {
             Ok(body) => self.route(req, body),
-            Err(e) => Reply::json(400, json!({"error": format!("the body is not UTF-8: {e}")})),
+            Err(e) => Reply::json(
+                400,
+                &json!({"error": format!("the body is not UTF-8: {e}")}),
+            ),
         }
     }
 
@@ -253,18 +258,18 @@ impl State {
             ("GET", ["users", "not-formatted"]) => self.users_page(query, true),
             ("POST", ["users", id, "punch-clock"]) => self.punch(id, body),
             ("GET", ["punches"]) => {
-                Reply::json(200, json!({"punches": *self.punches.lock().unwrap()}))
+                Reply::json(200, &json!({"punches": *self.punches.lock().unwrap()}))
             }
             ("POST", ["oauth", "token"]) if self.sts.is_some() => {
                 self.stats.count(Kind::Token);
                 let sts = self.sts.as_ref().expect("checked by the guard");
                 sts.token(req.header("authorization"), body)
             }
-            ("GET", ["_mock", "stats"]) => Reply::json(200, self.stats.read(false)),
-            ("POST", ["_mock", "stats", "reset"]) => Reply::json(200, self.stats.read(true)),
+            ("GET", ["_mock", "stats"]) => Reply::json(200, &self.stats.read(false)),
+            ("POST", ["_mock", "stats", "reset"]) => Reply::json(200, &self.stats.read(true)),
             ("GET", ["scim", "v2", "ServiceProviderConfig"]) => {
                 self.stats.count(Kind::ServiceProviderConfig);
-                Reply::scim(200, self.service_provider_config())
+                Reply::scim(200, &self.service_provider_config())
             }
             ("GET", ["scim", "v2", "Users"]) => self.scim_list(query),
             (_, ["scim", "v2", "Users", id]) => {
@@ -273,7 +278,7 @@ impl State {
             }
             (_, ["users" | "scim", ..] | ["punches"] | ["_mock", "stats", ..]) => Reply::json(
                 405,
-                json!({"error": format!("{method} is not allowed on {path}")}),
+                &json!({"error": format!("{method} is not allowed on {path}")}),
             ),
             _ => Reply::not_found(path),
         }
@@ -298,11 +303,11 @@ mod tests {
             agents,
             ..MockOptions::default()
         };
-        State::new(&opts, "http://127.0.0.1:1")
+        State::new(opts, "http://127.0.0.1:1")
     }
 
     pub(super) fn with(opts: MockOptions) -> State {
-        State::new(&opts, "http://127.0.0.1:1")
+        State::new(opts, "http://127.0.0.1:1")
     }
 
     pub(super) fn send_with(

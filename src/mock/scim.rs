@@ -20,7 +20,7 @@ const CONFIG_SCHEMA: &str = "urn:ietf:params:scim:schemas:core:2.0:ServiceProvid
 const MAX_SCIM_PAGE: usize = 1000;
 
 impl Reply {
-    pub(crate) fn scim(status: u16, body: Value) -> Self {
+    pub(crate) fn scim(status: u16, body: &Value) -> Self {
         Reply::new(status, "application/scim+json", body.to_string())
     }
 
@@ -30,7 +30,7 @@ impl Reply {
         if let Some(t) = scim_type {
             body["scimType"] = json!(t);
         }
-        Reply::scim(status, body)
+        Reply::scim(status, &body)
     }
 }
 
@@ -177,7 +177,7 @@ impl State {
         }
         drop(agents);
         let etag = agent["meta"]["version"].as_str().map(str::to_owned);
-        let reply = Reply::scim(200, agent);
+        let reply = Reply::scim(200, &agent);
         match etag {
             Some(tag) => reply.with_header("ETag", tag),
             None => reply,
@@ -269,7 +269,7 @@ impl Keys {
 }
 
 impl Directory {
-    pub(crate) fn new(agents: Vec<Value>) -> Self {
+    pub(crate) fn new(agents: &[Value]) -> Self {
         let index = agents
             .iter()
             .enumerate()

@@ -19,7 +19,7 @@ impl State {
                 _ => {
                     return Reply::json(
                         400,
-                        json!({"error": format!("page must be a number from 1, not {p:?}")}),
+                        &json!({"error": format!("page must be a number from 1, not {p:?}")}),
                     );
                 }
             },
@@ -66,15 +66,16 @@ impl State {
                 .to_owned(),
             Err(_) if body.trim().is_empty() => "punch".to_owned(),
             Err(e) => {
-                return Reply::json(400, json!({"error": format!("the body is not JSON: {e}")}));
+                return Reply::json(400, &json!({"error": format!("the body is not JSON: {e}")}));
             }
         };
         if self.log {
             eprintln!("mock: punch-clock user={id} event={event}");
         }
         let punch = json!({"user_id": id, "event": event, "at": now()});
-        self.punches.lock().unwrap().push(punch.clone());
-        Reply::json(201, punch)
+        let reply = Reply::json(201, &punch);
+        self.punches.lock().unwrap().push(punch);
+        reply
     }
 }
 

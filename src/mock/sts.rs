@@ -41,7 +41,7 @@ pub(super) struct Sts {
 fn oauth_error(status: u16, error: &str, description: &str) -> Reply {
     let reply = Reply::json(
         status,
-        json!({"error": error, "error_description": description}),
+        &json!({"error": error, "error_description": description}),
     );
     if status == 401 {
         reply.with_header("WWW-Authenticate", r#"Basic realm="agentsync mock""#.into())
@@ -128,7 +128,7 @@ impl Sts {
         if let Some(scope) = form.get("scope") {
             answer["scope"] = json!(scope);
         }
-        Reply::json(200, answer)
+        Reply::json(200, &answer)
             .with_header("Cache-Control", "no-store".into())
             .with_header("Pragma", "no-cache".into())
     }

@@ -107,6 +107,7 @@ pub(crate) fn render(m: &RunMetrics) -> String {
 }
 
 /// The last-success time a previous metrics file at `path` holds for `job`.
+#[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)] // a float as Prometheus reads it; `as` saturates nonsense
 pub(crate) fn previous_success(path: &Path, job: &str) -> Option<u64> {
     let text = std::fs::read_to_string(path).ok()?;
     let prefix = format!("{LAST_SUCCESS}{{job=\"{}\"}} ", label(job));

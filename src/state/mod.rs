@@ -48,7 +48,8 @@ pub(crate) fn file_stem(config: &Path) -> String {
         .file_stem()
         .map(|s| s.to_string_lossy().into_owned())
         .unwrap_or_default();
-    format!("{stem}-{:08x}", hasher.finish() as u32)
+    // Its low 32 bits: eight hex digits.
+    format!("{stem}-{:08x}", hasher.finish() & 0xffff_ffff)
 }
 
 struct Fnv(u64);

@@ -163,7 +163,9 @@ pub(crate) fn read_csv(text: String) -> Result<(Doc, Vec<Agent>)> {
     for (i, record) in reader.records().enumerate() {
         let row = i + 1;
         let record = record.with_context(|| format!("row {row}"))?;
-        let start = record.position().map_or(0, |p| p.byte() as usize) + bom;
+        let start = record.position().map_or(0, |p| {
+            usize::try_from(p.byte()).expect("an offset in a text held in memory")
+        }) + bom;
         starts.push(start);
         let fields: Vec<String> = record.iter().map(str::to_owned).collect();
         records.push(CsvRecord {
