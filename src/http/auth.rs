@@ -1,7 +1,8 @@
 //! How a client proves who it is: the `Auth` kinds, the header each one makes,
-//! and OAuth2 client-credentials tokens, fetched once and cached until they near
+//! and `OAuth2` client-credentials tokens, fetched once and cached until they near
 //! their expiry or are rejected.
 
+use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow, bail};
@@ -26,7 +27,7 @@ pub(crate) enum Auth {
     OAuth2(OAuth2),
 }
 
-/// OAuth2 client-credentials grant (RFC 6749 §4.4).
+/// `OAuth2` client-credentials grant (RFC 6749 §4.4).
 #[derive(Debug)]
 pub(crate) struct OAuth2 {
     pub token_url: Url,
@@ -60,7 +61,7 @@ pub(super) struct CachedToken {
 }
 
 impl Client {
-    /// The header that carries the credentials, fetching an OAuth2 token if needed.
+    /// The header that carries the credentials, fetching an `OAuth2` token if needed.
     pub(super) fn auth_header(&self) -> Result<Option<(String, SecretString)>> {
         Ok(match &self.auth {
             None => None,
@@ -86,7 +87,10 @@ impl Client {
     /// Forget the cached token if it is the one `rejected` carried (and not one
     /// another thread fetched since).
     pub(super) fn drop_token(&self, rejected: Option<&(String, SecretString)>) {
-        let mut cached = self.token.lock().unwrap_or_else(|e| e.into_inner());
+        let mut cached = self
+            .token
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let same = match (cached.as_ref(), rejected, &self.auth) {
             (Some(tok), Some((_, sent)), Some(Auth::OAuth2(oauth))) => {
                 oauth
@@ -102,7 +106,10 @@ impl Client {
     }
 
     fn oauth_token(&self, oauth: &OAuth2) -> Result<SecretString> {
-        let mut cached = self.token.lock().unwrap_or_else(|e| e.into_inner());
+        let mut cached = self
+            .token
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         if let Some(tok) = cached.as_ref()
             && tok.expires.is_none_or(|at| Instant::now() < at)
         {
@@ -125,10 +132,10 @@ fn fetch_token(agent: &ureq::Agent, oauth: &OAuth2) -> Result<CachedToken> {
     let enc = |s: &str| url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
     let mut form = "grant_type=client_credentials".to_owned();
     if let Some(scope) = &oauth.scope {
-        form.push_str(&format!("&scope={}", enc(scope)));
+        let _ = write!(form, "&scope={}", enc(scope));
     }
     for (name, value) in &oauth.token_params {
-        form.push_str(&format!("&{}={}", enc(name), enc(value)));
+        let _ = write!(form, "&{}={}", enc(name), enc(value));
     }
     let mut builder = ureq::http::Request::builder()
         .method("POST")
@@ -144,11 +151,12 @@ fn fetch_token(agent: &ureq::Agent, oauth: &OAuth2) -> Result<CachedToken> {
             ),
         );
     } else {
-        form.push_str(&format!(
+        let _ = write!(
+            form,
             "&client_id={}&client_secret={}",
             enc(&oauth.client_id),
             enc(oauth.client_secret.expose_secret())
-        ));
+        );
     }
     let url = display_url(&oauth.token_url);
     let request = builder
@@ -180,7 +188,7 @@ fn fetch_token(agent: &ureq::Agent, oauth: &OAuth2) -> Result<CachedToken> {
     redact::register(token);
     let expires = json
         .get("expires_in")
-        .and_then(|e| e.as_u64())
+        .and_then(serde_json::Value::as_u64)
         // Renew a little early so a token never expires mid-request.
         .map(|secs| started + Duration::from_secs(secs.saturating_sub(30).max(1)));
     Ok(CachedToken {

@@ -1,5 +1,5 @@
 //! The one HTTP client every request goes through — source pages, sink reads and
-//! writes, actions, OAuth2 tokens. It owns authentication, timeouts, retries with
+//! writes, actions, `OAuth2` tokens. It owns authentication, timeouts, retries with
 //! backoff and `Retry-After`, the rate limit and the response size limit, and
 //! keeps the credentials with their origin: a client is bound to the origin
 //! (scheme, host, port) of its endpoint, and its auth and secret headers go
@@ -336,7 +336,10 @@ impl Client {
         }
         let interval = Duration::from_secs_f64(1.0 / self.settings.rate_limit);
         let start = {
-            let mut next = self.next_slot.lock().unwrap_or_else(|e| e.into_inner());
+            let mut next = self
+                .next_slot
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
             let now = Instant::now();
             let start = (*next).max(now);
             *next = start + interval;
@@ -382,7 +385,7 @@ impl Client {
         };
         let mut resp = match result? {
             Ok(resp) => resp,
-            Err(err) => return self.transport_failure(req, err),
+            Err(err) => return self.transport_failure(req, &err),
         };
 
         let status = resp.status().as_u16();
@@ -447,7 +450,7 @@ impl Client {
         })
     }
 
-    fn transport_failure(&self, req: &Request, err: ureq::Error) -> Result<Attempt> {
+    fn transport_failure(&self, req: &Request, err: &ureq::Error) -> Result<Attempt> {
         let never_sent = matches!(
             err,
             ureq::Error::ConnectionFailed

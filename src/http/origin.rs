@@ -77,6 +77,10 @@ impl Client {
     /// The request a redirect answer points to, if `resp` is one. Only a
     /// redirect within the origin is followed; any other is an error naming
     /// both origins.
+    // A redirect is judged against the origin of the request it answers,
+    // which is the binding's own for every request that carries credentials;
+    // it stays with the binding's other rules.
+    #[allow(clippy::unused_self)]
     pub(super) fn redirect(&self, req: &Request, resp: &Response) -> Result<Option<Request>> {
         if !matches!(resp.status, 301 | 302 | 303 | 307 | 308) {
             return Ok(None);

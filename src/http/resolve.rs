@@ -30,12 +30,14 @@ impl ureq::unversioned::resolver::Resolver for CachingResolver {
         let key = format!(
             "{}://{}",
             uri.scheme_str().unwrap_or_default(),
-            uri.authority().map(|a| a.as_str()).unwrap_or_default()
+            uri.authority()
+                .map(ureq::http::uri::Authority::as_str)
+                .unwrap_or_default()
         );
         if let Some((at, addrs)) = self
             .known
             .lock()
-            .unwrap_or_else(|e| e.into_inner())
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
             .get(&key)
             && at.elapsed() < RESOLVE_TTL
         {
@@ -44,7 +46,7 @@ impl ureq::unversioned::resolver::Resolver for CachingResolver {
         let addrs = self.inner.resolve(uri, config, timeout)?;
         self.known
             .lock()
-            .unwrap_or_else(|e| e.into_inner())
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
             .insert(key, (Instant::now(), addrs.clone()));
         Ok(addrs)
     }

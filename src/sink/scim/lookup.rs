@@ -2,6 +2,8 @@
 //! `emails.value eq`), for actions; an answer that cannot be trusted leaves the
 //! caller to list the directory instead.
 
+use std::fmt::Write as _;
+
 use anyhow::Result;
 
 use super::{SCIM_JSON, ScimSink, expect_success};
@@ -80,7 +82,9 @@ fn filter_string(value: &str) -> String {
         match c {
             '"' => out.push_str("\\\""),
             '\\' => out.push_str("\\\\"),
-            c if c.is_control() => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c if c.is_control() => {
+                let _ = write!(out, "\\u{:04x}", u32::from(c));
+            }
             c => out.push(c),
         }
     }
