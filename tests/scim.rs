@@ -12,16 +12,6 @@ use common::{Job, Req, Resp, Scim, Server, agentsync, sync};
 use common::{JobDir, Mock};
 use serde_json::{Value, json};
 
-/// A source that serves these users on one page.
-fn source(users: &[(String, String)]) -> Server {
-    let users: Vec<_> = users
-        .iter()
-        .map(|(id, email)| json!({"id": id, "email": email}))
-        .collect();
-    let body = json!({ "users": users });
-    Server::start(move |_| Resp::value(&body))
-}
-
 /// A sync from `src` to the SCIM directory at `scim_base`.
 fn scim_job(src: &Server, scim_base: &str) -> Job {
     Job::source(&src.base)
@@ -76,6 +66,10 @@ fn forty_links(extra: &[&str]) {
     );
     assert_eq!(stat(&stats, "scim_get"), 0, "{stats}");
     assert_eq!(stat(&stats, "service_provider_config"), 1, "{stats}");
+}
+
+fn source(users: &[(String, String)]) -> Server {
+    common::one_page_source(users)
 }
 
 #[test]

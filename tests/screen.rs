@@ -4,20 +4,11 @@
 
 mod common;
 
+use common::one_page_source as source;
 use common::{Job, JobDir, Resp, Scim, Server, agentsync, sync};
-use serde_json::{Value, json};
+use serde_json::Value;
 
 const ESC: char = '\u{1b}';
-
-/// A source that serves these users on one page.
-fn source(users: &[(&str, &str)]) -> Server {
-    let users: Vec<_> = users
-        .iter()
-        .map(|(id, email)| json!({"id": id, "email": email}))
-        .collect();
-    let body = json!({ "users": users });
-    Server::start(move |_| Resp::value(&body))
-}
 
 /// A sync from `src` to `scim`.
 fn scim_job(src: &Server, scim: &Scim) -> JobDir {

@@ -3,20 +3,11 @@
 
 mod common;
 
+use common::one_page_source as source;
 use common::{Job, JobDir, Resp, Scim, Server, sync};
 #[cfg(feature = "mock")]
 use common::{Mock, agentsync};
 use serde_json::{Value, json};
-
-/// A source that serves these users on one page.
-fn source(users: &[(&str, &str)]) -> Server {
-    let users: Vec<_> = users
-        .iter()
-        .map(|(id, email)| json!({"id": id, "email": email}))
-        .collect();
-    let body = json!({ "users": users });
-    Server::start(move |_| Resp::value(&body))
-}
 
 /// A sync from `src` to `scim`, two agents a listing page, no retries.
 fn scim_job(src: &Server, scim: &Scim) -> Job {

@@ -410,3 +410,14 @@ impl Scim {
             .collect()
     }
 }
+
+/// A source serving `users` (id, email) on one page, under `users`.
+#[allow(dead_code)] // not every test file reads a source
+pub fn one_page_source<I: AsRef<str>, E: AsRef<str>>(users: &[(I, E)]) -> Server {
+    let users: Vec<_> = users
+        .iter()
+        .map(|(id, email)| serde_json::json!({"id": id.as_ref(), "email": email.as_ref()}))
+        .collect();
+    let body = serde_json::json!({ "users": users });
+    Server::start(move |_| Resp::value(&body))
+}
