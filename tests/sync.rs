@@ -497,3 +497,39 @@ fn demo_runs_plan_apply_plan() {
     assert!(runs[1].contains("Applied: "), "{}", runs[1]);
     assert!(runs[2].contains("No changes"), "{}", runs[2]);
 }
+
+#[test]
+#[cfg(feature = "mock")]
+fn verbose_logs_one_line_per_request() {
+    let mock = Mock::start(&["--users", "30", "--agents", "30"]);
+    let job = mock.punch_job();
+    let out = sync(&job).arg("-v").run();
+    out.expect(0);
+    let stats = mock.get("/_mock/stats");
+    let sent: u64 = [
+        "source_pages",
+        "service_provider_config",
+        "scim_list",
+        "scim_get",
+        "scim_put",
+        "scim_patch",
+    ]
+    .iter()
+    .map(|k| stats[k].as_u64().unwrap())
+    .sum();
+    let lines: Vec<_> = out
+        .stderr
+        .lines()
+        .filter(|l| l.contains(" -> HTTP ") && l.contains("(attempt 1)"))
+        .collect();
+    assert_eq!(lines.len() as u64, sent, "{stats}\n{}", out.stderr);
+    // Each names the method, the URL and the time it took.
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("GET http://127.0.0.1:") && l.contains("/scim/v2/Users?")),
+        "{}",
+        out.stderr
+    );
+    assert!(lines.iter().all(|l| l.contains(" ms ")), "{}", out.stderr);
+}

@@ -167,6 +167,10 @@ fn fetch_token(agent: &ureq::Agent, oauth: &OAuth2) -> Result<CachedToken> {
         .run(request)
         .map_err(|e| anyhow!("OAuth2 token request to {url} failed: {e}"))?;
     let status = resp.status().as_u16();
+    crate::progress::debug(&format!(
+        "POST {url} -> HTTP {status} in {} ms (token request)",
+        started.elapsed().as_millis()
+    ));
     let body = resp
         .body_mut()
         .with_config()

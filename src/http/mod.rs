@@ -199,6 +199,32 @@ pub(crate) struct Client {
     token: Mutex<Option<CachedToken>>,
 }
 
+/// With `-v`, one line per request sent: method, URL (redacted), what came
+/// back, how long it took and which attempt it was.
+fn log_request(req: &Request, outcome: &Result<Attempt>, took: Duration, attempt: u32) {
+    if !crate::progress::verbose() {
+        return;
+    }
+    let answer = match outcome {
+        Ok(
+            Attempt::Done(resp)
+            | Attempt::Retry {
+                last: Some(resp), ..
+            },
+        ) => {
+            format!("HTTP {}", resp.status)
+        }
+        Ok(Attempt::Retry { reason, .. }) => reason.clone(),
+        Err(e) => format!("{e:#}"),
+    };
+    crate::progress::debug(&format!(
+        "{} {} -> {answer} in {} ms (attempt {attempt})",
+        req.method,
+        display_url(&req.url),
+        took.as_millis()
+    ));
+}
+
 /// Why an attempt failed, and whether another try may help.
 enum Attempt {
     Done(Response),
@@ -276,7 +302,11 @@ impl Client {
             } else {
                 None
             };
-            match self.attempt(req, auth_header.as_ref(), credentials)? {
+            self.wait_for_slot();
+            let started = Instant::now();
+            let outcome = self.attempt(req, auth_header.as_ref(), credentials);
+            log_request(req, &outcome, started.elapsed(), attempt + 1);
+            match outcome? {
                 Attempt::Done(resp) => {
                     if resp.status == 401
                         && credentials
@@ -357,8 +387,6 @@ impl Client {
         auth_header: Option<&(String, SecretString)>,
         credentials: bool,
     ) -> Result<Attempt> {
-        self.wait_for_slot();
-
         let mut builder = ureq::http::Request::builder()
             .method(req.method.as_str())
             .uri(req.url.as_str());
