@@ -47,12 +47,38 @@ pub(crate) struct Report {
     pub source: SourceReport,
     pub sink: SinkReport,
     pub summary: Summary,
+    /// The changes as the contract spells them (a saved plan also keeps each
+    /// agent's version; the report does not).
+    #[serde(serialize_with = "contract_changes")]
     pub changes: Vec<Change>,
     pub unmatched: Vec<Unmatched>,
     pub conflicts: Vec<Conflict>,
     /// Agents whose external ID someone else changed since agentsync set it.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub contested: Vec<Contested>,
+}
+
+/// `changes` without their versions: the contract's change object.
+fn contract_changes<S: serde::Serializer>(changes: &[Change], ser: S) -> Result<S::Ok, S::Error> {
+    #[derive(Serialize)]
+    struct Shown<'a> {
+        action: ChangeKind,
+        email: &'a str,
+        agent_id: &'a str,
+        old_external_id: Option<&'a str>,
+        new_external_id: Option<&'a str>,
+        status: Status,
+        error: Option<&'a str>,
+    }
+    ser.collect_seq(changes.iter().map(|c| Shown {
+        action: c.kind,
+        email: &c.email,
+        agent_id: &c.agent_id,
+        old_external_id: c.old_external_id.as_deref(),
+        new_external_id: c.new_external_id.as_deref(),
+        status: c.status,
+        error: c.error.as_deref(),
+    }))
 }
 
 impl Report {

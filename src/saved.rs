@@ -263,9 +263,17 @@ impl SavedPlan {
 /// Check each planned change against the directory as it is now: a change
 /// whose agent is gone, has another email, or another external ID than the
 /// plan saw is marked `stale` with the reason, and is not to be written.
-pub(crate) fn mark_stale(changes: &mut [Change], agents: &[Agent]) {
+pub(crate) fn mark_stale(
+    changes: &mut [Change],
+    agents: &[Agent],
+    version_of: &dyn Fn(&str) -> Option<String>,
+) {
     let by_id: HashMap<&str, &Agent> = agents.iter().map(|a| (a.id.as_str(), a)).collect();
     for change in changes {
+        let now = change
+            .version
+            .as_ref()
+            .and_then(|_| version_of(&change.agent_id));
         let why = match by_id.get(change.agent_id.as_str()) {
             None => Some("the agent is no longer in the directory".to_owned()),
             Some(agent) if normalize(&agent.email) != normalize(&change.email) => Some(format!(
@@ -280,6 +288,13 @@ pub(crate) fn mark_stale(changes: &mut [Change], agents: &[Agent]) {
                 "changed since the plan: external ID is now {}, the plan saw {}",
                 agent.external_id.as_deref().unwrap_or("(none)"),
                 change.old_external_id.as_deref().unwrap_or("(none)")
+            )),
+            // Same external ID, but the user changed otherwise (another
+            // name, another email address…): the directory's version says so.
+            Some(_) if now.is_some() && now != change.version => Some(format!(
+                "changed since the plan: version {}, the plan saw {}",
+                now.as_deref().unwrap_or_default(),
+                change.version.as_deref().unwrap_or_default()
             )),
             Some(_) => None,
         };
@@ -341,7 +356,7 @@ mod tests {
             agent("4", "renamed@x.com", None),    // another email
             agent("5", "e@x.com", Some("5")),     // done already
         ];
-        mark_stale(&mut changes, &now);
+        mark_stale(&mut changes, &now, &|_| None);
         let statuses: Vec<_> = changes.iter().map(|c| c.status).collect();
         use Status::{Planned, Stale};
         assert_eq!(statuses, [Planned, Stale, Planned, Stale, Stale, Stale]);

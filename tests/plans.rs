@@ -462,3 +462,53 @@ not json
         .collect();
     assert_eq!(events, ["login", "logout"]);
 }
+
+#[test]
+fn an_agent_whose_version_moved_since_the_plan_is_stale() {
+    let mock = Mock::start(&[]);
+    let job = mock.punch_job();
+    let (path, plan) = save_plan(&job, "plan.json");
+    // The plan carries each agent's version as listed.
+    let change = plan["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["action"] == "update")
+        .expect("the demo plan updates stale IDs")
+        .clone();
+    assert!(change["version"].is_string(), "{plan}");
+    // Someone writes the agent again without changing its external ID: the
+    // external ID the plan saw is still there, the version is not.
+    let id = change["agent_id"].as_str().unwrap();
+    set_by_hand(&mock, id, change["old_external_id"].as_str().unwrap());
+
+    let report = agentsync(&["apply", &path])
+        .state(&job)
+        .quiet()
+        .output_json()
+        .expect(3)
+        .json();
+    let moved = report["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["agent_id"] == id)
+        .unwrap();
+    assert_eq!(moved["status"], "stale", "{report}");
+    assert!(
+        moved["error"].as_str().unwrap().contains("version"),
+        "{moved}"
+    );
+    let applied = report["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["status"] == "applied")
+        .count();
+    assert_eq!(applied, planned(&plan).len() - 1, "{report}");
+    assert_eq!(
+        external_ids(&mock)[id].as_deref(),
+        change["old_external_id"].as_str(),
+        "the stale agent was not written"
+    );
+}

@@ -120,6 +120,11 @@ pub(crate) fn sync(mut job: Job, options: RunOptions, progress: &Progress) -> Re
             .list_agents(progress)
             .context("listing the agent directory; nothing was written")?;
         let mut plan = plan::plan(&fetched.users, &agents, job.sync.unlink_missing);
+        // Each change keeps the agent's version as listed: a saved plan
+        // carries it, and its apply leaves an agent whose version moved.
+        for change in &mut plan.changes {
+            change.version = sink.version_of(&change.agent_id);
+        }
         let contested = crate::contested::mark(&mut plan, &agents, &past, job.sync.on_contested);
         let refusal = source_refusal(&job, &fetched, journal::last_success(&past))
             .or_else(|| safety_refusal(&job, &plan));
@@ -430,7 +435,7 @@ pub(crate) fn apply_saved(
             .collect();
         let held_to_limits = !saved.is_revert();
         let mut changes = saved.changes;
-        crate::saved::mark_stale(&mut changes, &agents);
+        crate::saved::mark_stale(&mut changes, &agents, &|id| sink.version_of(id));
         let (stale, fresh): (Vec<Change>, Vec<Change>) =
             changes.into_iter().partition(|c| c.status == Status::Stale);
         if !stale.is_empty() {

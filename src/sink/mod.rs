@@ -45,6 +45,12 @@ pub(crate) trait Sink: Sync {
         Ok(None)
     }
 
+    /// The version (SCIM `meta.version`) the last listing gave the agent
+    /// `id`, where the directory has versions.
+    fn version_of(&self, _id: &str) -> Option<String> {
+        None
+    }
+
     /// How many writes may be in flight at once.
     fn concurrency(&self) -> usize {
         1

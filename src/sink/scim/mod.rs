@@ -105,6 +105,10 @@ impl Sink for ScimSink {
         self.find_by_email(email)
     }
 
+    fn version_of(&self, id: &str) -> Option<String> {
+        self.listed.get(id)?.version.as_deref().map(str::to_owned)
+    }
+
     fn concurrency(&self) -> usize {
         self.options.concurrency
     }
