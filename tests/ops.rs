@@ -235,6 +235,9 @@ fn a_private_ca_is_trusted_only_through_ca_file() {
     let out = fetch(&job.write()).run();
     out.expect(1);
     assert!(out.stderr.contains("certificate"), "{}", out.stderr);
+    // A refused certificate is refused again: one attempt, and the fix named.
+    assert!(out.stderr.contains("ca_file"), "{}", out.stderr);
+    assert!(!out.stderr.contains("attempts"), "{}", out.stderr);
 
     let dir = job.clone().set("ca_file", "certs/ca.pem").write();
     std::fs::create_dir(dir.path("certs")).unwrap();

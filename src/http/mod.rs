@@ -225,6 +225,19 @@ fn log_request(req: &Request, outcome: &Result<Attempt>, took: Duration, attempt
     ));
 }
 
+/// Did the TLS handshake fail on the server's certificate? rustls reports it
+/// inside an I/O error of kind `InvalidData` whose message names the
+/// certificate.
+fn is_certificate_error(err: &ureq::Error) -> bool {
+    match err {
+        ureq::Error::Rustls(_) => true,
+        ureq::Error::Io(e) => {
+            e.kind() == std::io::ErrorKind::InvalidData && e.to_string().contains("certificate")
+        }
+        _ => false,
+    }
+}
+
 /// Why an attempt failed, and whether another try may help.
 enum Attempt {
     Done(Response),
@@ -490,15 +503,20 @@ impl Client {
                 format!("timed out after {}s", self.settings.timeout.as_secs_f64())
             }
             ureq::Error::ConnectionFailed => "connection failed".to_owned(),
+            other if is_certificate_error(other) => format!(
+                "{other} (a server certificate from a private or inspecting CA? add the CA with ca_file)"
+            ),
             other => other.to_string(),
         };
+        // A certificate the trust store refuses is refused again: no retry.
         let transient = !matches!(
             err,
             ureq::Error::BadUri(_)
                 | ureq::Error::Http(_)
                 | ureq::Error::InvalidProxyUrl
                 | ureq::Error::Tls(_)
-        );
+                | ureq::Error::Rustls(_)
+        ) && !is_certificate_error(err);
         if transient && (req.idempotent || never_sent) {
             Ok(Attempt::Retry {
                 reason,
