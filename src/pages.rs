@@ -270,9 +270,13 @@ where
 /// Items seen so far and the page each came from, to notice a listing that
 /// shifted between pages (an item on two pages). Keyed by a hash of the item,
 /// so no copy of every item is kept; callers confirm a hit against the item.
+///
+/// The items come from a server, so the hash is seeded per run (foldhash's
+/// random state): fast, without SipHash's cost on every user of a million.
 #[derive(Default)]
 pub(crate) struct Seen {
-    at: HashMap<u64, (u64, usize)>,
+    hasher: foldhash::fast::RandomState,
+    at: HashMap<u64, (u64, usize), foldhash::fast::RandomState>,
 }
 
 impl Seen {
@@ -288,8 +292,8 @@ impl Seen {
         page: u64,
         slot: usize,
     ) -> Option<(u64, usize)> {
-        use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
-        let key = BuildHasherDefault::<DefaultHasher>::default().hash_one(item);
+        use std::hash::BuildHasher;
+        let key = self.hasher.hash_one(item);
         self.at.insert(key, (page, slot))
     }
 }

@@ -212,7 +212,9 @@ enum Agents {
 
 /// Match `users` to `agents` and compute the plan.
 pub(crate) fn plan(users: &[User], agents: &[Agent], unlink_missing: bool) -> Plan {
-    let mut source: HashMap<Cow<'_, str>, Ids<'_>> = HashMap::with_capacity(users.len());
+    // Keys are emails from servers: a seeded fast hash (foldhash), not SipHash.
+    let mut source: HashMap<Cow<'_, str>, Ids<'_>, foldhash::fast::RandomState> =
+        HashMap::with_capacity_and_hasher(users.len(), foldhash::fast::RandomState::default());
     for user in users {
         let id = user.id.as_str();
         source
@@ -232,7 +234,8 @@ pub(crate) fn plan(users: &[User], agents: &[Agent], unlink_missing: bool) -> Pl
             })
             .or_insert(Ids::One(id));
     }
-    let mut directory: HashMap<Cow<'_, str>, Agents> = HashMap::with_capacity(agents.len());
+    let mut directory: HashMap<Cow<'_, str>, Agents, foldhash::fast::RandomState> =
+        HashMap::with_capacity_and_hasher(agents.len(), foldhash::fast::RandomState::default());
     for (i, agent) in agents.iter().enumerate() {
         directory
             .entry(key(&agent.email))
