@@ -272,7 +272,7 @@ where
 /// so no copy of every item is kept; callers confirm a hit against the item.
 ///
 /// The items come from a server, so the hash is seeded per run (foldhash's
-/// random state): fast, without SipHash's cost on every user of a million.
+/// random state): fast, without the cost of `SipHash` on every user of a million.
 #[derive(Default)]
 pub(crate) struct Seen {
     hasher: foldhash::fast::RandomState,
