@@ -392,11 +392,7 @@ fn action_line(
 
 /// The journal of a job, or why there is none.
 fn journal_path(job: &Job) -> Result<&Path> {
-    job.sync.journal.as_deref().ok_or_else(|| {
-        anyhow::anyhow!(
-            "no state directory to find the journal in: set AGENTSYNC_STATE_DIR (or STATE_DIRECTORY, XDG_STATE_HOME, HOME), or [sync] journal"
-        )
-    })
+    job.sync.journal.as_deref().ok_or_else(engine::no_state_dir)
 }
 
 fn history(config: Option<&Path>, output: Output) -> Result<Ending> {
