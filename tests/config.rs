@@ -7,24 +7,11 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
+use common::CONFIG_SECRETS as SECRETS;
 use common::{Job, agentsync};
 use serde_json::Value;
 
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
-
-/// The secrets the bundled configs read from the environment.
-const SECRETS: [&str; 10] = [
-    "WORKFORCE_TOKEN",
-    "ROSTER_API_KEY",
-    "TALKDESK_CLIENT_ID",
-    "TALKDESK_CLIENT_SECRET",
-    "PEOPLE_USER",
-    "PEOPLE_PASSWORD",
-    "GIT_TOKEN",
-    "TALKDESK_SCIM_TOKEN",
-    "TIMECLOCK_TOKEN",
-    "SCHEDULER_TOKEN",
-];
 
 fn committed_schema() -> Value {
     let text = std::fs::read_to_string(format!("{ROOT}/schema/agentsync.schema.json")).unwrap();

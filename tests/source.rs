@@ -720,22 +720,9 @@ fn every_bundled_config_is_valid() {
         .collect();
     configs.sort();
     assert!(configs.len() >= 8, "{configs:?}");
-    // The secrets the examples read from the environment.
-    let secrets = [
-        "WORKFORCE_TOKEN",
-        "ROSTER_API_KEY",
-        "TALKDESK_CLIENT_ID",
-        "TALKDESK_CLIENT_SECRET",
-        "PEOPLE_USER",
-        "PEOPLE_PASSWORD",
-        "GIT_TOKEN",
-        "TALKDESK_SCIM_TOKEN",
-        "TIMECLOCK_TOKEN",
-        "SCHEDULER_TOKEN",
-    ];
     for config in &configs {
         let check = agentsync(&["check", "--config", config.to_str().unwrap()]);
-        let out = secrets
+        let out = common::CONFIG_SECRETS
             .iter()
             .fold(check, |run, name| run.env(name, "secret-value"))
             .run();

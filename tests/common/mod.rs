@@ -421,3 +421,19 @@ pub fn one_page_source<I: AsRef<str>, E: AsRef<str>>(users: &[(I, E)]) -> Server
     let body = serde_json::json!({ "users": users });
     Server::start(move |_| Resp::value(&body))
 }
+
+/// The secrets the bundled configs (`configs/`, `configs/examples/`) read
+/// from the environment.
+#[allow(dead_code)] // not every test file checks the bundled configs
+pub const CONFIG_SECRETS: [&str; 10] = [
+    "WORKFORCE_TOKEN",
+    "ROSTER_API_KEY",
+    "TALKDESK_CLIENT_ID",
+    "TALKDESK_CLIENT_SECRET",
+    "PEOPLE_USER",
+    "PEOPLE_PASSWORD",
+    "GIT_TOKEN",
+    "TALKDESK_SCIM_TOKEN",
+    "TIMECLOCK_TOKEN",
+    "SCHEDULER_TOKEN",
+];
