@@ -461,6 +461,7 @@ fn mock_options(args: &MockArgs) -> mock::MockOptions {
         users: args.users,
         agents: args.agents,
         page_size: usize::try_from(args.page_size).unwrap_or(usize::MAX),
+        max_results: usize::try_from(args.max_page_size).unwrap_or(usize::MAX),
         latency_ms: args.latency_ms,
         log: true,
         patch: !args.no_patch,
@@ -498,6 +499,12 @@ fn demo(args: &MockArgs) -> Result<Ending> {
         let mut job = config::load(p)?;
         job.sync.journal = Some(dir.path().join("punch.journal.jsonl"));
         job.sync.lock = Some(dir.path().join("punch.lock"));
+        if let Some(config::SinkSpec::Scim {
+            directory_cache, ..
+        }) = job.sink.as_mut()
+        {
+            *directory_cache = Some(dir.path().join("punch.directory.json"));
+        }
         Ok(job)
     };
 

@@ -176,12 +176,13 @@ fn sink(spec: &SinkSpec, kind: &'static str) -> SinkDescription {
             email_attribute,
             page_size,
             max_pages,
+            ..
         } => SinkDescription {
             kind,
             base_url: Some(display_url(&endpoint.base_url)),
             update: Some(update.name()),
             email_attribute: Some(email_attribute.name()),
-            page_size: Some(*page_size),
+            page_size: *page_size,
             max_pages: Some(*max_pages),
             path: None,
         },
@@ -230,9 +231,12 @@ impl Render for Description {
             Some(s) => {
                 let place = s.base_url.as_deref().or(s.path.as_deref()).unwrap_or("");
                 writeln!(out, "sink       kind = {:?} {place}", s.kind)?;
-                if let (Some(update), Some(attribute), Some(size), Some(pages)) =
-                    (s.update, s.email_attribute, s.page_size, s.max_pages)
+                if let (Some(update), Some(attribute), Some(pages)) =
+                    (s.update, s.email_attribute, s.max_pages)
                 {
+                    let size = s
+                        .page_size
+                        .map_or_else(|| "the directory's largest".to_owned(), |n| n.to_string());
                     writeln!(
                         out,
                         "  writes   update = {update:?}, email_attribute = {attribute:?}, page_size = {size}, max_pages = {pages}"

@@ -241,7 +241,7 @@ endpoint_table! {
         /// `kind = "file"`: the `.json` (array of objects) or `.csv` (header row) file, relative to the config.
         #[schemars(with = "Option<String>")]
         path: Option<Spanned<String>>,
-        /// SCIM listing page size, capped at the directory's maximum (default 100).
+        /// SCIM listing page size, capped at the directory's maximum (default: the directory's `filter.maxResults`, at most 10000, else 1000).
         #[schemars(with = "Option<usize>")]
         page_size: Option<Spanned<usize>>,
         /// Listing pages read at most; a directory that needs more is an error (default 10000).

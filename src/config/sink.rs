@@ -20,7 +20,11 @@ pub(crate) const TALKDESK_CLIENT_SECRET_ENV: &str = "TALKDESK_CLIENT_SECRET";
 pub(crate) enum SinkSpec {
     Scim {
         endpoint: Box<Endpoint>,
-        page_size: usize,
+        /// Users per listing page; `None`: the directory's largest.
+        page_size: Option<usize>,
+        /// Where the directory's `/ServiceProviderConfig` answer is kept
+        /// between runs (the state directory); `None` without one.
+        directory_cache: Option<PathBuf>,
         /// Listing pages read at most; more is an error.
         max_pages: u64,
         update: UpdateMode,
@@ -70,9 +74,15 @@ impl SinkSpec {
                     Some(p) if *p.get_ref() == 0 => {
                         return Err(ctx.err_at(p, "[sink] page_size must be at least 1"));
                     }
-                    Some(p) => *p.get_ref(),
-                    None => 100,
+                    Some(p) => Some(*p.get_ref()),
+                    None => None,
                 };
+                let directory_cache = crate::state::state_dir(ctx.env()).map(|d| {
+                    d.join(format!(
+                        "{}.directory.json",
+                        crate::state::file_stem(config_path)
+                    ))
+                });
                 let max_pages = match &s.max_pages {
                     Some(p) if *p.get_ref() == 0 => {
                         return Err(ctx.err_at(p, "[sink] max_pages must be at least 1"));
@@ -88,6 +98,7 @@ impl SinkSpec {
                 Ok(SinkSpec::Scim {
                     endpoint: Box::new(endpoint),
                     page_size,
+                    directory_cache,
                     max_pages,
                     update: s.update.unwrap_or(default_update),
                     email_attribute: s.email_attribute.unwrap_or(EmailAttribute::UserName),
@@ -230,7 +241,7 @@ mod tests {
             "https://api.talkdeskapp.eu/scim/v2"
         );
         assert_eq!(endpoint.settings.rate_limit, 4.0);
-        assert_eq!((update, page_size), (UpdateMode::Put, 100));
+        assert_eq!((update, page_size), (UpdateMode::Put, None));
         let Some(Auth::OAuth2(oauth)) = &endpoint.auth else {
             panic!("not oauth2");
         };

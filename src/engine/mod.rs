@@ -67,6 +67,7 @@ pub(crate) fn open_sink(job: &mut Job) -> Result<Box<dyn Sink>> {
         Some(SinkSpec::Scim {
             endpoint,
             page_size,
+            directory_cache,
             max_pages,
             update,
             email_attribute,
@@ -81,6 +82,7 @@ pub(crate) fn open_sink(job: &mut Job) -> Result<Box<dyn Sink>> {
             };
             let options = crate::sink::scim::ScimOptions {
                 page_size: *page_size,
+                directory_cache: directory_cache.clone(),
                 max_pages: *max_pages,
                 concurrency,
                 update: *update,
@@ -113,12 +115,7 @@ pub(crate) fn sync(mut job: Job, options: RunOptions, progress: &Progress) -> Re
         sink.prepare()
             .context("reading the agent directory's configuration; nothing was written")?;
         let client = job.source.endpoint.client();
-        let fetched = source::fetch(&job, &client, None, progress)
-            .context("reading the source; nothing was written")?;
-        check_min_users(&job, &fetched)?;
-        let agents = sink
-            .list_agents(progress)
-            .context("listing the agent directory; nothing was written")?;
+        let (fetched, agents) = read_both(&job, &client, sink.as_mut(), progress)?;
         let mut plan = plan::plan(&fetched.users, &agents, job.sync.unlink_missing);
         // Each change keeps the agent's version as listed: a saved plan
         // carries it, and its apply leaves an agent whose version moved.
@@ -140,6 +137,47 @@ pub(crate) fn sync(mut job: Job, options: RunOptions, progress: &Progress) -> Re
         )
     })();
     Books::close(books, &job, result, &past)
+}
+
+/// Read the source and list the directory at the same time: they are
+/// independent, and at a rate limit each is mostly waiting. When one fails,
+/// the other stops before its next request, and the first failure is the
+/// one reported (the source's when both failed on their own, as when they
+/// were read in turn).
+fn read_both(
+    job: &Job,
+    client: &crate::http::Client,
+    sink: &mut dyn Sink,
+    progress: &Progress,
+) -> Result<(Fetched, Vec<crate::sink::Agent>)> {
+    let (fetched, agents) = std::thread::scope(|scope| {
+        let reading = scope.spawn(|| {
+            let fetched = source::fetch(job, client, None, progress)
+                .context("reading the source; nothing was written")
+                .and_then(|fetched| check_min_users(job, &fetched).map(|()| fetched));
+            if fetched.is_err() {
+                progress.halt();
+            }
+            fetched
+        });
+        let agents = sink
+            .list_agents(progress)
+            .context("listing the agent directory; nothing was written");
+        if agents.is_err() {
+            progress.halt();
+        }
+        let fetched = reading
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+        (fetched, agents)
+    });
+    let halted = |e: &anyhow::Error| e.downcast_ref::<crate::pages::Halted>().is_some();
+    match (fetched, agents) {
+        (Ok(fetched), Ok(agents)) => Ok((fetched, agents)),
+        (Err(e), Ok(_)) | (Ok(_), Err(e)) => Err(e),
+        (Err(source), Err(listing)) if halted(&source) && !halted(&listing) => Err(listing),
+        (Err(source), Err(_)) => Err(source),
+    }
 }
 
 /// The runs journaled so far (none for a dry run without a journal).

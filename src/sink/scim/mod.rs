@@ -29,9 +29,12 @@ const SCIM_JSON: &str = "application/scim+json";
 const PATCH_OP: &str = "urn:ietf:params:scim:api:messages:2.0:PatchOp";
 
 /// How the sink reads and writes, from `[sink]`.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub(crate) struct ScimOptions {
-    pub page_size: usize,
+    /// Users per listing page; `None`: the directory's largest.
+    pub page_size: Option<usize>,
+    /// Where the `/ServiceProviderConfig` answer is kept between runs.
+    pub directory_cache: Option<std::path::PathBuf>,
     /// Listing pages read at most; a listing with more is an error.
     pub max_pages: u64,
     /// Listing pages fetched at once once the first told the total, and
@@ -58,7 +61,7 @@ impl ScimSink {
             client,
             base_url,
             options: ScimOptions {
-                page_size: options.page_size.max(1),
+                page_size: options.page_size.map(|n| n.max(1)),
                 max_pages: options.max_pages.max(1),
                 concurrency: options.concurrency.max(1),
                 ..options
@@ -188,7 +191,8 @@ mod tests {
 
     pub(super) fn options(update: UpdateMode, email_attribute: EmailAttribute) -> ScimOptions {
         ScimOptions {
-            page_size: 10,
+            page_size: Some(10),
+            directory_cache: None,
             max_pages: 10_000,
             concurrency: 1,
             update,

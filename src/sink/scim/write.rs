@@ -156,6 +156,11 @@ impl ScimSink {
         if resp.status == 412 {
             return Ok(false);
         }
+        if matches!(resp.status, 400 | 401 | 403 | 405 | 501) {
+            // Refused: what the directory said of itself (PUT or PATCH, ...)
+            // may be out of date; the next run asks it again.
+            self.forget_directory();
+        }
         refusing(expect_success(resp, &req.method, &req.url))?;
         Ok(true)
     }
@@ -264,7 +269,7 @@ mod tests {
             client,
             base,
             ScimOptions {
-                page_size: 2,
+                page_size: Some(2),
                 concurrency: 2,
                 ..options(UpdateMode::Put, EmailAttribute::UserName)
             },
