@@ -36,6 +36,7 @@ mod sink;
 mod source;
 mod state;
 mod template;
+mod term;
 
 use std::process::ExitCode;
 
@@ -63,14 +64,14 @@ pub fn main() -> ExitCode {
         1
     });
     progress::set_log_format(cli.global.log_format);
-    output::set_color(cli.global.color);
+    term::set_color(cli.global.color);
     let result = commands::dispatch(cli);
     let code = exit::code(&result);
     match &result {
         Ok(exit::Ending::Refused(why)) => progress::error(&exit::refusal_message(why), code),
-        Err(err) => match err.downcast_ref::<config::ConfigError>() {
-            Some(config) => config.report(code),
-            None => progress::error(&format!("{err:#}"), code),
+        Err(err) => match err.downcast_ref::<exit::Error>() {
+            Some(exit::Error::Invalid(invalid)) => invalid.report(code),
+            _ => progress::error(&format!("{err:#}"), code),
         },
         Ok(_) => {}
     }

@@ -12,8 +12,8 @@ use std::time::{Duration, SystemTime};
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde_json::{Map, Value};
 
-use crate::output::{self, Paint, escape, style};
 use crate::redact::redact;
+use crate::term::{self, Paint, escape, style};
 
 static VERBOSITY: AtomicU8 = AtomicU8::new(1);
 static JSON: AtomicBool = AtomicBool::new(false);
@@ -113,7 +113,7 @@ pub(crate) fn line(level: Level, message: &str, fields: &[(&str, Value)]) {
         Value::Object(object).to_string()
     } else {
         let message = escape(&message);
-        let paint = output::color_stderr();
+        let paint = term::color_stderr();
         let tag = |style, word: &str| {
             if paint {
                 Paint(style, word).to_string()
