@@ -1,5 +1,5 @@
-//! The commands: each turns its parsed arguments into calls of the engine (or
-//! of the source, the mock, the journal) and prints the result through
+//! The commands: each loads its config, calls the engine (or the source, the
+//! action module, the mock, the journal) and prints the result's view through
 //! [`crate::output`]. How a command ends becomes its exit code in
 //! [`crate::exit`].
 
@@ -35,7 +35,12 @@ pub(crate) fn dispatch(cli: Cli) -> Result<Ending> {
         Some(Command::Sync(args)) => sync(config, &args, output),
         Some(Command::Fetch { pages }) => fetch(config, pages, output),
         Some(Command::Check) => check(config, output),
-        Some(Command::Schema) => config::schema::print(),
+        Some(Command::Schema) => {
+            let mut out = std::io::stdout().lock();
+            let text = config::schema::text();
+            exit::stdout(out.write_all(text.as_bytes()).and_then(|()| out.flush()))?;
+            Ok(Ending::Success)
+        }
         #[cfg(feature = "mock")]
         Some(Command::Mock(args)) => {
             mock::serve(mock_options(&args))?;

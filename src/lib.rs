@@ -5,7 +5,9 @@
 //! `http`, `pages`, `paginate`, `source`) → **mapping** of each record to
 //! `{id, email}` with jq (`mapping`) → **match and plan** against the agent
 //! directory (`plan`) → **apply** through a sink (`engine`, `sink`) →
-//! **journal** (`state`) → **report** (`report`, `output`, `progress`).
+//! **journal** (`state`) → **report** (`report`, printed through `output`).
+//! Everything prints through the ground floor (`term`, `redact`) and logging
+//! (`progress`); docs/architecture.md has the floors.
 //! `commands` turns each subcommand into those calls; [`main`] turns how it
 //! ended into an exit code (`exit`).
 

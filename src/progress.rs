@@ -42,7 +42,7 @@ fn verbosity() -> u8 {
     VERBOSITY.load(Ordering::Relaxed)
 }
 
-pub(crate) fn json() -> bool {
+fn json() -> bool {
     JSON.load(Ordering::Relaxed)
 }
 
@@ -152,6 +152,22 @@ pub(crate) fn warn(msg: &str) {
 /// The error that ends the command (always shown).
 pub(crate) fn error(msg: &str, exit_code: u8) {
     line(Level::Error, msg, &[("exit_code", exit_code.into())]);
+}
+
+/// Text that belongs to the error just told (the config's line with a caret
+/// under the column), in text logs only: JSON lines carry the error alone.
+/// `text` is escaped and masked by its maker.
+pub(crate) fn error_detail(text: &str) {
+    if json() {
+        return;
+    }
+    let write = || {
+        let _ = writeln!(std::io::stderr().lock(), "{text}");
+    };
+    match bars() {
+        Some(multi) => multi.suspend(write),
+        None => write(),
+    }
 }
 
 /// Progress of the run's stages. Cheap to pass around by reference; bars are

@@ -23,15 +23,35 @@ use std::path::{Path, PathBuf};
 
 const MAX_LINES: usize = 600;
 
-/// Modules that sit low: they never import the commands' floors.
+/// Modules that sit low (docs/architecture.md, floors 1 to 3).
 const LOW: &[&str] = &[
-    "term", "redact", "progress", "output", "config", "template", "request", "http", "pages",
-    "paginate", "mapping", "plan", "sink", "state",
+    "term",
+    "redact",
+    "exit",
+    "progress",
+    "output",
+    "config",
+    "template",
+    "request",
+    "http",
+    "pages",
+    "paginate",
+    "mapping",
+    "jq_budget",
+    "plan",
+    "contested",
+    "sink",
+    "state",
+    "signals",
 ];
-/// What the low modules never import.
-const HIGH: &[&str] = &["cli", "commands", "engine", "action", "describe", "listen"];
-/// The ground floor: imports nothing of the crate.
-const GROUND: &[&str] = &["term", "redact"];
+/// What the low modules never import: the runs and the top.
+const HIGH: &[&str] = &[
+    "source", "saved", "report", "engine", "action", "describe", "listen", "cli", "commands", "lib",
+];
+/// Imports nothing of the crate.
+const GROUND: &[&str] = &["term", "redact", "exit"];
+/// Logging and output: on the ground floor only.
+const ON_GROUND: &[&str] = &["progress", "output"];
 
 // ---------------------------------------------------------------------------
 // Reading the source
@@ -679,7 +699,7 @@ fn low_modules_never_import_the_commands_floors() {
             if GROUND.contains(&from_room.as_str()) {
                 wrong.push(format!("{from} -> {to} (the ground floor imports nothing)"));
             }
-            if from_room == "progress" && !GROUND.contains(&to_room.as_str()) {
+            if ON_GROUND.contains(&from_room.as_str()) && !GROUND.contains(&to_room.as_str()) {
                 wrong.push(format!(
                     "{from} -> {to} (logging sits on the ground floor only)"
                 ));

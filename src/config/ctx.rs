@@ -79,13 +79,10 @@ impl crate::exit::Invalid for ConfigError {
     /// (one JSON line each with `--log-format json`), then in text its line
     /// of the file with a caret.
     fn report(&self, exit_code: u8) {
-        use std::io::Write as _;
         for error in std::iter::once(self).chain(&self.more) {
             crate::progress::error(&error.headline(), exit_code);
-            if !crate::progress::json()
-                && let Some(snippet) = error.snippet()
-            {
-                let _ = writeln!(std::io::stderr().lock(), "{snippet}");
+            if let Some(snippet) = error.snippet() {
+                crate::progress::error_detail(&snippet);
             }
         }
         if !self.more.is_empty() {
