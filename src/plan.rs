@@ -207,115 +207,122 @@ pub(crate) fn natural_cmp(left: &str, right: &str) -> Ordering {
     (x.len() - i).cmp(&(y.len() - j)).then_with(|| x.cmp(y))
 }
 
-/// The distinct IDs one source email carries: nearly always one.
-enum Ids<'a> {
-    One(&'a str),
-    /// Sorted, distinct: a conflict.
-    Many(Vec<&'a str>),
-}
-
-/// The agents with one email: nearly always one.
-enum Agents {
-    One(usize),
-    Many(Vec<usize>),
-}
-
 /// Match `users` to `agents` and compute the plan.
-pub(crate) fn plan(users: &[User], agents: &[Agent], unlink_missing: bool) -> Plan {
-    // Keys are emails from servers: a seeded fast hash (foldhash), not SipHash.
-    let mut source: HashMap<Cow<'_, str>, Ids<'_>, foldhash::fast::RandomState> =
-        HashMap::with_capacity_and_hasher(users.len(), foldhash::fast::RandomState::default());
-    for user in users {
-        let id = user.id.as_str();
-        source
-            .entry(key(&user.email))
-            .and_modify(|ids| match ids {
-                Ids::One(first) if *first == id => {}
-                Ids::One(first) => {
-                    let mut all = vec![*first, id];
-                    all.sort_unstable();
-                    *ids = Ids::Many(all);
-                }
-                Ids::Many(all) => {
-                    if let Err(at) = all.binary_search(&id) {
-                        all.insert(at, id);
-                    }
-                }
-            })
-            .or_insert(Ids::One(id));
-    }
-    let mut directory: HashMap<Cow<'_, str>, Agents, foldhash::fast::RandomState> =
-        HashMap::with_capacity_and_hasher(agents.len(), foldhash::fast::RandomState::default());
-    for (i, agent) in agents.iter().enumerate() {
-        directory
-            .entry(key(&agent.email))
-            .and_modify(|at| match at {
-                Agents::One(first) => *at = Agents::Many(vec![*first, i]),
-                Agents::Many(all) => all.push(i),
-            })
-            .or_insert(Agents::One(i));
-    }
+///
+/// Both sides are sorted by email key and walked side by side: besides the
+/// plan, this holds one (key, index) pair per user and per agent, where hash
+/// maps of emails cost several times that at a million users. The users are
+/// let go before the changes are made: the IDs the changes set move into
+/// them.
+pub(crate) fn plan(mut users: Vec<User>, agents: &[Agent], unlink_missing: bool) -> Plan {
+    // Users by (key, id): one email's users are adjacent, their ids sorted.
+    let mut source: Vec<(Cow<'_, str>, usize)> = users
+        .iter()
+        .enumerate()
+        .map(|(i, u)| (key(&u.email), i))
+        .collect();
+    source.sort_unstable_by(|a, b| {
+        a.0.cmp(&b.0)
+            .then_with(|| users[a.1].id.cmp(&users[b.1].id))
+    });
+    // Agents by (key, listing order).
+    let mut directory: Vec<(Cow<'_, str>, usize)> = agents
+        .iter()
+        .enumerate()
+        .map(|(i, a)| (key(&a.email), i))
+        .collect();
+    directory.sort_unstable_by(|a, b| a.0.cmp(&b.0).then(a.1.cmp(&b.1)));
 
     let mut plan = Plan {
         linked_agents: agents.iter().filter(|a| a.external_id.is_some()).count(),
         ..Plan::default()
     };
-
-    for (email, ids) in &source {
-        match ids {
-            Ids::Many(all) => plan.conflicts.push(Conflict {
-                email: email.to_string(),
-                reason: format!("{} ids in the source: {}", all.len(), all.join(", ")),
-            }),
-            Ids::One(id) if !directory.contains_key(email) => plan.unmatched.push(Unmatched {
-                email: email.to_string(),
-                external_id: (*id).to_owned(),
-            }),
-            Ids::One(_) => {}
+    // The changes, as (kind, the agent's place in `directory`, the user
+    // whose ID it is to get), made into records once sorted.
+    let mut pending: Vec<(ChangeKind, usize, Option<usize>)> = Vec::new();
+    let (mut s, mut d) = (0, 0);
+    while s < source.len() || d < directory.len() {
+        let email = match (source.get(s), directory.get(d)) {
+            (Some(u), Some(a)) => u.0.as_ref().min(a.0.as_ref()),
+            (Some(u), None) => u.0.as_ref(),
+            (None, Some(a)) => a.0.as_ref(),
+            (None, None) => break,
+        };
+        let group = |side: &[(Cow<'_, str>, usize)], from: usize| {
+            from + side[from..].iter().take_while(|e| e.0 == email).count()
+        };
+        let (s_end, d_end) = (group(&source, s), group(&directory, d));
+        // The distinct ids this email carries in the source.
+        let mut ids: Vec<&str> = source[s..s_end]
+            .iter()
+            .map(|e| users[e.1].id.as_str())
+            .collect();
+        ids.dedup();
+        if ids.len() > 1 {
+            plan.conflicts.push(Conflict {
+                email: email.to_owned(),
+                reason: format!("{} ids in the source: {}", ids.len(), ids.join(", ")),
+            });
         }
-    }
-
-    // The changes, as (kind, email key, agent, new ID), made into records once sorted.
-    let mut pending: Vec<(ChangeKind, &str, usize, Option<&str>)> = Vec::new();
-    for (email, at) in &directory {
-        let i = match at {
-            Agents::One(i) => *i,
-            Agents::Many(all) => {
-                let list: Vec<&str> = all.iter().map(|&i| agents[i].id.as_str()).collect();
+        match &directory[d..d_end] {
+            [] => {
+                if let [id] = ids[..] {
+                    plan.unmatched.push(Unmatched {
+                        email: email.to_owned(),
+                        external_id: id.to_owned(),
+                    });
+                }
+            }
+            [(_, i)] if ids.len() <= 1 => {
+                let agent = &agents[*i];
+                let wanted = ids.first().copied();
+                let user = (s < s_end).then(|| source[s].1);
+                let kind = match (agent.external_id.as_deref(), wanted) {
+                    (None, Some(_)) => Some(ChangeKind::Link),
+                    // Sinks trim what they read back: an ID that differs only
+                    // in its surrounding spaces is already there.
+                    (Some(old), Some(new)) if old.trim() != new.trim() => Some(ChangeKind::Update),
+                    (Some(_), None) if unlink_missing => Some(ChangeKind::Unlink),
+                    (Some(_), Some(_)) => {
+                        plan.unchanged += 1;
+                        None
+                    }
+                    (_, None) => None,
+                };
+                if let Some(kind) = kind {
+                    pending.push((kind, d, user));
+                }
+            }
+            [_] => {} // the source's conflict, reported above
+            many => {
+                let list: Vec<&str> = many.iter().map(|e| agents[e.1].id.as_str()).collect();
                 plan.conflicts.push(Conflict {
-                    email: email.to_string(),
-                    reason: format!("{} agents have this email: {}", all.len(), list.join(", ")),
+                    email: email.to_owned(),
+                    reason: format!("{} agents have this email: {}", list.len(), list.join(", ")),
                 });
-                continue;
             }
-        };
-        let agent = &agents[i];
-        let wanted = match source.get(email) {
-            Some(Ids::Many(_)) => continue, // conflict, reported above
-            Some(Ids::One(id)) => Some(*id),
-            None => None,
-        };
-        let kind = match (agent.external_id.as_deref(), wanted) {
-            (None, Some(_)) => ChangeKind::Link,
-            // Sinks trim what they read back: an ID that differs only in its
-            // surrounding spaces is already there.
-            (Some(old), Some(new)) if old.trim() != new.trim() => ChangeKind::Update,
-            (Some(_), None) if unlink_missing => ChangeKind::Unlink,
-            (Some(_), Some(_)) => {
-                plan.unchanged += 1;
-                continue;
-            }
-            (_, None) => continue,
-        };
-        pending.push((kind, email, i, wanted));
+        }
+        (s, d) = (s_end, d_end);
     }
     drop(source);
     // Keys are distinct (two agents with one email are a conflict), so the
     // order is fully decided by (kind, email key).
-    pending.sort_unstable_by(|a, b| a.0.cmp(&b.0).then_with(|| natural_cmp(a.1, b.1)));
+    pending.sort_unstable_by(|a, b| {
+        a.0.cmp(&b.0)
+            .then_with(|| natural_cmp(&directory[a.1].0, &directory[b.1].0))
+    });
+    // Each user gives its ID to one change at most (its email has one agent).
+    let pending: Vec<(usize, Option<String>)> = pending
+        .into_iter()
+        .map(|(_, at, user)| {
+            let wanted = user.map(|u| std::mem::take(&mut users[u].id));
+            (directory[at].1, wanted)
+        })
+        .collect();
+    drop((directory, users));
     plan.changes = pending
         .into_iter()
-        .map(|(_, _, i, wanted)| Change::setting(&agents[i], wanted.map(str::to_owned)))
+        .map(|(i, wanted)| Change::setting(&agents[i], wanted))
         .collect();
     plan.unmatched
         .sort_unstable_by(|a, b| natural_cmp(&a.email, &b.email));

@@ -37,18 +37,32 @@ pub(crate) struct Fetched {
     pub skipped: Vec<Skipped>,
     /// Stopped early on purpose (`fetch --pages N`): not a complete snapshot.
     pub sampled: bool,
+    /// How many users were read, kept when `users` is handed to the plan.
+    taken: usize,
 }
 
 /// The most users room is made for ahead of time.
 const MAX_RESERVED_USERS: usize = 1 << 20;
 
 impl Fetched {
+    /// The users read (also once they were handed to the plan).
+    pub(crate) fn user_count(&self) -> usize {
+        self.users.len().max(self.taken)
+    }
+
+    /// The users, for the plan to consume: a run at a million users does not
+    /// hold them and the plan's changes at once. The count stays.
+    pub(crate) fn take_users(&mut self) -> Vec<User> {
+        self.taken = self.user_count();
+        std::mem::take(&mut self.users)
+    }
+
     /// `N users from N records in N pages[, N skipped]`.
     pub(crate) fn summary(&self) -> String {
         use crate::term::count;
         format!(
             "{} from {} in {}{}",
-            count(self.users.len() as u64, "user"),
+            count(self.user_count() as u64, "user"),
             count(self.records, "record"),
             count(self.pages, "page"),
             if self.skipped.is_empty() {

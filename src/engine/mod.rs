@@ -115,8 +115,8 @@ pub(crate) fn sync(mut job: Job, options: RunOptions, progress: &Progress) -> Re
         sink.prepare()
             .context("reading the agent directory's configuration; nothing was written")?;
         let client = job.source.endpoint.client();
-        let (fetched, agents) = read_both(&job, &client, sink.as_mut(), progress)?;
-        let mut plan = plan::plan(&fetched.users, &agents, job.sync.unlink_missing);
+        let (mut fetched, agents) = read_both(&job, &client, sink.as_mut(), progress)?;
+        let mut plan = plan::plan(fetched.take_users(), &agents, job.sync.unlink_missing);
         // Each change keeps the agent's version as listed: a saved plan
         // carries it, and its apply leaves an agent whose version moved.
         for change in &mut plan.changes {

@@ -3,7 +3,6 @@
 //! one by email with a filter, and replace (PUT) or patch (PATCH) one user's
 //! `externalId` in one request, guarded by `If-Match` when users carry versions.
 
-use std::collections::HashMap;
 use std::sync::OnceLock;
 
 use anyhow::{Result, anyhow};
@@ -23,7 +22,7 @@ mod lookup;
 mod write;
 
 use discovery::Found;
-use listing::Listed;
+use listing::ListedUsers;
 
 const SCIM_JSON: &str = "application/scim+json";
 const PATCH_OP: &str = "urn:ietf:params:scim:api:messages:2.0:PatchOp";
@@ -52,7 +51,7 @@ pub(crate) struct ScimSink {
     found: OnceLock<Found>,
     /// What a write needs of each listed user that the agent does not hold:
     /// its version, and for a PUT the resource itself.
-    listed: HashMap<Box<str>, Listed>,
+    listed: ListedUsers,
 }
 
 impl ScimSink {
@@ -67,7 +66,7 @@ impl ScimSink {
                 ..options
             },
             found: OnceLock::new(),
-            listed: HashMap::new(),
+            listed: ListedUsers::default(),
         }
     }
 
