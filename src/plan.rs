@@ -172,6 +172,17 @@ fn key(email: &str) -> Cow<'_, str> {
     }
 }
 
+/// The order of two emails' keys ([`key`]), without making the keys.
+fn key_cmp(a: &str, b: &str) -> Ordering {
+    let (a, b) = (a.trim(), b.trim());
+    if a == b {
+        return Ordering::Equal;
+    }
+    a.bytes()
+        .map(|c| c.to_ascii_lowercase())
+        .cmp(b.bytes().map(|c| c.to_ascii_lowercase()))
+}
+
 /// Natural order: digit runs compare as numbers (`user+2` before `user+11`),
 /// everything else byte by byte; strings equal that way fall back to byte
 /// order, so the order is total and deterministic.
@@ -216,51 +227,49 @@ pub(crate) fn natural_cmp(left: &str, right: &str) -> Ordering {
 /// them.
 pub(crate) fn plan(mut users: Vec<User>, agents: &[Agent], unlink_missing: bool) -> Plan {
     // Users by (key, id): one email's users are adjacent, their ids sorted.
-    let mut source: Vec<(Cow<'_, str>, usize)> = users
-        .iter()
-        .enumerate()
-        .map(|(i, u)| (key(&u.email), i))
-        .collect();
-    source.sort_unstable_by(|a, b| {
-        a.0.cmp(&b.0)
-            .then_with(|| users[a.1].id.cmp(&users[b.1].id))
+    let mut source: Vec<usize> = (0..users.len()).collect();
+    source.sort_unstable_by(|&a, &b| {
+        key_cmp(&users[a].email, &users[b].email).then_with(|| users[a].id.cmp(&users[b].id))
     });
     // Agents by (key, listing order).
-    let mut directory: Vec<(Cow<'_, str>, usize)> = agents
-        .iter()
-        .enumerate()
-        .map(|(i, a)| (key(&a.email), i))
-        .collect();
-    directory.sort_unstable_by(|a, b| a.0.cmp(&b.0).then(a.1.cmp(&b.1)));
+    let mut directory: Vec<usize> = (0..agents.len()).collect();
+    directory
+        .sort_unstable_by(|&a, &b| key_cmp(&agents[a].email, &agents[b].email).then(a.cmp(&b)));
 
     let mut plan = Plan {
         linked_agents: agents.iter().filter(|a| a.external_id.is_some()).count(),
         ..Plan::default()
     };
-    // The changes, as (kind, the agent's place in `directory`, the user
-    // whose ID it is to get), made into records once sorted.
-    let mut pending: Vec<(ChangeKind, usize, Option<usize>)> = Vec::new();
+    // The changes, as (kind, email key, agent, the user whose ID it is to
+    // get), made into records once sorted.
+    let mut pending: Vec<(ChangeKind, Cow<'_, str>, usize, Option<usize>)> = Vec::new();
     let (mut s, mut d) = (0, 0);
-    while s < source.len() || d < directory.len() {
-        let email = match (source.get(s), directory.get(d)) {
-            (Some(u), Some(a)) => u.0.as_ref().min(a.0.as_ref()),
-            (Some(u), None) => u.0.as_ref(),
-            (None, Some(a)) => a.0.as_ref(),
+    loop {
+        let first = match (source.get(s), directory.get(d)) {
+            (Some(&u), Some(&a)) if key_cmp(&users[u].email, &agents[a].email).is_le() => {
+                users[u].email.as_str()
+            }
+            (_, Some(&a)) => agents[a].email.as_str(),
+            (Some(&u), None) => users[u].email.as_str(),
             (None, None) => break,
         };
-        let group = |side: &[(Cow<'_, str>, usize)], from: usize| {
-            from + side[from..].iter().take_while(|e| e.0 == email).count()
-        };
-        let (s_end, d_end) = (group(&source, s), group(&directory, d));
+        let s_end = s + source[s..]
+            .iter()
+            .take_while(|&&u| key_cmp(&users[u].email, first).is_eq())
+            .count();
+        let d_end = d + directory[d..]
+            .iter()
+            .take_while(|&&a| key_cmp(&agents[a].email, first).is_eq())
+            .count();
         // The distinct ids this email carries in the source.
         let mut ids: Vec<&str> = source[s..s_end]
             .iter()
-            .map(|e| users[e.1].id.as_str())
+            .map(|&u| users[u].id.as_str())
             .collect();
         ids.dedup();
         if ids.len() > 1 {
             plan.conflicts.push(Conflict {
-                email: email.to_owned(),
+                email: normalize(first),
                 reason: format!("{} ids in the source: {}", ids.len(), ids.join(", ")),
             });
         }
@@ -268,15 +277,14 @@ pub(crate) fn plan(mut users: Vec<User>, agents: &[Agent], unlink_missing: bool)
             [] => {
                 if let [id] = ids[..] {
                     plan.unmatched.push(Unmatched {
-                        email: email.to_owned(),
+                        email: normalize(first),
                         external_id: id.to_owned(),
                     });
                 }
             }
-            [(_, i)] if ids.len() <= 1 => {
-                let agent = &agents[*i];
+            &[i] if ids.len() <= 1 => {
+                let agent = &agents[i];
                 let wanted = ids.first().copied();
-                let user = (s < s_end).then(|| source[s].1);
                 let kind = match (agent.external_id.as_deref(), wanted) {
                     (None, Some(_)) => Some(ChangeKind::Link),
                     // Sinks trim what they read back: an ID that differs only
@@ -290,36 +298,34 @@ pub(crate) fn plan(mut users: Vec<User>, agents: &[Agent], unlink_missing: bool)
                     (_, None) => None,
                 };
                 if let Some(kind) = kind {
-                    pending.push((kind, d, user));
+                    let user = (s < s_end).then(|| source[s]);
+                    pending.push((kind, key(&agent.email), i, user));
                 }
             }
             [_] => {} // the source's conflict, reported above
             many => {
-                let list: Vec<&str> = many.iter().map(|e| agents[e.1].id.as_str()).collect();
+                let list: Vec<&str> = many.iter().map(|&a| agents[a].id.as_str()).collect();
                 plan.conflicts.push(Conflict {
-                    email: email.to_owned(),
+                    email: normalize(first),
                     reason: format!("{} agents have this email: {}", list.len(), list.join(", ")),
                 });
             }
         }
         (s, d) = (s_end, d_end);
     }
-    drop(source);
+    drop((source, directory));
     // Keys are distinct (two agents with one email are a conflict), so the
     // order is fully decided by (kind, email key).
-    pending.sort_unstable_by(|a, b| {
-        a.0.cmp(&b.0)
-            .then_with(|| natural_cmp(&directory[a.1].0, &directory[b.1].0))
-    });
+    pending.sort_unstable_by(|a, b| a.0.cmp(&b.0).then_with(|| natural_cmp(&a.1, &b.1)));
     // Each user gives its ID to one change at most (its email has one agent).
     let pending: Vec<(usize, Option<String>)> = pending
         .into_iter()
-        .map(|(_, at, user)| {
+        .map(|(_, _, agent, user)| {
             let wanted = user.map(|u| std::mem::take(&mut users[u].id));
-            (directory[at].1, wanted)
+            (agent, wanted)
         })
         .collect();
-    drop((directory, users));
+    drop(users);
     plan.changes = pending
         .into_iter()
         .map(|(i, wanted)| Change::setting(&agents[i], wanted))

@@ -144,6 +144,33 @@ fn no_unlink_unless_asked() {
 }
 
 #[test]
+fn keys_compare_as_the_normalised_emails_do() {
+    let emails = [
+        "a@x.com",
+        " A@x.com",
+        "b@x.com\t",
+        "B@X.COM",
+        "ab@x.com",
+        "a@x.co",
+        "",
+        " ",
+        "\u{212A}ate@x.com",
+        "kate@x.com",
+        "Z@x.com",
+        "_@x.com",
+    ];
+    for a in emails {
+        for b in emails {
+            assert_eq!(
+                key_cmp(a, b),
+                normalize(a).cmp(&normalize(b)),
+                "{a:?} vs {b:?}"
+            );
+        }
+    }
+}
+
+#[test]
 fn same_user_twice_is_not_a_conflict() {
     let p = plan(
         vec![user("1", "a@x"), user("1", "A@x")],

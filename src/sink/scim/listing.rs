@@ -40,7 +40,19 @@ impl ListedUsers {
     /// distinct: the listing refuses one listed twice).
     fn seal(&mut self) {
         self.0.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-        self.0.shrink_to_fit();
+        // Room was made for the announced total: give back what is left of
+        // it only when it is much (shrinking copies them all).
+        if self.0.capacity() > self.0.len() + self.0.len() / 4 {
+            self.0.shrink_to_fit();
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    fn reserve(&mut self, n: usize) {
+        self.0.reserve(n);
     }
 
     pub(super) fn get(&self, id: &str) -> Option<&Listed> {
@@ -276,6 +288,14 @@ impl Listing for DirectoryListing<'_> {
                 }
                 Err(why) => progress::warn(&format!("directory: skipping {why}")),
             }
+        }
+        if number == 1 && self.listed.len() > 0 {
+            // Versions or resources are kept: room for every user's.
+            self.listed.reserve(
+                total
+                    .min(MAX_RESERVED_AGENTS)
+                    .saturating_sub(self.listed.len()),
+            );
         }
         self.read += got;
         if self.read > total {
