@@ -187,7 +187,24 @@ fn key_cmp(a: &str, b: &str) -> Ordering {
 /// everything else byte by byte; strings equal that way fall back to byte
 /// order, so the order is total and deterministic.
 pub(crate) fn natural_cmp(left: &str, right: &str) -> Ordering {
-    let (x, y) = (left.as_bytes(), right.as_bytes());
+    natural_cmp_bytes(left.as_bytes(), right.as_bytes(), false)
+}
+
+/// [`natural_cmp`] of two emails' keys ([`key`]), without making the keys.
+fn key_natural_cmp(left: &str, right: &str) -> Ordering {
+    natural_cmp_bytes(left.trim().as_bytes(), right.trim().as_bytes(), true)
+}
+
+/// [`natural_cmp`] of `x` and `y`, their ASCII letters lower-cased with
+/// `fold` (digits are not letters: the runs compare the same).
+fn natural_cmp_bytes(x: &[u8], y: &[u8], fold: bool) -> Ordering {
+    let at = |s: &[u8], i: usize| {
+        if fold {
+            s[i].to_ascii_lowercase()
+        } else {
+            s[i]
+        }
+    };
     let (mut i, mut j) = (0, 0);
     while i < x.len() && j < y.len() {
         if x[i].is_ascii_digit() && y[j].is_ascii_digit() {
@@ -209,13 +226,17 @@ pub(crate) fn natural_cmp(left: &str, right: &str) -> Ordering {
             }
             (i, j) = (xe, ye);
         } else {
-            match x[i].cmp(&y[j]) {
+            match at(x, i).cmp(&at(y, j)) {
                 Ordering::Equal => (i, j) = (i + 1, j + 1),
                 other => return other,
             }
         }
     }
-    (x.len() - i).cmp(&(y.len() - j)).then_with(|| x.cmp(y))
+    (x.len() - i).cmp(&(y.len() - j)).then_with(|| {
+        (0..x.len())
+            .map(|i| at(x, i))
+            .cmp((0..y.len()).map(|j| at(y, j)))
+    })
 }
 
 /// Match `users` to `agents` and compute the plan.
@@ -240,9 +261,10 @@ pub(crate) fn plan(mut users: Vec<User>, agents: &[Agent], unlink_missing: bool)
         linked_agents: agents.iter().filter(|a| a.external_id.is_some()).count(),
         ..Plan::default()
     };
-    // The changes, as (kind, email key, agent, the user whose ID it is to
-    // get), made into records once sorted.
-    let mut pending: Vec<(ChangeKind, Cow<'_, str>, usize, Option<usize>)> = Vec::new();
+    // The changes, as (kind, agent, the user whose ID it is to get or
+    // `NO_USER`), made into records once sorted.
+    const NO_USER: usize = usize::MAX;
+    let mut pending: Vec<(ChangeKind, usize, usize)> = Vec::new();
     let (mut s, mut d) = (0, 0);
     loop {
         let first = match (source.get(s), directory.get(d)) {
@@ -298,8 +320,8 @@ pub(crate) fn plan(mut users: Vec<User>, agents: &[Agent], unlink_missing: bool)
                     (_, None) => None,
                 };
                 if let Some(kind) = kind {
-                    let user = (s < s_end).then(|| source[s]);
-                    pending.push((kind, key(&agent.email), i, user));
+                    let user = if s < s_end { source[s] } else { NO_USER };
+                    pending.push((kind, i, user));
                 }
             }
             [_] => {} // the source's conflict, reported above
@@ -316,12 +338,15 @@ pub(crate) fn plan(mut users: Vec<User>, agents: &[Agent], unlink_missing: bool)
     drop((source, directory));
     // Keys are distinct (two agents with one email are a conflict), so the
     // order is fully decided by (kind, email key).
-    pending.sort_unstable_by(|a, b| a.0.cmp(&b.0).then_with(|| natural_cmp(&a.1, &b.1)));
+    pending.sort_unstable_by(|a, b| {
+        a.0.cmp(&b.0)
+            .then_with(|| key_natural_cmp(&agents[a.1].email, &agents[b.1].email))
+    });
     // Each user gives its ID to one change at most (its email has one agent).
     let pending: Vec<(usize, Option<String>)> = pending
         .into_iter()
-        .map(|(_, _, agent, user)| {
-            let wanted = user.map(|u| std::mem::take(&mut users[u].id));
+        .map(|(_, agent, user)| {
+            let wanted = (user != NO_USER).then(|| std::mem::take(&mut users[user].id));
             (agent, wanted)
         })
         .collect();

@@ -166,6 +166,11 @@ fn keys_compare_as_the_normalised_emails_do() {
                 normalize(a).cmp(&normalize(b)),
                 "{a:?} vs {b:?}"
             );
+            assert_eq!(
+                key_natural_cmp(a, b),
+                natural_cmp(&normalize(a), &normalize(b)),
+                "{a:?} vs {b:?}"
+            );
         }
     }
 }
