@@ -158,6 +158,10 @@ fn keys_compare_as_the_normalised_emails_do() {
         "kate@x.com",
         "Z@x.com",
         "_@x.com",
+        "U+2@x",
+        "u+11@X",
+        "u+011@x",
+        "u+2a@x",
     ];
     for a in emails {
         for b in emails {
