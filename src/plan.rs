@@ -336,24 +336,25 @@ pub(crate) fn plan(mut users: Vec<User>, agents: &[Agent], unlink_missing: bool)
         (s, d) = (s_end, d_end);
     }
     drop((source, directory));
+    // Each user gives its ID to one change at most (its email has one agent);
+    // the users are let go before the sort, the changes made after it.
+    let mut pending: Vec<(ChangeKind, usize, Option<String>)> = pending
+        .into_iter()
+        .map(|(kind, agent, user)| {
+            let wanted = (user != NO_USER).then(|| std::mem::take(&mut users[user].id));
+            (kind, agent, wanted)
+        })
+        .collect();
+    drop(users);
     // Keys are distinct (two agents with one email are a conflict), so the
     // order is fully decided by (kind, email key).
     pending.sort_unstable_by(|a, b| {
         a.0.cmp(&b.0)
             .then_with(|| key_natural_cmp(&agents[a.1].email, &agents[b.1].email))
     });
-    // Each user gives its ID to one change at most (its email has one agent).
-    let pending: Vec<(usize, Option<String>)> = pending
-        .into_iter()
-        .map(|(_, agent, user)| {
-            let wanted = (user != NO_USER).then(|| std::mem::take(&mut users[user].id));
-            (agent, wanted)
-        })
-        .collect();
-    drop(users);
     plan.changes = pending
         .into_iter()
-        .map(|(i, wanted)| Change::setting(&agents[i], wanted))
+        .map(|(_, i, wanted)| Change::setting(&agents[i], wanted))
         .collect();
     plan.unmatched
         .sort_unstable_by(|a, b| natural_cmp(&a.email, &b.email));

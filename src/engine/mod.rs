@@ -117,6 +117,7 @@ pub(crate) fn sync(mut job: Job, options: RunOptions, progress: &Progress) -> Re
         let client = job.source.endpoint.client();
         let (mut fetched, agents) = read_both(&job, &client, sink.as_mut(), progress)?;
         let mut plan = plan::plan(fetched.take_users(), &agents, job.sync.unlink_missing);
+        sink.keep_for(&plan.changes);
         // Each change keeps the agent's version as listed: a saved plan
         // carries it, and its apply leaves an agent whose version moved.
         for change in &mut plan.changes {

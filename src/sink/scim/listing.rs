@@ -55,6 +55,15 @@ impl ListedUsers {
         self.0.reserve(n);
     }
 
+    /// Keep only the users `changes` write.
+    pub(super) fn retain_for(&mut self, changes: &[crate::plan::Change]) {
+        let mut written: Vec<&str> = changes.iter().map(|c| c.agent_id.as_str()).collect();
+        written.sort_unstable();
+        self.0
+            .retain(|(id, _)| written.binary_search(&id.as_ref()).is_ok());
+        self.0.shrink_to_fit();
+    }
+
     pub(super) fn get(&self, id: &str) -> Option<&Listed> {
         let at = self.0.binary_search_by(|e| e.0.as_ref().cmp(id)).ok()?;
         Some(&self.0[at].1)
@@ -538,6 +547,20 @@ mod tests {
         assert_eq!(listed.get("a").unwrap().version.as_deref(), Some("va"));
         assert_eq!(listed.get("c").unwrap().version.as_deref(), Some("vc"));
         assert!(listed.get("d").is_none());
+        let change = |id: &str| {
+            crate::plan::Change::setting(
+                &Agent {
+                    id: id.into(),
+                    email: format!("{id}@x.com"),
+                    external_id: None,
+                },
+                Some("1".into()),
+            )
+        };
+        listed.retain_for(&[change("c"), change("a"), change("z")]);
+        assert!(listed.get("b").is_none());
+        assert_eq!(listed.get("a").unwrap().version.as_deref(), Some("va"));
+        assert_eq!(listed.get("c").unwrap().version.as_deref(), Some("vc"));
     }
 
     #[test]

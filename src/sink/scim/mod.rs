@@ -107,6 +107,10 @@ impl Sink for ScimSink {
         self.find_by_email(email)
     }
 
+    fn keep_for(&mut self, changes: &[Change]) {
+        self.listed.retain_for(changes);
+    }
+
     fn version_of(&self, id: &str) -> Option<String> {
         self.listed.get(id)?.version.as_deref().map(str::to_owned)
     }
