@@ -429,6 +429,16 @@ impl<'a> HistoryView<'a> {
     }
 }
 
+/// `revert last` with nothing to undo.
+#[derive(Serialize)]
+pub(crate) struct NothingView<'a>(pub &'a crate::state::runs::NothingToUndo);
+
+impl Render for NothingView<'_> {
+    fn human(&self, out: &mut dyn Write) -> io::Result<()> {
+        writeln!(out, "{}", self.0.message())
+    }
+}
+
 impl Render for HistoryView<'_> {
     fn human(&self, out: &mut dyn Write) -> io::Result<()> {
         if self.entries.is_empty() {
@@ -438,7 +448,7 @@ impl Render for HistoryView<'_> {
         let mut table = Table::new().right(4).right(5).right(6).right(7);
         table.row(
             [
-                "RUN", "TIME", "KIND", "ENDING", "LINK", "UPDATE", "UNLINK", "FAILED",
+                "RUN", "TIME", "KIND", "ENDING", "LINK", "UPDATE", "UNLINK", "FAILED", "REVERTED",
             ]
             .map(|h| Cell::plain(h).styled(style::HEADING)),
         );
@@ -457,6 +467,11 @@ impl Render for HistoryView<'_> {
                     failed.styled(style::FAILED)
                 } else {
                     failed
+                },
+                match (&e.reverted_by, e.reverted) {
+                    (Some(by), Some("whole")) => Cell::value(&format!("by {by}")),
+                    (Some(by), _) => Cell::value(&format!("in part, by {by}")),
+                    (None, _) => Cell::plain("-"),
                 },
             ]);
         }

@@ -315,8 +315,8 @@ pub(crate) fn plan(users: &[User], agents: &[Agent], unlink_missing: bool) -> Pl
 }
 
 /// The plan that undoes run `run`, whose journaled changes are `changes`: each
-/// applied change is set back, unless its agent is gone or changed since (then
-/// it is a conflict and left alone).
+/// applied change is set back, unless its agent is gone or changed since (a
+/// conflict, left alone) or holds its old value already (set back before).
 pub(crate) fn revert(run: &str, changes: &[Change], agents: &[Agent]) -> Plan {
     let by_id: HashMap<&str, &Agent> = agents.iter().map(|a| (a.id.as_str(), a)).collect();
     let mut plan = Plan {
@@ -338,6 +338,10 @@ pub(crate) fn revert(run: &str, changes: &[Change], agents: &[Agent]) -> Plan {
             )));
             continue;
         };
+        if agent.external_id == change.old_external_id {
+            plan.unchanged += 1;
+            continue;
+        }
         if agent.external_id != change.new_external_id {
             plan.conflicts.push(conflict(format!(
                 "changed since run {run}: external ID is now {}, not {}",
@@ -549,8 +553,7 @@ mod tests {
             old_external_id: old.map(str::to_owned),
             new_external_id: new.map(str::to_owned),
             status: Status::Applied,
-            error: None,
-            version: None,
+            ..Change::setting(&agent(id, email, None), None)
         };
         let mut failed = applied(ChangeKind::Link, "f@x", "f", None, Some("9"));
         failed.status = Status::Failed;
@@ -560,6 +563,7 @@ mod tests {
             applied(ChangeKind::Unlink, "c@x", "c", Some("3"), None),
             applied(ChangeKind::Link, "d@x", "d", None, Some("4")),
             applied(ChangeKind::Link, "gone@x", "g", None, Some("5")),
+            applied(ChangeKind::Link, "e@x", "e", None, Some("6")),
             failed,
         ];
         let agents = [
@@ -567,29 +571,22 @@ mod tests {
             agent("b", "b@x", Some("2")),
             agent("c", "c@x", None),
             agent("d", "d@x", Some("changed")),
+            agent("e", "e@x", None), // set back already: nothing to do
             agent("f", "f@x", None),
         ];
         let p = revert("R1", &journaled, &agents);
-        let undo: Vec<_> = p
-            .changes
-            .iter()
-            .map(|c| {
-                (
-                    c.kind,
-                    c.agent_id.as_str(),
-                    c.old_external_id.as_deref(),
-                    c.new_external_id.as_deref(),
-                )
-            })
+        let undo: Vec<_> = (p.changes.iter())
+            .map(|c| format!("{:?} {} {:?}", c.kind, c.agent_id, c.new_external_id))
             .collect();
         assert_eq!(
             undo,
             [
-                (ChangeKind::Unlink, "a", Some("1"), None),
-                (ChangeKind::Update, "b", Some("2"), Some("old")),
-                (ChangeKind::Link, "c", None, Some("3")),
+                "Unlink a None",
+                "Update b Some(\"old\")",
+                "Link c Some(\"3\")"
             ]
         );
+        assert_eq!(p.unchanged, 1, "e was set back already");
         assert!(p.changes.iter().all(|c| c.status == Status::Planned));
         let reasons: Vec<_> = p.conflicts.iter().map(|c| c.reason.as_str()).collect();
         assert_eq!(
