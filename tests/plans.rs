@@ -531,3 +531,89 @@ fn an_agent_whose_version_moved_since_the_plan_is_stale() {
         "the stale agent was not written"
     );
 }
+
+#[test]
+fn a_saved_plan_edited_after_it_was_saved_is_refused_naming_the_edit() {
+    let mock = Mock::start(&[]);
+    let job = mock.punch_job();
+    let text = job
+        .read("job.toml")
+        .replace("max_changes = 500", "max_changes = 5");
+    job.write("job.toml", &text);
+    let before = external_ids(&mock);
+    let (path, saved) = save_plan(&job, "plan.json");
+    assert!(planned(&saved).len() > 5);
+    let refused = |plan: &Value, says: &str| {
+        std::fs::write(&path, plan.to_string()).unwrap();
+        let out = agentsync(&["apply", &path]).state(&job).quiet().expect(2);
+        assert!(out.stderr.contains(says), "{says}: {}", out.stderr);
+        assert_eq!(external_ids(&mock), before, "nothing was written");
+    };
+
+    // A kind that would lift the safety limits.
+    let mut plan = saved.clone();
+    plan["kind"] = "revert of anything".into();
+    refused(
+        &plan,
+        "the plan was edited after it was saved (edited: \"kind\")",
+    );
+    // Another external ID for one agent.
+    let mut plan = saved.clone();
+    plan["changes"][3]["new_external_id"] = "ATTACKER-ID".into();
+    let agent = plan["changes"][3]["agent_id"].as_str().unwrap().to_owned();
+    refused(&plan, &format!("edited: changes[3] (agent {agent})"));
+    // A change taken out.
+    let mut plan = saved.clone();
+    plan["changes"].as_array_mut().unwrap().remove(0);
+    refused(&plan, "changes, ");
+    // No seal at all.
+    let mut plan = saved.clone();
+    plan.as_object_mut().unwrap().remove("seal");
+    refused(&plan, "the plan has no seal");
+
+    // Left as saved, it is applied (over the limit: `--force`).
+    std::fs::write(&path, saved.to_string()).unwrap();
+    agentsync(&["apply", &path, "--force"])
+        .state(&job)
+        .quiet()
+        .expect(0);
+    assert_ne!(external_ids(&mock), before);
+}
+
+#[test]
+fn a_plan_file_others_can_write_or_a_key_others_can_read_is_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    let mock = Mock::start(&[]);
+    let job = mock.punch_job();
+    let before = external_ids(&mock);
+    let (path, _) = save_plan(&job, "plan.json");
+    let key = job.state_dir().join("plans.key");
+    let mode = std::fs::metadata(&key).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600, "the key is private");
+
+    for mode in [0o666, 0o620] {
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+        let out = agentsync(&["apply", &path]).state(&job).quiet().expect(2);
+        assert!(
+            out.stderr.contains(&format!(
+                "has mode {mode:04o}: others could have written it"
+            )),
+            "{}",
+            out.stderr
+        );
+    }
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let out = agentsync(&["apply", &path]).state(&job).quiet().expect(2);
+    assert!(out.stderr.contains("plans' key"), "{}", out.stderr);
+    assert_eq!(external_ids(&mock), before, "nothing was written");
+    // A plan saved with another state directory's key is refused.
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let other = tempfile::tempdir().unwrap();
+    let out = agentsync(&["apply", &path])
+        .env("AGENTSYNC_STATE_DIR", other.path().to_str().unwrap())
+        .quiet()
+        .expect(2);
+    assert!(out.stderr.contains("plans' key"), "{}", out.stderr);
+    assert_eq!(external_ids(&mock), before, "nothing was written");
+}
