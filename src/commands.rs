@@ -133,7 +133,7 @@ fn config_path(config: Option<&Path>) -> Result<&Path> {
 }
 
 fn load(config: Option<&Path>) -> Result<Job> {
-    config::load(config_path(config)?).map_err(exit::invalid)
+    config::load(config_path(config)?)
 }
 
 /// Print a command's result on stdout (a closed stdout is no error).
@@ -160,7 +160,7 @@ fn check(config: Option<&Path>, output: Output) -> Result<Ending> {
 fn sync(config: Option<&Path>, args: &SyncArgs, output: Output) -> Result<Ending> {
     let path = config_path(config)?;
     let Some(out) = &args.out else {
-        return sync_job(config::load(path).map_err(exit::invalid)?, args, output);
+        return sync_job(config::load(path)?, args, output);
     };
     let (job, config) = saved::load_config(path)?;
     let name = job.name.clone();

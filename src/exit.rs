@@ -52,7 +52,7 @@ impl fmt::Display for Error {
 
 impl std::error::Error for Error {}
 
-/// Invalid input, ready for `?` (`config::load(path).map_err(exit::invalid)?`).
+/// Invalid input, ready for `?` (`parse(..).map_err(exit::invalid)?`).
 pub(crate) fn invalid(error: impl Invalid) -> anyhow::Error {
     Error::Invalid(Box::new(error)).into()
 }

@@ -33,7 +33,7 @@ pub(crate) fn demo(mut opts: MockOptions) -> Result<Ending> {
     let path = dir.path().join("punch.toml");
     std::fs::write(&path, &text).with_context(|| format!("writing {}", path.display()))?;
     let job_for = |p: &Path| -> Result<Job> {
-        let mut job = config::load(p).map_err(exit::invalid)?;
+        let mut job = config::load(p)?;
         job.sync.journal = Some(dir.path().join("punch.journal.jsonl"));
         job.sync.lock = Some(dir.path().join("punch.lock"));
         Ok(job)
