@@ -3,10 +3,13 @@
 //! was written, to read and undo), and the run's outside signs (the metrics
 //! file and the health-check pings).
 
+mod history;
 pub(crate) mod journal;
 pub(crate) mod lock;
 pub(crate) mod metrics;
 pub(crate) mod runs;
+
+pub(crate) use history::{HistoryView, NothingView};
 
 use std::hash::Hasher;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
