@@ -269,3 +269,41 @@ fn every_name_of_one_config_shares_its_lock_and_journal_and_a_copy_does_not() {
         .count();
     assert_eq!(locks, 1, "one lock file for the three names");
 }
+
+#[test]
+fn a_journal_named_by_an_older_version_after_a_link_is_taken_over() {
+    let src = source(3, "");
+    let scim = directory(3, Duration::ZERO);
+    let job = job(&src, &scim).write();
+    let link = job.path("other-name.toml");
+    std::os::unix::fs::symlink(&job.config, &link).unwrap();
+    sync(&job).quiet().expect(0);
+    // Older versions named the files after the link's own name.
+    let journal = job.journal_path().unwrap();
+    let name = journal.file_name().unwrap().to_str().unwrap();
+    let old = job
+        .state_dir()
+        .join(name.replacen("job-", "other-name-", 1));
+    std::fs::rename(&journal, &old).unwrap();
+
+    let history = |config: &std::path::Path| {
+        agentsync(&[
+            "history",
+            "--output",
+            "json",
+            "--config",
+            config.to_str().unwrap(),
+        ])
+        .state(&job)
+        .expect(0)
+        .json()
+        .as_array()
+        .unwrap()
+        .len()
+    };
+    assert_eq!(history(&link), 1, "the old journal is read");
+    sync_as(&job, &link).quiet().expect(0);
+    assert!(!old.exists(), "renamed by the run");
+    assert_eq!(history(&link), 2);
+    assert_eq!(history(&job.config), 2);
+}
