@@ -164,9 +164,13 @@ impl SavedPlan {
     /// nothing is applied.
     pub(crate) fn read(path: &Path, key_dir: &Path) -> Result<Self> {
         let name = path.display();
-        seal::check_file(path)?;
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| exit::usage(format!("cannot read the plan {name}: {e}")))?;
+        let unreadable =
+            |e: std::io::Error| exit::usage(format!("cannot read the plan {name}: {e}"));
+        // Checked and read through one handle: the file checked is the file read.
+        let mut file = std::fs::File::open(path).map_err(unreadable)?;
+        seal::check_file(&file, path)?;
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut file, &mut text).map_err(unreadable)?;
         let value: serde_json::Value = serde_json::from_str(&text)
             .map_err(|e| exit::usage(format!("{name} is not a saved plan (not JSON: {e})")))?;
         match value.get("format").and_then(serde_json::Value::as_u64) {

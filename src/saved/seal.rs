@@ -223,10 +223,10 @@ fn random(buf: &mut [u8]) -> Result<()> {
 
 /// Refuse a plan file that another user could have written: one that others
 /// (group or world) may write, or that another user owns.
-pub(crate) fn check_file(path: &Path) -> Result<()> {
-    let Ok(meta) = std::fs::metadata(path) else {
-        return Ok(()); // reading it says why
-    };
+pub(crate) fn check_file(file: &std::fs::File, path: &Path) -> Result<()> {
+    let meta = file
+        .metadata()
+        .map_err(|e| exit::usage(format!("cannot read the plan {}: {e}", path.display())))?;
     let mode = meta.permissions().mode() & 0o7777;
     // SAFETY: geteuid has no preconditions and cannot fail.
     let me = unsafe { libc::geteuid() };
