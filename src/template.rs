@@ -350,7 +350,7 @@ mod tests {
     fn dot_segments_and_empty_values_are_refused_in_paths() {
         let t =
             Template::parse("/users/{{external_id}}/punch-clock", Scope::Action, &no_env).unwrap();
-        for bad in ["..", ".", ""] {
+        for bad in ["..", ".", "", "\t..", "..\n", ".\r.", "a\u{7f}b"] {
             let v = Values {
                 external_id: Some(bad),
                 ..Values::default()
