@@ -408,3 +408,68 @@ fn a_used_saved_plan_applied_again_counts_its_stale_changes() {
     assert!(last.starts_with("Nothing applied: 0 link"), "{last}");
     assert!(last.contains(&format!("0 failed, {N} stale")), "{last}");
 }
+
+#[test]
+fn two_writers_taking_turns_are_told_and_stopped_when_asked() {
+    let scim = Scim::start(&[("a1", "u0@x.com", None), ("a2", "u1@x.com", None)], &[]);
+    let src = people(2);
+    let base = Job::source(&src.base)
+        .records(".users")
+        .sink_scim(&scim.base())
+        .sync("metrics_file", "agentsync.prom");
+    let job = base.clone().write();
+    sync(&job).quiet().expect(0);
+    let metric = |job: &JobDir, name: &str| -> String {
+        let text = job.read("agentsync.prom");
+        let line = text
+            .lines()
+            .find(|l| l.starts_with(&format!("{name}{{")))
+            .unwrap_or_else(|| panic!("{name} missing:\n{text}"));
+        line.rsplit(' ').next().unwrap().to_owned()
+    };
+    assert_eq!(metric(&job, "agentsync_contested"), "0");
+    // Another writer maps its own value into a1's externalId.
+    scim.set_external_id("a1", "idp-1");
+
+    // warn: written back, and said so.
+    let out = sync(&job).run();
+    out.expect(0);
+    let last = out.stdout.lines().last().unwrap();
+    assert!(last.contains("1 contested (1 overwritten)"), "{last}");
+    assert!(out.stderr.contains("take turns"), "{}", out.stderr);
+    assert_eq!(scim.external_id("a1").as_deref(), Some("0"));
+    assert_eq!(metric(&job, "agentsync_contested"), "1");
+    assert_eq!(metric(&job, "agentsync_contested_overwritten"), "1");
+
+    // refuse: the next turn is held back like a safety limit.
+    scim.set_external_id("a1", "idp-1");
+    let writes = scim.writes().len();
+    let text = base.clone().sync("on_contested", "refuse").text();
+    job.write("job.toml", &text);
+    let out = sync(&job).run();
+    out.expect(4);
+    assert!(
+        out.stdout
+            .contains("Refused: the plan overwrites 1 contested agent"),
+        "{}",
+        out.stdout
+    );
+    assert_eq!(scim.writes().len(), writes, "nothing written");
+    assert_eq!(scim.external_id("a1").as_deref(), Some("idp-1"));
+    assert_eq!(metric(&job, "agentsync_contested"), "1");
+    assert_eq!(metric(&job, "agentsync_contested_overwritten"), "0");
+    // skip: left as the other writer set it, the split said.
+    let text = base.clone().sync("on_contested", "skip").text();
+    job.write("job.toml", &text);
+    let out = sync(&job).run();
+    out.expect(0);
+    let last = out.stdout.lines().last().unwrap();
+    assert!(last.contains("1 contested (left as they are)"), "{last}");
+    assert!(out.stderr.contains("disagree"), "{}", out.stderr);
+    assert_eq!(scim.external_id("a1").as_deref(), Some("idp-1"));
+    // refuse with --force: written.
+    let text = base.sync("on_contested", "refuse").text();
+    job.write("job.toml", &text);
+    sync(&job).arg("--force").quiet().expect(0);
+    assert_eq!(scim.external_id("a1").as_deref(), Some("0"));
+}

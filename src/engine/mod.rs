@@ -126,9 +126,14 @@ pub(crate) fn sync(mut job: Job, options: RunOptions, progress: &Progress) -> Re
         for change in &mut plan.changes {
             change.version = sink.version_of(&change.agent_id);
         }
-        let contested = crate::contested::mark(&mut plan, &agents, &past, job.sync.on_contested);
+        let policy = job.sync.on_contested;
+        let contested = crate::contested::mark(&mut plan, &agents, &past, policy);
+        if let Some(warning) = crate::contested::warning(policy, &contested, &plan) {
+            progress::warn(&warning);
+        }
         let refusal = source_refusal(&job, &fetched, journal::last_success(&past))
-            .or_else(|| safety_refusal(&job, &plan));
+            .or_else(|| safety_refusal(&job, &plan))
+            .or_else(|| crate::contested::refusal(policy, &contested, &plan));
         let report =
             Report::new(options.dry_run, &fetched, agents.len(), plan).with_contested(contested);
         finish(
