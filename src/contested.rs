@@ -90,7 +90,7 @@ pub(crate) fn refusal(policy: OnContested, contested: &[Contested], plan: &Plan)
     (n > 0).then(|| {
         format!(
             "the plan overwrites {} (someone else changed their external ID since agentsync set it; on_contested = \"refuse\"): settle which writer owns them, or --force",
-            crate::output::count(n as u64, "contested agent")
+            crate::term::count(n as u64, "contested agent")
         )
     })
 }
@@ -101,11 +101,11 @@ pub(crate) fn warning(policy: OnContested, contested: &[Contested], plan: &Plan)
     match policy {
         OnContested::Warn if n > 0 => Some(format!(
             "the plan sets {} back: someone else changed their external ID since agentsync set it, and two writers take turns on every run (on_contested = \"skip\" or \"refuse\" stops that)",
-            crate::output::count(n as u64, "contested agent")
+            crate::term::count(n as u64, "contested agent")
         )),
         OnContested::Skip if !contested.is_empty() => Some(format!(
             "{} left as another writer set them (on_contested = \"skip\"): the directory and the source disagree on them until one writer stops",
-            crate::output::count(contested.len() as u64, "contested agent")
+            crate::term::count(contested.len() as u64, "contested agent")
         )),
         _ => None,
     }

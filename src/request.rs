@@ -3,7 +3,7 @@
 //! says which methods may be sent twice. Used by the source, the directory and
 //! the actions alike.
 
-use anyhow::{Result, bail};
+use anyhow::Result;
 use url::Url;
 
 use crate::config::RequestSpec;
@@ -35,27 +35,6 @@ pub(crate) fn join_url(base: &Url, path: &str) -> Url {
         url.set_query(Some(&merged));
     }
     url
-}
-
-/// Refuse a value that would not stay the one path segment it fills: `..`
-/// climbs out of its place (`/users/../punch-clock` is `/punch-clock`), `.`
-/// and the empty string drop it (`/Users/.` is `/Users`), and a control
-/// character is no part of any identifier — the URL parser drops tabs and line
-/// breaks, so `"\t.."` would reach the server as `..`. Every value put into a
-/// path segment (a template's, a SCIM agent id) passes here first. `what` names
-/// the value.
-pub(crate) fn check_path_segment(what: &str, value: &str) -> Result<()> {
-    if matches!(value, "" | "." | "..") {
-        bail!(
-            "{what} {value:?} cannot be put into a URL path: an empty, `.` or `..` segment would change the endpoint; nothing was sent"
-        );
-    }
-    if value.chars().any(char::is_control) {
-        bail!(
-            "{what} {value:?} cannot be put into a URL path: it holds a control character; nothing was sent"
-        );
-    }
-    Ok(())
 }
 
 /// May a request with this method be sent again when its answer was lost?

@@ -288,7 +288,7 @@ impl Template {
                     Part::Value(p) => p.to_string(),
                     _ => "environment value".into(),
                 };
-                crate::request::check_path_segment(&name, &value)?;
+                check_path_segment(&name, &value)?;
             }
             match encoding {
                 Encoding::Raw => out.push_str(&value),
@@ -308,6 +308,27 @@ impl Template {
 pub(crate) struct TemplateError {
     pub offset: usize,
     pub message: String,
+}
+
+/// Refuse a value that would not stay the one path segment it fills: `..`
+/// climbs out of its place (`/users/../punch-clock` is `/punch-clock`), `.`
+/// and the empty string drop it (`/Users/.` is `/Users`), and a control
+/// character is no part of any identifier — the URL parser drops tabs and line
+/// breaks, so `"\t.."` would reach the server as `..`. Every value put into a
+/// path segment (a template's, a SCIM agent id) passes here first. `what` names
+/// the value.
+pub(crate) fn check_path_segment(what: &str, value: &str) -> Result<()> {
+    if matches!(value, "" | "." | "..") {
+        bail!(
+            "{what} {value:?} cannot be put into a URL path: an empty, `.` or `..` segment would change the endpoint; nothing was sent"
+        );
+    }
+    if value.chars().any(char::is_control) {
+        bail!(
+            "{what} {value:?} cannot be put into a URL path: it holds a control character; nothing was sent"
+        );
+    }
+    Ok(())
 }
 
 #[cfg(test)]

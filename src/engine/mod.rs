@@ -212,7 +212,7 @@ pub(crate) fn revert(
         if !options.dry_run && !run.report.conflicts.is_empty() && run.ending == Ending::Success {
             progress::warn(&format!(
                 "{} of run {} left as they are (see the conflicts): the revert is incomplete",
-                crate::output::count(run.report.conflicts.len() as u64, "agent"),
+                crate::term::count(run.report.conflicts.len() as u64, "agent"),
                 entry.run
             ));
             run.ending = Ending::WritesFailed;
@@ -362,7 +362,7 @@ fn finish(
     if unknown > 0 {
         progress::warn(&format!(
             "{} of unknown outcome: the answer was lost and reading the agent back could not tell whether the write landed (see their error; `revert` reads them again)",
-            crate::output::count(unknown as u64, "write")
+            crate::term::count(unknown as u64, "write")
         ));
     }
     let ending = if let Some(signal) = signals.caught() {
@@ -385,7 +385,7 @@ fn log_applied(progress: &Progress, changes: usize, failed: usize, skipped: usiz
     let mut line = format!(
         "applied {} of {}",
         changes - failed - skipped - unknown,
-        crate::output::count(changes as u64, "change"),
+        crate::term::count(changes as u64, "change"),
     );
     for (n, what) in [
         (failed, "failed"),

@@ -10,15 +10,8 @@ use anyhow::Result;
 use crate::plan::Change;
 use crate::progress::Progress;
 
-/// One agent as the directory holds it.
-#[derive(Debug, Clone, PartialEq)]
-pub(crate) struct Agent {
-    /// The directory's own identifier (SCIM `id`, or the row number of a file).
-    pub id: String,
-    /// The email as the directory holds it (not normalised).
-    pub email: String,
-    pub external_id: Option<String>,
-}
+/// The agents a sink lists are the plan's records.
+pub(crate) use crate::plan::Agent;
 
 /// A directory. Writes take `&self`: the engine may have several in flight.
 pub(crate) trait Sink: Sync {
