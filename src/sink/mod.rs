@@ -97,7 +97,9 @@ pub(crate) fn is_unknown(err: &anyhow::Error) -> bool {
     err.downcast_ref::<Unknown>().is_some()
 }
 
-/// Is `err` a [`Refusal`]?
+/// Is `err` a [`Refusal`], or a token endpoint's refusal of the client (no
+/// write can succeed without a token)?
 pub(crate) fn is_refusal(err: &anyhow::Error) -> bool {
     err.downcast_ref::<Refusal>().is_some()
+        || err.downcast_ref::<crate::http::TokenRefused>().is_some()
 }

@@ -264,6 +264,8 @@ impl ScimSink {
     fn send_write(&self, req: &Request) -> Sent {
         let resp = match self.client.send(req) {
             Ok(resp) => resp,
+            // No token, no write: nothing was sent.
+            Err(e) if crate::sink::is_refusal(&e) => return Sent::Refused(e),
             Err(e) => return Sent::Lost(e),
         };
         if resp.status == 412 {
