@@ -299,7 +299,12 @@ impl SavedPlan {
         let done: HashMap<&str, &Change> = entry
             .changes
             .iter()
-            .filter(|c| matches!(c.status, Status::Applied | Status::Planned))
+            .filter(|c| {
+                matches!(
+                    c.status,
+                    Status::Applied | Status::Planned | Status::Unknown
+                )
+            })
             .map(|c| (c.agent_id.as_str(), c))
             .collect();
         let inverse = self.changes.iter().all(|c| {
