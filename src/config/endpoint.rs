@@ -116,13 +116,15 @@ impl Endpoint {
 fn auth_from_raw(key: &str, raw: &Spanned<RawAuth>, ctx: &Ctx) -> Result<Auth, ConfigError> {
     let at = raw.span();
     Ok(match raw.get_ref() {
-        RawAuth::Bearer { token_env } => Auth::Bearer(ctx.env_secret(at, token_env, key)?),
+        RawAuth::Bearer { token_env } => {
+            Auth::Bearer(ctx.env_secret(at, Some("token_env"), token_env, key)?)
+        }
         RawAuth::Basic {
             username_env,
             password_env,
         } => {
-            let username = ctx.env_secret(at.clone(), username_env, key)?;
-            let password = ctx.env_secret(at, password_env, key)?;
+            let username = ctx.env_secret(at.clone(), Some("username_env"), username_env, key)?;
+            let password = ctx.env_secret(at, Some("password_env"), password_env, key)?;
             redact::register_basic(username.expose_secret(), password.expose_secret());
             Auth::Basic {
                 username: username.expose_secret().to_owned(),
@@ -138,7 +140,7 @@ fn auth_from_raw(key: &str, raw: &Spanned<RawAuth>, ctx: &Ctx) -> Result<Auth, C
             }
             Auth::Header {
                 name: name.clone(),
-                value: ctx.env_secret(at, value_env, key)?,
+                value: ctx.env_secret(at, Some("value_env"), value_env, key)?,
             }
         }
         RawAuth::Oauth2 {
@@ -170,8 +172,10 @@ fn auth_from_raw(key: &str, raw: &Spanned<RawAuth>, ctx: &Ctx) -> Result<Auth, C
                 &format!("{key}.token_url"),
                 &Spanned::new(at.clone(), token_url.clone()),
             )?;
-            let client_id = ctx.env_secret(at.clone(), client_id_env, key)?;
-            let client_secret = ctx.env_secret(at, client_secret_env, key)?;
+            let client_id =
+                ctx.env_secret(at.clone(), Some("client_id_env"), client_id_env, key)?;
+            let client_secret =
+                ctx.env_secret(at, Some("client_secret_env"), client_secret_env, key)?;
             // The client's Basic header holds both form-encoded (RFC 6749 §2.3.1).
             let enc =
                 |s: &str| url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
@@ -240,9 +244,13 @@ mod tests {
         );
         let err = parse_str(&text).unwrap_err();
         assert!(
-            err.message.contains("environment variable NOPE is not set"),
+            err.message.contains("token_env: environment variable NOPE is not set"),
             "{err}"
         );
+        // The caret is under the variable's name, inside the inline table.
+        let line = "auth = { kind = \"bearer\", token_env = \"NOPE\" }";
+        assert_eq!(err.source_line.as_deref(), Some(line));
+        assert_eq!(err.at.map(|a| a.1), line.find("\"NOPE\"").map(|c| c + 1));
     }
 
     #[test]
