@@ -43,6 +43,10 @@ pub(crate) use tls::{IdentityFile, KEY_MISMATCH, client_identity, refuse_socks_p
 /// `max_response_mb` says otherwise.
 pub(crate) const MAX_BODY_BYTES: u64 = 64 * 1024 * 1024;
 
+/// The most header bytes a request sends; servers commonly refuse more than
+/// 8 to 64 KiB.
+const MAX_HEAD_BYTES: usize = 32 * 1024;
+
 /// Per-endpoint behaviour from the config.
 #[derive(Debug, Clone)]
 pub(crate) struct Settings {
@@ -454,16 +458,39 @@ impl Client {
         let mut builder = ureq::http::Request::builder()
             .method(req.method.as_str())
             .uri(req.url.as_str());
+        let mut head_bytes = 0usize;
+        let mut add = |builder: ureq::http::request::Builder, name: &str, value: &str| {
+            // A value that cannot be a header is this request's fault: said
+            // with the header's name (never its value: it may be a secret),
+            // and not retried.
+            if let Some(flaw) = header_value_flaw(value) {
+                bail!(
+                    "{} {}: header {name} cannot be sent: its value holds {flaw}",
+                    req.method,
+                    display_url(&req.url)
+                );
+            }
+            head_bytes += name.len() + value.len() + 4;
+            if head_bytes > MAX_HEAD_BYTES {
+                bail!(
+                    "{} {}: the request's headers are over {} KiB (at {name}): not sent",
+                    req.method,
+                    display_url(&req.url),
+                    MAX_HEAD_BYTES / 1024
+                );
+            }
+            Ok(builder.header(name, value))
+        };
         for (name, value) in &req.headers {
             if !credentials && req.is_secret_header(name, value) {
                 continue;
             }
-            builder = builder.header(name, value);
+            builder = add(builder, name, value)?;
         }
         if let Some((name, value)) = auth_header
             && !req.has_header(name)
         {
-            builder = builder.header(name.as_str(), value.expose_secret());
+            builder = add(builder, name, value.expose_secret())?;
         }
         let result = match &req.body {
             Some(body) => builder
