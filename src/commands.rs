@@ -57,6 +57,11 @@ pub(crate) fn dispatch(cli: Cli) -> Result<Ending> {
             events.as_deref(),
             output,
         ),
+        Some(Command::Listen { addr }) => {
+            let mut job = load(config)?;
+            let sink = engine::open_sink(&mut job)?;
+            crate::listen::run(job, sink, addr.as_deref())
+        }
         Some(Command::History) => history(config, output),
         Some(Command::Revert {
             run,
@@ -257,9 +262,17 @@ fn action(
     let single = agent.is_some();
     let (mut failed, mut sent) = (0, 0);
     let mut out = output::stdout();
-    for (email, vars) in &batch {
+    for (event_id, email, vars) in &batch {
         let outcome = match directory.find(email) {
-            Ok((agent, ext)) => action::send(&client, &base, &spec, agent, ext, vars),
+            Ok((agent, external_id)) => {
+                let target = action::Target {
+                    agent,
+                    external_id,
+                    vars,
+                    event_id: event_id.as_deref(),
+                };
+                action::send(&client, &base, &spec, &target)
+            }
             Err(e) if single => return Err(e),
             Err(e) => action::ActionResult {
                 email: email.clone(),
@@ -268,6 +281,7 @@ fn action(
                 ok: false,
                 error: Some(e.to_string()),
                 response: None,
+                retry: action::Retry::No,
             },
         };
         if single && !outcome.ok {
@@ -295,6 +309,9 @@ fn action(
     Ok(Ending::Success)
 }
 
+/// One request of a batch: the event's ID, the agent's email, the variables.
+type BatchItem = (Option<String>, String, BTreeMap<String, String>);
+
 /// The requests of an action, one per agent with its variables: every one is
 /// checked before the first is sent.
 fn action_batch(
@@ -303,7 +320,7 @@ fn action_batch(
     agent: Option<&str>,
     vars: Vec<(String, String)>,
     events: Option<&Path>,
-) -> Result<Vec<(String, BTreeMap<String, String>)>> {
+) -> Result<Vec<BatchItem>> {
     let defaults: BTreeMap<String, String> = vars.into_iter().collect();
     match (agent, events) {
         (Some(email), _) => {
@@ -320,7 +337,7 @@ fn action_batch(
                     sets.join(" ")
                 )));
             }
-            Ok(vec![(email.to_owned(), defaults)])
+            Ok(vec![(None, email.to_owned(), defaults)])
         }
         (None, Some(path)) => {
             let (mut events, source) = if path == Path::new("-") {
@@ -341,7 +358,10 @@ fn action_batch(
                 event.vars.extend(own);
             }
             action::check_vars(spec, name, &events, &source)?;
-            Ok(events.into_iter().map(|e| (e.email, e.vars)).collect())
+            Ok(events
+                .into_iter()
+                .map(|e| (e.id, e.email, e.vars))
+                .collect())
         }
         (None, None) => Err(exit::usage("give --agent EMAIL or --events FILE")),
     }
