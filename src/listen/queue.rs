@@ -8,7 +8,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::mpsc;
 use std::thread::JoinHandle;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -79,13 +79,21 @@ pub(crate) enum Update {
 enum Command {
     Insert(NewEvent, oneshot::Sender<Accept>),
     Update(Update, oneshot::Sender<bool>),
+    /// A small write to learn whether the queue takes writes again.
+    Probe(oneshot::Sender<bool>),
 }
+
+/// After a failed write the queue counts as unwritable for this long before
+/// a probe may say otherwise: a half-full disk that takes an update but not
+/// an event does not flap between healthy and not.
+const UNHEALTHY_MS: i64 = 5000;
 
 /// The writer's end, shared by the server and the workers.
 #[derive(Clone)]
 pub(crate) struct Queue {
     tx: mpsc::Sender<Command>,
-    writable: Arc<AtomicBool>,
+    /// When a commit last failed (Unix ms); 0 once events are written again.
+    failed_at: Arc<AtomicI64>,
 }
 
 /// Now, in Unix milliseconds.
@@ -120,7 +128,8 @@ pub(crate) fn open(path: &Path) -> Result<(Connection, Vec<Queued>)> {
                 last_error TEXT,
                 done_ms INTEGER
              );
-             CREATE INDEX IF NOT EXISTS pending ON events (seq) WHERE state = 'pending';",
+             CREATE INDEX IF NOT EXISTS pending ON events (seq) WHERE state = 'pending';
+             CREATE TABLE IF NOT EXISTS probe (k TEXT PRIMARY KEY, v BLOB, at INTEGER);",
         )
     };
     setup().with_context(|| format!("setting up the event queue {}", path.display()))?;
@@ -160,13 +169,13 @@ impl Queue {
     /// Start the writer thread on `conn`; queued events go to `sched`.
     pub(crate) fn start(conn: Connection, sched: Arc<Sched>) -> Result<(Queue, JoinHandle<()>)> {
         let (tx, rx) = mpsc::channel();
-        let writable = Arc::new(AtomicBool::new(true));
-        let flag = writable.clone();
+        let failed_at = Arc::new(AtomicI64::new(0));
+        let flag = failed_at.clone();
         let handle = std::thread::Builder::new()
             .name("queue-writer".into())
             .spawn(move || writer(&conn, &rx, &sched, &flag))
             .context("starting the queue writer")?;
-        Ok((Queue { tx, writable }, handle))
+        Ok((Queue { tx, failed_at }, handle))
     }
 
     /// Queue `event`; answers once it is on disk (or why not).
@@ -188,15 +197,27 @@ impl Queue {
         answer.blocking_recv().unwrap_or(false)
     }
 
-    /// Did the last commit succeed?
-    pub(crate) fn writable(&self) -> bool {
-        self.writable.load(Ordering::SeqCst)
+    /// Does the queue take events? After a failed write, not for
+    /// [`UNHEALTHY_MS`], then as a probe write says.
+    pub(crate) async fn writable(&self) -> bool {
+        let failed_at = self.failed_at.load(Ordering::SeqCst);
+        if failed_at == 0 {
+            return true;
+        }
+        if now_ms() - failed_at < UNHEALTHY_MS {
+            return false;
+        }
+        let (reply, answer) = oneshot::channel();
+        if self.tx.send(Command::Probe(reply)).is_err() {
+            return false;
+        }
+        answer.await.unwrap_or(false)
     }
 }
 
 /// The writer thread: take what is waiting, commit it in one transaction,
 /// answer each. Ends when every sender is gone.
-fn writer(conn: &Connection, rx: &mpsc::Receiver<Command>, sched: &Sched, writable: &AtomicBool) {
+fn writer(conn: &Connection, rx: &mpsc::Receiver<Command>, sched: &Sched, failed_at: &AtomicI64) {
     while let Ok(first) = rx.recv() {
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
@@ -207,7 +228,14 @@ fn writer(conn: &Connection, rx: &mpsc::Receiver<Command>, sched: &Sched, writab
         }
         match commit(conn, &batch) {
             Ok((now, results)) => {
-                writable.store(true, Ordering::SeqCst);
+                // Updates alone need less room than an event: only events
+                // and probes say the queue is writable again.
+                if batch
+                    .iter()
+                    .any(|c| matches!(c, Command::Insert(..) | Command::Probe(_)))
+                {
+                    failed_at.store(0, Ordering::SeqCst);
+                }
                 let mut queued = Vec::new();
                 let mut inserted = Vec::new();
                 let mut updated = Vec::new();
@@ -223,7 +251,7 @@ fn writer(conn: &Connection, rx: &mpsc::Receiver<Command>, sched: &Sched, writab
                             };
                             inserted.push((reply, accept));
                         }
-                        Command::Update(_, reply) => updated.push(reply),
+                        Command::Update(_, reply) | Command::Probe(reply) => updated.push(reply),
                     }
                 }
                 // The workers see the events, in the order of the queue,
@@ -237,7 +265,7 @@ fn writer(conn: &Connection, rx: &mpsc::Receiver<Command>, sched: &Sched, writab
                 }
             }
             Err(e) => {
-                writable.store(false, Ordering::SeqCst);
+                failed_at.store(now_ms().max(1), Ordering::SeqCst);
                 crate::progress::line(
                     crate::progress::Level::Error,
                     &format!("the event queue cannot be written: {e}"),
@@ -248,7 +276,7 @@ fn writer(conn: &Connection, rx: &mpsc::Receiver<Command>, sched: &Sched, writab
                         Command::Insert(_, reply) => {
                             let _ = reply.send(Accept::Unavailable);
                         }
-                        Command::Update(_, reply) => {
+                        Command::Update(_, reply) | Command::Probe(reply) => {
                             let _ = reply.send(false);
                         }
                     }
@@ -292,6 +320,13 @@ fn commit(conn: &Connection, batch: &[Command]) -> rusqlite::Result<(i64, Vec<Op
                 }
                 Command::Update(u, _) => {
                     apply(&tx, u, now)?;
+                    results.push(None);
+                }
+                Command::Probe(_) => {
+                    tx.prepare_cached(
+                        "INSERT OR REPLACE INTO probe (k, v, at) VALUES ('probe', zeroblob(1024), ?1)",
+                    )?
+                    .execute([now])?;
                     results.push(None);
                 }
             }

@@ -179,7 +179,7 @@ async fn events(State(app): State<Arc<App>>, headers: HeaderMap, body: Body) -> 
 
 async fn healthz(State(app): State<Arc<App>>) -> Response {
     let workers = app.workers_alive.load(Ordering::SeqCst);
-    if !app.queue.writable() {
+    if !app.queue.writable().await {
         return reply(StatusCode::SERVICE_UNAVAILABLE, "queue not writable");
     }
     if workers < app.workers {
