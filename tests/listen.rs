@@ -282,3 +282,37 @@ fn the_listener_refuses_to_start_without_what_it_needs() {
     Run::listen(&job).expect(2);
     assert_eq!(clock.request_count(), 0);
 }
+
+#[test]
+fn check_shows_the_listener_and_an_event_lines_id_fills_event_id() {
+    let clock = clock();
+    let job = listen_job(&clock.base, &[("ann@x.com", Some("1"))], HMAC_AUTH);
+    let out = agentsync(&["check"]).config(&job).expect(0);
+    for expected in [
+        "listen     POST http://127.0.0.1:8788/events (auth = \"standard-webhooks\")",
+        "route    .type == \"user.logout\" -> punch (event = \"logout\")",
+        ".listen.sqlite",
+    ] {
+        assert!(
+            out.stdout.contains(expected),
+            "{expected:?} in:\n{}",
+            out.stdout
+        );
+    }
+    // `action --events`: a line's "id" is the action's {{event_id}}.
+    let lines = "{\"id\": \"evt-7\", \"email\": \"ann@x.com\", \"vars\": {\"event\": \"login\"}}\n\
+                 {\"email\": \"ann@x.com\", \"vars\": {\"event\": \"logout\"}}\n";
+    job.write("events.jsonl", lines);
+    let events = job.path("events.jsonl");
+    agentsync(&["action", "punch", "--events", events.to_str().unwrap()])
+        .config(&job)
+        .expect(0);
+    let keys: Vec<_> = punches(&clock).into_iter().map(|p| (p.1, p.2)).collect();
+    assert_eq!(
+        keys,
+        [
+            ("evt-7".into(), "login".into()),
+            (String::new(), "logout".into())
+        ]
+    );
+}

@@ -273,7 +273,7 @@ endpoint_table! {
         /// HTTP method (default `POST`).
         #[schemars(with = "Option<String>")]
         method: Option<Spanned<String>>,
-        /// Template appended to `base_url`: `{{external_id}}`, `{{email}}`, `{{agent_id}}`, `{{var.K}}`, `{{env.NAME}}`.
+        /// Template appended to `base_url`: `{{external_id}}`, `{{email}}`, `{{agent_id}}`, `{{event_id}}` (`agentsync listen`, or an event line's "id"), `{{var.K}}`, `{{env.NAME}}`.
         #[schemars(with = "String")]
         path: Spanned<String>,
         /// Query parameters: templates, URL-encoded (default none).
