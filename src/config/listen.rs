@@ -11,7 +11,7 @@ use toml::Spanned;
 
 use super::ActionSpec;
 use super::ctx::{ConfigError, Ctx, Errors};
-use super::raw::{RawListen, RawListenAuth, RawRoute};
+use super::raw_listen::{RawListen, RawListenAuth, RawRoute};
 use super::relative_to_config;
 use crate::mapping::Jq;
 use crate::state;

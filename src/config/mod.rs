@@ -11,6 +11,7 @@ mod keys;
 mod listen;
 mod pagination;
 mod raw;
+mod raw_listen;
 mod request;
 pub(crate) mod schema;
 mod sink;
