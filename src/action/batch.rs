@@ -6,6 +6,7 @@
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::Path;
+use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
 use url::Url;
@@ -26,7 +27,7 @@ use crate::term::{Esc, Paint, style};
 /// source's when it declares none).
 pub(crate) struct Declared {
     spec: ActionSpec,
-    client: Client,
+    client: Arc<Client>,
     base: Url,
 }
 
@@ -53,7 +54,18 @@ impl Declared {
                 job.source.endpoint.base_url.clone(),
             ),
         };
-        Ok(Declared { spec, client, base })
+        Ok(Declared::new(spec, Arc::new(client), base))
+    }
+
+    /// The action `spec`, sent with `client` on `base` (a client several
+    /// actions may share, as they share the source's endpoint).
+    pub(crate) fn new(spec: ActionSpec, client: Arc<Client>, base: Url) -> Self {
+        Declared { spec, client, base }
+    }
+
+    /// Send the action for `target`.
+    pub(crate) fn send_to(&self, target: &Target<'_>) -> ActionResult {
+        send(&self.client, &self.base, &self.spec, target)
     }
 
     /// Send the action for the agent with `email` in `directory`, with the
@@ -72,7 +84,7 @@ impl Declared {
             vars: &item.vars,
             event_id: item.event_id.as_deref(),
         };
-        Ok(send(&self.client, &self.base, &self.spec, &target))
+        Ok(self.send_to(&target))
     }
 }
 

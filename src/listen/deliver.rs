@@ -15,24 +15,16 @@ use super::directory::{Directory, Lookup};
 use super::metrics::{Metrics, bump};
 use super::queue::{Queue, Queued, Update, now_ms};
 use super::sched::{Sched, Turn};
-use crate::action::{self, Retry, Target};
-use crate::config::ActionSpec;
-use crate::http::Client;
+use crate::action::batch::Declared;
+use crate::action::{Retry, Target};
 use crate::progress::{Level, line};
-
-/// An action ready to send: its request, client and base URL.
-pub(crate) struct Sender {
-    pub spec: ActionSpec,
-    pub client: Arc<Client>,
-    pub base: url::Url,
-}
 
 /// What the workers share.
 pub(crate) struct Workers {
     pub sched: Arc<Sched>,
     pub queue: Queue,
     pub directory: Arc<Directory>,
-    pub actions: BTreeMap<String, Sender>,
+    pub actions: BTreeMap<String, Declared>,
     pub metrics: Arc<Metrics>,
     pub max_delivery: Duration,
 }
@@ -81,7 +73,7 @@ impl Workers {
 
     fn try_once(&self, ev: &Queued) -> Outcome {
         let e = &ev.event;
-        let Some(sender) = self.actions.get(&e.action) else {
+        let Some(action) = self.actions.get(&e.action) else {
             return Outcome::Failed(format!("the action {:?} is no longer declared", e.action));
         };
         let (agent, external_id) = match self.directory.find(&e.email) {
@@ -109,17 +101,12 @@ impl Workers {
                 };
             }
         };
-        let result = action::send(
-            &sender.client,
-            &sender.base,
-            &sender.spec,
-            &Target {
-                agent: &agent,
-                external_id: &external_id,
-                vars: &e.vars,
-                event_id: Some(&e.id),
-            },
-        );
+        let result = action.send_to(&Target {
+            agent: &agent,
+            external_id: &external_id,
+            vars: &e.vars,
+            event_id: Some(&e.id),
+        });
         if result.ok {
             return Outcome::Sent(result.status);
         }

@@ -116,7 +116,7 @@ impl Directory {
                 }
             }
             let started = Instant::now();
-            match sink.list_agents(&progress) {
+            match crate::action::batch::agents(sink.as_mut(), None, &progress) {
                 Ok(agents) => {
                     let count = agents.len();
                     let mut by_email: HashMap<String, Vec<usize>> = HashMap::new();

@@ -23,6 +23,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use anyhow::{Context, Result, anyhow};
 
+use crate::action::batch::Declared;
 use crate::config::{Job, check_addr};
 use crate::exit::{self, Ending};
 use crate::progress::{Level, line};
@@ -40,7 +41,7 @@ impl Drop for Alive {
 /// The senders of the actions the routes name, each with its own client (or
 /// one shared client of the source's endpoint). Retries are the queue's, not
 /// the client's: a worker is never held by a wait.
-fn senders(job: &mut Job, names: &[String]) -> BTreeMap<String, deliver::Sender> {
+fn senders(job: &mut Job, names: &[String]) -> BTreeMap<String, Declared> {
     let mut shared: Option<(Arc<crate::http::Client>, url::Url)> = None;
     let mut out = BTreeMap::new();
     for name in names {
@@ -60,7 +61,7 @@ fn senders(job: &mut Job, names: &[String]) -> BTreeMap<String, deliver::Sender>
                 })
                 .clone(),
         };
-        out.insert(name.clone(), deliver::Sender { spec, client, base });
+        out.insert(name.clone(), Declared::new(spec, client, base));
     }
     out
 }
