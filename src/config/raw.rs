@@ -527,6 +527,6 @@ pub(super) struct RawSync {
     /// Health-check URL: `/start` before a run, the URL on success, `/fail` on failure (default none).
     #[schemars(with = "Option<String>")]
     pub ping_url: Option<Spanned<String>>,
-    /// Agents whose external ID someone else changed since our last write: `warn` writes as planned, `skip` leaves them (default `warn`).
+    /// Agents whose external ID someone else changed since our last write: `warn` writes as planned, `skip` leaves them, `refuse` refuses a run that would overwrite one like a safety limit (exit 4; `--force` writes) (default `warn`).
     pub on_contested: Option<OnContested>,
 }

@@ -13,7 +13,7 @@ use super::relative_to_config;
 use crate::state;
 
 /// What a sync does with agents whose external ID someone else changed since
-/// agentsync last set it: `warn` or `skip`.
+/// agentsync last set it: `warn`, `skip` or `refuse`.
 // Plain comments on the variants keep the schema a string enum.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
@@ -23,6 +23,8 @@ pub(crate) enum OnContested {
     Warn,
     // Report them, and leave them out of the changes.
     Skip,
+    // Report them, and refuse a run that would overwrite one, as a safety limit does.
+    Refuse,
 }
 
 impl OnContested {
@@ -31,6 +33,7 @@ impl OnContested {
         match self {
             OnContested::Warn => "warn",
             OnContested::Skip => "skip",
+            OnContested::Refuse => "refuse",
         }
     }
 }

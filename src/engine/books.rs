@@ -127,6 +127,17 @@ impl Books {
                 update: applied(ChangeKind::Update),
                 unlink: applied(ChangeKind::Unlink),
                 failed_writes,
+                unknown_writes: result.as_ref().map_or(0, |run| run.report.summary.unknown),
+                contested: result
+                    .as_ref()
+                    .map_or(0, |run| run.report.summary.contested),
+                contested_overwritten: result.as_ref().map_or(0, |run| {
+                    if run.report.refusal.is_some() {
+                        0
+                    } else {
+                        run.report.contested_overwritten()
+                    }
+                }),
                 source_users: users,
                 agents,
                 duration: books.started.elapsed(),

@@ -95,6 +95,7 @@ pub(crate) fn open_sink(job: &mut Job) -> Result<Box<dyn Sink>> {
 
 /// The whole pipeline for one loaded job.
 pub(crate) fn sync(mut job: Job, options: RunOptions, progress: &Progress) -> Result<Run> {
+    signals::before_writes();
     let mut sink = open_sink(&mut job)?;
     let past = past_runs(&job, options)?;
     let mut books = Books::open(&job, "sync", options)?;
@@ -125,9 +126,14 @@ pub(crate) fn sync(mut job: Job, options: RunOptions, progress: &Progress) -> Re
         for change in &mut plan.changes {
             change.version = sink.version_of(&change.agent_id);
         }
-        let contested = crate::contested::mark(&mut plan, &agents, &past, job.sync.on_contested);
+        let policy = job.sync.on_contested;
+        let contested = crate::contested::mark(&mut plan, &agents, &past, policy);
+        if let Some(warning) = crate::contested::warning(policy, &contested, &plan) {
+            progress::warn(&warning);
+        }
         let refusal = source_refusal(&job, &fetched, journal::last_success(&past))
-            .or_else(|| safety_refusal(&job, &plan));
+            .or_else(|| safety_refusal(&job, &plan))
+            .or_else(|| crate::contested::refusal(policy, &contested, &plan));
         let report =
             Report::new(options.dry_run, &fetched, agents.len(), plan).with_contested(contested);
         finish(
@@ -166,6 +172,7 @@ pub(crate) fn revert(
     options: RunOptions,
     progress: &Progress,
 ) -> Result<Run> {
+    signals::before_writes();
     let entries = past_runs(&job, RunOptions::default())?;
     let entry = journal::find(&entries, run_id)?.clone();
     let mut sink = open_sink(&mut job)?;
@@ -192,23 +199,35 @@ pub(crate) fn revert(
             detailed_exitcode: false,
             ..options
         };
-        finish(
+        let mut run = finish(
             sink.as_mut(),
             report,
             refusal.as_deref(),
             options,
             books.as_mut(),
             progress,
-        )
+        )?;
+        // An agent of the run left changed is no success: the revert is
+        // not done until someone looks at it.
+        if !options.dry_run && !run.report.conflicts.is_empty() && run.ending == Ending::Success {
+            progress::warn(&format!(
+                "{} of run {} left as they are (see the conflicts): the revert is incomplete",
+                crate::term::count(run.report.conflicts.len() as u64, "agent"),
+                entry.run
+            ));
+            run.ending = Ending::WritesFailed;
+        }
+        Ok(run)
     })();
     Books::close(books, &job, result, &entries)
 }
 
 /// The changes of `entry` that reached the directory: those applied, and of
-/// those in flight when the run was killed (an intent without a result), the
-/// ones whose new value the agent holds. An in-flight write the agent does not
-/// show was never made: nothing to undo. One the agent shows neither way is
-/// kept, and the revert plan calls it a conflict.
+/// those whose outcome the run did not know — in flight when it was killed (an
+/// intent without a result) or `unknown` (the answer was lost) — the ones the
+/// agent, as listed now, does not show at their old value. A write the agent
+/// does not show was never made: nothing to undo. One the agent shows neither
+/// way is kept, and the revert plan calls it a conflict.
 fn landed(
     entry: &journal::Entry,
     agents: &[crate::sink::Agent],
@@ -220,7 +239,7 @@ fn landed(
         .changes
         .iter()
         .filter_map(|c| {
-            if c.status != Status::Planned {
+            if !matches!(c.status, Status::Planned | Status::Unknown) {
                 return Some(c.clone());
             }
             in_flight += 1;
@@ -240,7 +259,7 @@ fn landed(
         .collect();
     if in_flight > 0 {
         progress.log(&format!(
-            "run {}: {in_flight} writes had no result (the run was killed): {} landed, {never} never did and need no undo",
+            "run {}: {in_flight} writes had no result, or an unknown one (killed, or the answer was lost): {} landed, {never} never did and need no undo",
             entry.run,
             in_flight - never
         ));
@@ -326,19 +345,29 @@ fn finish(
             error = books.journal.change(change).err();
         }
     }
-    let failed = report
-        .changes
-        .iter()
-        .filter(|c| c.status == Status::Failed)
-        .count();
-    report.summary.failed = failed;
-    log_applied(progress, report.changes.len(), failed, applied.skipped);
+    report.count_outcomes();
+    report.interrupted = signals.caught().map(signals::name);
+    let s = &report.summary;
+    let (failed, unknown) = (s.failed, s.unknown);
+    log_applied(
+        progress,
+        report.changes.len(),
+        failed,
+        applied.skipped,
+        unknown,
+    );
     if let Some(why) = &applied.stopped {
         progress::warn(&format!("writing stopped: {why}"));
     }
+    if unknown > 0 {
+        progress::warn(&format!(
+            "{} of unknown outcome: the answer was lost and reading the agent back could not tell whether the write landed (see their error; `revert` reads them again)",
+            crate::term::count(unknown as u64, "write")
+        ));
+    }
     let ending = if let Some(signal) = signals.caught() {
         Ending::Interrupted(signal)
-    } else if failed > 0 || applied.skipped > 0 {
+    } else if failed > 0 || unknown > 0 || applied.skipped > 0 {
         Ending::WritesFailed
     } else {
         Ending::Success
@@ -352,22 +381,22 @@ fn finish(
 }
 
 /// `applied 8 of 10 changes, 1 failed, 1 skipped`.
-fn log_applied(progress: &Progress, changes: usize, failed: usize, skipped: usize) {
-    progress.log(&format!(
-        "applied {} of {}{}{}",
-        changes - failed - skipped,
+fn log_applied(progress: &Progress, changes: usize, failed: usize, skipped: usize, unknown: usize) {
+    let mut line = format!(
+        "applied {} of {}",
+        changes - failed - skipped - unknown,
         crate::term::count(changes as u64, "change"),
-        if failed > 0 {
-            format!(", {failed} failed")
-        } else {
-            String::new()
-        },
-        if skipped > 0 {
-            format!(", {skipped} skipped")
-        } else {
-            String::new()
+    );
+    for (n, what) in [
+        (failed, "failed"),
+        (skipped, "skipped"),
+        (unknown, "unknown"),
+    ] {
+        if n > 0 {
+            line.push_str(&format!(", {n} {what}"));
         }
-    ));
+    }
+    progress.log(&line);
 }
 
 /// The apply's watcher for a run that writes: each result goes to the journal
@@ -405,6 +434,7 @@ pub(crate) fn apply_saved(
     options: RunOptions,
     progress: &Progress,
 ) -> Result<Run> {
+    signals::before_writes();
     let options = RunOptions {
         dry_run: false,
         detailed_exitcode: false,
@@ -470,6 +500,7 @@ pub(crate) fn apply_saved(
             run.report
                 .changes
                 .sort_by_key(|c| order.get(&c.agent_id).copied().unwrap_or(usize::MAX));
+            run.report.count_outcomes();
             if run.ending == Ending::Success {
                 run.ending = Ending::WritesFailed;
             }

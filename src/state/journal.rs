@@ -140,12 +140,17 @@ pub(crate) struct Entry {
 }
 
 impl Entry {
-    /// Changes whose write may have landed: applied, or in flight when the
-    /// run was killed.
+    /// Changes whose write may have landed: applied, in flight when the run
+    /// was killed, or of unknown outcome.
     pub(crate) fn undoable(&self) -> usize {
         self.changes
             .iter()
-            .filter(|c| matches!(c.status, Status::Applied | Status::Planned))
+            .filter(|c| {
+                matches!(
+                    c.status,
+                    Status::Applied | Status::Planned | Status::Unknown
+                )
+            })
             .count()
     }
 }

@@ -27,6 +27,12 @@ pub(crate) struct RunMetrics<'a> {
     pub update: usize,
     pub unlink: usize,
     pub failed_writes: usize,
+    /// Writes whose answer was lost and whose outcome reading back could not tell.
+    pub unknown_writes: usize,
+    /// Agents someone else changed since agentsync set them, and of those,
+    /// the ones this run wrote again.
+    pub contested: usize,
+    pub contested_overwritten: usize,
     /// Unknown when the run did not get that far.
     pub source_users: Option<usize>,
     pub agents: Option<usize>,
@@ -83,6 +89,21 @@ pub(crate) fn render(m: &RunMetrics) -> String {
         "agentsync_failed_writes",
         "Writes of the last run that failed.",
         &one(m.failed_writes.to_string()),
+    );
+    gauge(
+        "agentsync_unknown_writes",
+        "Writes of the last run whose answer was lost and whose outcome reading back could not tell.",
+        &one(m.unknown_writes.to_string()),
+    );
+    gauge(
+        "agentsync_contested",
+        "Agents whose external ID someone else changed since agentsync set it, found by the last run.",
+        &one(m.contested.to_string()),
+    );
+    gauge(
+        "agentsync_contested_overwritten",
+        "Contested agents the last run set back (two writers taking turns).",
+        &one(m.contested_overwritten.to_string()),
     );
     if let Some(users) = m.source_users {
         gauge(
