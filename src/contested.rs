@@ -135,6 +135,11 @@ mod tests {
             summary: Default::default(),
             users: None,
             error: None,
+            job: None,
+            reverted_by: None,
+            reverted: None,
+            writing: true,
+            ended: true,
             changes: changes
                 .iter()
                 .map(|(id, new, status)| {

@@ -334,8 +334,8 @@ pub(crate) fn plan(users: &[User], agents: &[Agent], unlink_missing: bool) -> Pl
 }
 
 /// The plan that undoes run `run`, whose journaled changes are `changes`: each
-/// applied change is set back, unless its agent is gone or changed since (then
-/// it is a conflict and left alone).
+/// applied change is set back, unless its agent is gone or changed since (a
+/// conflict, left alone) or holds its old value already (set back before).
 pub(crate) fn revert(run: &str, changes: &[Change], agents: &[Agent]) -> Plan {
     let by_id: HashMap<&str, &Agent> = agents.iter().map(|a| (a.id.as_str(), a)).collect();
     let mut plan = Plan {
@@ -357,6 +357,10 @@ pub(crate) fn revert(run: &str, changes: &[Change], agents: &[Agent]) -> Plan {
             )));
             continue;
         };
+        if agent.external_id == change.old_external_id {
+            plan.unchanged += 1;
+            continue;
+        }
         if agent.external_id != change.new_external_id {
             if agent.external_id == change.old_external_id {
                 // Already as it was before the run: nothing to undo.

@@ -518,10 +518,10 @@ pub(super) struct RawSync {
     /// Refuse (exit 4) when the source has fewer users than the last successful run by more than this percentage (default 50).
     #[schemars(with = "Option<f64>")]
     pub max_source_drop_percent: Option<Spanned<f64>>,
-    /// The write-ahead journal, relative to the config (default: in the state directory).
+    /// The write-ahead journal, relative to the config (default: in the state directory); neither the config nor the file sink's path.
     #[schemars(with = "Option<String>")]
     pub journal: Option<Spanned<String>>,
-    /// A Prometheus text-format file written after every run that is not a dry run (default none).
+    /// A Prometheus text-format file written after every run that is not a dry run (default none); neither the config, the file sink's path, the journal nor the lock.
     #[schemars(with = "Option<String>")]
     pub metrics_file: Option<Spanned<String>>,
     /// Health-check URL: `/start` before a run, the URL on success, `/fail` on failure (default none).

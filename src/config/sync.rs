@@ -51,8 +51,16 @@ pub(crate) struct SyncSpec {
     pub max_source_drop_percent: f64,
     /// The journal; `None` when there is no state directory to put it in.
     pub journal: Option<PathBuf>,
+    /// A journal of this job under the name an older version gave it: read
+    /// while `journal` does not exist, and renamed to it by the next run.
+    pub legacy_journal: Option<PathBuf>,
     /// The run lock, beside the journal's default place.
     pub lock: Option<PathBuf>,
+    /// The state directory, if there is one: the lock, the default journal
+    /// and the saved plans' key.
+    pub state_dir: Option<PathBuf>,
+    /// Who the job is to the state directory and the journal.
+    pub key: state::JobKey,
     pub metrics_file: Option<PathBuf>,
     pub ping_url: Option<Url>,
     pub on_contested: OnContested,
@@ -75,31 +83,47 @@ impl SyncSpec {
             None => Ok(default),
         };
         let state_dir = state::state_dir(ctx.env());
-        let stem = state::file_stem(config_path);
+        let key = state::JobKey::of(config_path, state_dir.as_deref());
+        let mut legacy_journal = None;
         let journal = match &raw.journal {
             Some(j) => {
                 let path = relative_to_config(config_path, j.get_ref());
-                for (other, what) in [
+                let others = [
                     (Some(config_path), "the config"),
                     (sink_file, "the sink's file"),
-                ] {
-                    if other.is_some_and(|o| same_file(&path, o)) {
-                        return Err(ctx.err_at(
-                            j,
-                            format!("[sync] journal is {what}: the journal would overwrite it"),
-                        ));
-                    }
-                }
+                ];
+                not_over(&path, &others, j, "journal", ctx)?;
                 Some(path)
             }
-            None => state_dir
-                .as_ref()
-                .map(|d| d.join(format!("{stem}.journal.jsonl"))),
+            None => state_dir.as_ref().map(|d| {
+                let path = d.join(format!("{}.journal.jsonl", key.name));
+                legacy_journal = key
+                    .legacy
+                    .as_ref()
+                    .map(|old| d.join(format!("{old}.journal.jsonl")))
+                    .filter(|old| !path.exists() && old.is_file());
+                path
+            }),
         };
-        let metrics_file = raw
-            .metrics_file
+        let lock = state_dir
             .as_ref()
-            .map(|m| relative_to_config(config_path, m.get_ref()));
+            .map(|d| d.join(format!("{}.lock", key.name)));
+        // The metrics file is replaced whole by every run: never over a file
+        // agentsync reads or keeps.
+        let metrics_file = match &raw.metrics_file {
+            Some(m) => {
+                let path = relative_to_config(config_path, m.get_ref());
+                let others = [
+                    (Some(config_path), "the config"),
+                    (sink_file, "the sink's file"),
+                    (journal.as_deref(), "the journal"),
+                    (lock.as_deref(), "the run lock"),
+                ];
+                not_over(&path, &others, m, "metrics_file", ctx)?;
+                Some(path)
+            }
+            None => None,
+        };
         // Every key is checked, so that all their errors are reported at once.
         let mut errors = Errors::default();
         let unlink = errors.keep(percent("max_unlink_percent", &raw.max_unlink_percent, 20.0));
@@ -136,12 +160,35 @@ impl SyncSpec {
             max_skipped_percent,
             max_source_drop_percent,
             journal,
-            lock: state_dir.map(|d| d.join(format!("{stem}.lock"))),
+            legacy_journal,
+            lock,
+            state_dir,
+            key,
             metrics_file,
             ping_url,
             on_contested: raw.on_contested.unwrap_or_default(),
         })
     }
+}
+
+/// Refuse `path`, the file of `[sync] key`, when it is one of `others`:
+/// writing it would overwrite that file.
+fn not_over<T>(
+    path: &Path,
+    others: &[(Option<&Path>, &str)],
+    at: &Spanned<T>,
+    key: &str,
+    ctx: &Ctx,
+) -> Result<(), ConfigError> {
+    for (other, what) in others {
+        if other.is_some_and(|o| same_file(path, o)) {
+            return Err(ctx.err_at(
+                at,
+                format!("[sync] {key} is {what}: writing the {key} would overwrite it"),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Do `a` and `b` name the same file? Compared canonically (links and `..`

@@ -36,8 +36,21 @@ impl Books {
             return Err(no_state_dir());
         };
         let lock = lock::acquire(lock_path, &job.path)?;
-        let config = job.path.canonicalize().unwrap_or_else(|_| job.path.clone());
-        let journal = journal::Writer::begin(journal_path, &config, &job.name, kind)
+        job.sync.key.keep_alias()?;
+        // The journal an older version named after a link takes the job's
+        // own name now.
+        if let Some(old) = &job.sync.legacy_journal
+            && !journal_path.exists()
+        {
+            std::fs::rename(old, journal_path).with_context(|| {
+                format!(
+                    "renaming the journal {} to {}",
+                    old.display(),
+                    journal_path.display()
+                )
+            })?;
+        }
+        let journal = journal::Writer::begin(journal_path, &job.sync.key, &job.name, kind)
             .context("the journal cannot be written; nothing was read or written")?;
         if let Some(url) = &job.sync.ping_url {
             metrics::ping(url.as_str(), "/start");

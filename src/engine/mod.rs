@@ -18,6 +18,7 @@ use crate::signals;
 use crate::sink::{Sink, file::FileSink, scim::ScimSink};
 use crate::source::{self, Fetched};
 use crate::state::journal;
+use crate::state::runs::{self, NothingToUndo, Target};
 
 mod apply;
 mod books;
@@ -131,7 +132,7 @@ pub(crate) fn sync(mut job: Job, options: RunOptions, progress: &Progress) -> Re
         if let Some(warning) = crate::contested::warning(policy, &contested, &plan) {
             progress::warn(&warning);
         }
-        let refusal = source_refusal(&job, &fetched, journal::last_success(&past))
+        let refusal = source_refusal(&job, &fetched, runs::last_success(&past))
             .or_else(|| safety_refusal(&job, &plan))
             .or_else(|| crate::contested::refusal(policy, &contested, &plan));
         let report =
@@ -148,13 +149,28 @@ pub(crate) fn sync(mut job: Job, options: RunOptions, progress: &Progress) -> Re
     Books::close(books, &job, result, &past)
 }
 
-/// The runs journaled so far (none for a dry run without a journal).
+/// The job's runs journaled so far (none for a dry run without a journal).
 fn past_runs(job: &Job, options: RunOptions) -> Result<Vec<journal::Entry>> {
-    match (&job.sync.journal, options.dry_run) {
-        (Some(path), _) => journal::read(path),
+    match (job_journal(job), options.dry_run) {
+        (Some(path), _) => runs::of_job(path, &job.sync.key, job.sync.lock.as_deref()),
         (None, true) => Ok(Vec::new()),
         (None, false) => Err(no_state_dir()),
     }
+}
+
+/// The journal that holds the job's runs: its own, or until a run renames
+/// it, the one an older version named after a link.
+pub(crate) fn job_journal(job: &Job) -> Option<&std::path::Path> {
+    match (&job.sync.legacy_journal, &job.sync.journal) {
+        (Some(old), Some(new)) if !new.exists() => Some(old),
+        (_, journal) => journal.as_deref(),
+    }
+}
+
+/// The job's runs, for `history`: its own only, `running` where so.
+pub(crate) fn history(job: &Job) -> Result<Vec<journal::Entry>> {
+    let path = job_journal(job).ok_or_else(no_state_dir)?;
+    runs::of_job(path, &job.sync.key, job.sync.lock.as_deref())
 }
 
 pub(crate) fn no_state_dir() -> anyhow::Error {
@@ -163,18 +179,44 @@ pub(crate) fn no_state_dir() -> anyhow::Error {
     )
 }
 
-/// Undo one journaled run: every change it applied is set back, unless the
-/// agent changed since (then it is a conflict and left alone). Writes that
-/// were in flight when the run was killed are set back where they landed.
+/// What `revert` did: a run, or nothing, saying why.
+pub(crate) enum Reverted {
+    /// The run that undid (or finished undoing) run `of`.
+    Ran {
+        run: Box<Run>,
+        of: String,
+    },
+    Nothing(NothingToUndo),
+}
+
+/// Undo one journaled run (`run_id`, or `last`: see [`runs::target`]):
+/// every change it applied is set back, unless the agent changed since (then
+/// it is a conflict and left alone); an agent already set back (by a revert
+/// that did not finish) needs nothing. Writes that were in flight when the
+/// run was killed are set back where they landed. A revert is not held to
+/// the safety limits: it only sets agents that still hold what the run
+/// wrote back to what the journal says they held before.
 pub(crate) fn revert(
     mut job: Job,
     run_id: &str,
     options: RunOptions,
     progress: &Progress,
-) -> Result<Run> {
+) -> Result<Reverted> {
     signals::before_writes();
     let entries = past_runs(&job, RunOptions::default())?;
-    let entry = journal::find(&entries, run_id)?.clone();
+    let entry = match runs::target(&entries, run_id)? {
+        Target::Nothing(nothing) => return Ok(Reverted::Nothing(nothing)),
+        Target::Undo(entry) => entry.clone(),
+        Target::Complete { revert, of } => {
+            progress.log(&format!(
+                "run {} ({}, {}) did not finish: completing it",
+                revert.run,
+                revert.kind,
+                revert.ending.as_str()
+            ));
+            of.clone()
+        }
+    };
     let mut sink = open_sink(&mut job)?;
     let mut books = Books::open(&job, &format!("revert of {}", entry.run), options)?;
     let result = (|| {
@@ -183,9 +225,6 @@ pub(crate) fn revert(
             .context("listing the agent directory; nothing was written")?;
         let changes = landed(&entry, &agents, progress);
         let plan = plan::revert(&entry.run, &changes, &agents);
-        // A revert is held to the limits of a sync: undoing a large run is a
-        // large change too (`--force` passes them).
-        let refusal = safety_refusal(&job, &plan);
         let report = Report::new(options.dry_run, &Fetched::default(), agents.len(), plan);
         progress.log(&format!(
             "revert of run {} ({}, {}): {} changes to undo, {} refused",
@@ -202,7 +241,7 @@ pub(crate) fn revert(
         let mut run = finish(
             sink.as_mut(),
             report,
-            refusal.as_deref(),
+            None,
             options,
             books.as_mut(),
             progress,
@@ -219,7 +258,11 @@ pub(crate) fn revert(
         }
         Ok(run)
     })();
-    Books::close(books, &job, result, &entries)
+    let run = Books::close(books, &job, result, &entries)?;
+    Ok(Reverted::Ran {
+        run: Box::new(run),
+        of: entry.run,
+    })
 }
 
 /// The changes of `entry` that reached the directory: those applied, and of
@@ -425,8 +468,9 @@ impl ApplyWatch for Journaling<'_> {
 /// Apply a saved plan: exactly its changes, each checked first against one
 /// listing of the directory. A change whose agent moved since the plan is
 /// `stale` and not written (the run then ends as [`Ending::WritesFailed`]);
-/// the rest end like a sync: the safety limits (a plan that undoes a run is
-/// not held to them, as `revert` is not), the apply, the journal.
+/// the rest end like a sync: the safety limits (a plan that undoes a run of
+/// the journal is not held to them, as `revert` is not), the apply, the
+/// journal.
 pub(crate) fn apply_saved(
     mut job: Job,
     saved: crate::saved::SavedPlan,
@@ -442,7 +486,14 @@ pub(crate) fn apply_saved(
     };
     let mut sink = open_sink(&mut job)?;
     let past = past_runs(&job, options)?;
-    let kind = format!("apply of {}", plan_path.display());
+    // The revert rule: a plan that undoes a run of this job's journal — its
+    // changes the inverse of that run's — is journaled as its revert and,
+    // like `revert`, not held to the safety limits. Any other plan is.
+    let reverts = saved.inverse_of(&past).map(str::to_owned);
+    let kind = match &reverts {
+        Some(run) => format!("revert of {run} (plan {})", plan_path.display()),
+        None => format!("apply of {}", plan_path.display()),
+    };
     let mut books = Books::open(&job, &kind, options)?;
     progress.log(&format!(
         "{}: applying {} ({}, made {}): {} changes to {}",
@@ -463,7 +514,7 @@ pub(crate) fn apply_saved(
             .enumerate()
             .map(|(i, c)| (c.agent_id.clone(), i))
             .collect();
-        let held_to_limits = !saved.is_revert();
+        let held_to_limits = reverts.is_none();
         let mut changes = saved.changes;
         crate::saved::mark_stale(&mut changes, &agents, &|id| sink.version_of(id));
         let (stale, fresh): (Vec<Change>, Vec<Change>) =

@@ -249,27 +249,3 @@ pub fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
         std::thread::sleep(Duration::from_millis(20));
     }
 }
-
-impl Run {
-    /// Run with files limited to `bytes` (RLIMIT_FSIZE) and SIGXFSZ ignored:
-    /// a write that would grow a file past it fails with EFBIG, as a full
-    /// disk fails one with ENOSPC.
-    pub fn file_size_limit(mut self, bytes: u64) -> Run {
-        use std::os::unix::process::CommandExt;
-        // SAFETY: between fork and exec only async-signal-safe calls are made.
-        unsafe {
-            self.cmd.pre_exec(move || {
-                libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
-                let limit = libc::rlimit {
-                    rlim_cur: bytes,
-                    rlim_max: bytes,
-                };
-                if libc::setrlimit(libc::RLIMIT_FSIZE, &limit) != 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
-        self
-    }
-}
