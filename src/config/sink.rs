@@ -165,6 +165,7 @@ fn talkdesk_endpoint(s: &RawSink, ctx: &Ctx) -> Result<Option<Endpoint>, ConfigE
             for var in [TALKDESK_CLIENT_ID_ENV, TALKDESK_CLIENT_SECRET_ENV] {
                 ctx.env_secret(
                     kind_at.clone(),
+                    None,
                     var,
                     "[sink] kind = \"talkdesk\" (or set [sink.auth])",
                 )?;
