@@ -1,8 +1,9 @@
 //! Contested agents: those whose external ID is no longer what agentsync's
 //! own last applied run set it to. Someone else writes that field too (often
 //! an identity provider that maps its own `externalId`), and a nightly sync
-//! would only take turns with it. Found from the journal; reported, and with
-//! `on_contested = "skip"` left out of the plan.
+//! would only take turns with it. Found from the journal; reported, with
+//! `on_contested = "skip"` left out of the plan, and with `"refuse"` a reason
+//! to refuse the run as a safety limit does.
 
 use std::collections::HashMap;
 
@@ -25,6 +26,14 @@ pub(crate) struct Contested {
     pub run: String,
 }
 
+/// What one of our writes left an agent at: `value`, or `maybe` this one
+/// when the write's outcome is not known.
+struct Ours<'a> {
+    value: &'a Option<String>,
+    maybe: Option<&'a Option<String>>,
+    run: &'a str,
+}
+
 /// The contested agents among `agents`, given the journal's `entries` (oldest
 /// first); with `skip`, their changes are taken out of `plan`.
 pub(crate) fn mark(
@@ -33,11 +42,23 @@ pub(crate) fn mark(
     entries: &[Entry],
     policy: OnContested,
 ) -> Vec<Contested> {
-    // The value each agent was last set to by an applied write of ours.
-    let mut ours: HashMap<&str, (&Option<String>, &str)> = HashMap::new();
-    for entry in entries {
-        for change in entry.changes.iter().filter(|c| c.status == Status::Applied) {
-            ours.insert(&change.agent_id, (&change.new_external_id, &entry.run));
+    // The value each agent was last set to by an applied write of ours; a
+    // write whose outcome is not known (in flight when its run was killed,
+    // or its answer lost) left it at either its old or its new value.
+    let mut ours: HashMap<&str, Ours<'_>> = HashMap::new();
+    for entry in entries.iter().filter(|e| e.writing) {
+        for change in &entry.changes {
+            let maybe = match change.status {
+                Status::Applied => None,
+                Status::Planned | Status::Unknown => Some(&change.old_external_id),
+                _ => continue,
+            };
+            let set = Ours {
+                value: &change.new_external_id,
+                maybe,
+                run: &entry.run,
+            };
+            ours.insert(&change.agent_id, set);
         }
     }
     if ours.is_empty() {
@@ -46,8 +67,9 @@ pub(crate) fn mark(
     let mut contested: Vec<Contested> = agents
         .iter()
         .filter_map(|agent| {
-            let (value, run) = ours.get(agent.id.as_str())?;
-            (agent.external_id != **value).then(|| Contested {
+            let Ours { value, maybe, run } = ours.get(agent.id.as_str())?;
+            let ours = agent.external_id == **value || Some(&agent.external_id) == *maybe;
+            (!ours).then(|| Contested {
                 email: agent.email.clone(),
                 agent_id: agent.id.clone(),
                 external_id: agent.external_id.clone(),
@@ -63,6 +85,51 @@ pub(crate) fn mark(
         plan.changes.retain(|c| !ids.contains(c.agent_id.as_str()));
     }
     contested
+}
+
+/// How many of `plan`'s changes write a contested agent.
+fn overwritten(contested: &[Contested], plan: &Plan) -> usize {
+    if contested.is_empty() {
+        return 0;
+    }
+    let ids: std::collections::HashSet<&str> =
+        contested.iter().map(|c| c.agent_id.as_str()).collect();
+    plan.changes
+        .iter()
+        .filter(|c| ids.contains(c.agent_id.as_str()))
+        .count()
+}
+
+/// With `refuse`, why a plan that overwrites contested agents is held back
+/// (exit 4; `--force` writes): another writer sets them too, and overwriting
+/// them again only takes another turn.
+pub(crate) fn refusal(policy: OnContested, contested: &[Contested], plan: &Plan) -> Option<String> {
+    if policy != OnContested::Refuse {
+        return None;
+    }
+    let n = overwritten(contested, plan);
+    (n > 0).then(|| {
+        format!(
+            "the plan overwrites {} (someone else changed their external ID since agentsync set it; on_contested = \"refuse\"): settle which writer owns them, or --force",
+            crate::term::count(n as u64, "contested agent")
+        )
+    })
+}
+
+/// What a run tells on stderr about the contested agents it found.
+pub(crate) fn warning(policy: OnContested, contested: &[Contested], plan: &Plan) -> Option<String> {
+    let n = overwritten(contested, plan);
+    match policy {
+        OnContested::Warn if n > 0 => Some(format!(
+            "the plan sets {} back: someone else changed their external ID since agentsync set it, and two writers take turns on every run (on_contested = \"skip\" or \"refuse\" stops that)",
+            crate::term::count(n as u64, "contested agent")
+        )),
+        OnContested::Skip if !contested.is_empty() => Some(format!(
+            "{} left as another writer set them (on_contested = \"skip\"): the directory and the source disagree on them until one writer stops",
+            crate::term::count(contested.len() as u64, "contested agent")
+        )),
+        _ => None,
+    }
 }
 
 #[cfg(test)]
@@ -89,6 +156,11 @@ mod tests {
             summary: Default::default(),
             users: None,
             error: None,
+            job: None,
+            reverted_by: None,
+            reverted: None,
+            writing: true,
+            ended: true,
             changes: changes
                 .iter()
                 .map(|(id, new, status)| {
@@ -152,5 +224,35 @@ mod tests {
             .map(|c| (c.kind, c.agent_id.as_str()))
             .collect();
         assert_eq!(left, [(ChangeKind::Update, "d")]);
+        let mut plan = plan_with();
+        let found = mark(&mut plan, &agents, &entries, OnContested::Refuse);
+        assert_eq!(plan.changes.len(), 2, "refuse plans as warn does");
+        let why = refusal(OnContested::Refuse, &found, &plan).unwrap();
+        assert!(why.contains("overwrites 1 contested agent "), "{why}");
+        assert_eq!(refusal(OnContested::Warn, &found, &plan), None);
+        // A plan that leaves the contested agent alone is not refused.
+        plan.changes.retain(|c| c.agent_id != "b");
+        assert_eq!(refusal(OnContested::Refuse, &found, &plan), None);
+    }
+
+    #[test]
+    fn a_write_whose_outcome_is_not_known_left_either_value() {
+        // A run killed with writes in flight: their intents have no result.
+        let entries = [entry(
+            "R1",
+            &[
+                ("a", Some("1"), Status::Planned),
+                ("b", Some("2"), Status::Planned),
+                ("c", Some("3"), Status::Unknown),
+            ],
+        )];
+        let agents = [
+            agent("a", Some("1")), // it landed
+            agent("b", None),      // it did not (the old value)
+            agent("c", Some("x")), // someone else's
+        ];
+        let found = mark(&mut Plan::default(), &agents, &entries, OnContested::Warn);
+        let ids: Vec<_> = found.iter().map(|c| c.agent_id.as_str()).collect();
+        assert_eq!(ids, ["c"]);
     }
 }

@@ -36,6 +36,8 @@ pub(crate) enum Placeholder {
     ExternalId,
     AgentId,
     Email,
+    /// The event's ID: `agentsync listen`, or an event line's `"id"`.
+    EventId,
     /// `{{env.NAME}}`, resolved when the config is loaded.
     Env(String),
     /// `{{var.K}}`, from `--set K=V`.
@@ -52,6 +54,7 @@ impl Placeholder {
             "external_id" => Placeholder::ExternalId,
             "agent_id" => Placeholder::AgentId,
             "email" => Placeholder::Email,
+            "event_id" => Placeholder::EventId,
             _ => {
                 if let Some(env) = name.strip_prefix("env.").filter(|n| valid_name(n)) {
                     Placeholder::Env(env.to_owned())
@@ -75,6 +78,7 @@ impl fmt::Display for Placeholder {
             Placeholder::ExternalId => f.write_str("external_id"),
             Placeholder::AgentId => f.write_str("agent_id"),
             Placeholder::Email => f.write_str("email"),
+            Placeholder::EventId => f.write_str("event_id"),
             Placeholder::Env(n) => write!(f, "env.{n}"),
             Placeholder::Var(n) => write!(f, "var.{n}"),
         }
@@ -107,6 +111,7 @@ impl Scope {
             Placeholder::ExternalId
             | Placeholder::AgentId
             | Placeholder::Email
+            | Placeholder::EventId
             | Placeholder::Var(_) => self == Scope::Action,
         }
     }
@@ -114,7 +119,7 @@ impl Scope {
     fn names(self) -> &'static str {
         match self {
             Scope::Source => "page, offset, limit, cursor, env.NAME",
-            Scope::Action => "external_id, agent_id, email, var.NAME, env.NAME",
+            Scope::Action => "external_id, agent_id, email, event_id, var.NAME, env.NAME",
         }
     }
 }
@@ -155,6 +160,7 @@ pub(crate) struct Values<'a> {
     pub external_id: Option<&'a str>,
     pub agent_id: Option<&'a str>,
     pub email: Option<&'a str>,
+    pub event_id: Option<&'a str>,
     pub vars: Option<&'a std::collections::BTreeMap<String, String>>,
 }
 
@@ -276,6 +282,7 @@ impl Template {
                     Placeholder::ExternalId => values.external_id.unwrap_or_default().to_owned(),
                     Placeholder::AgentId => values.agent_id.unwrap_or_default().to_owned(),
                     Placeholder::Email => values.email.unwrap_or_default().to_owned(),
+                    Placeholder::EventId => values.event_id.unwrap_or_default().to_owned(),
                     Placeholder::Var(k) => match values.vars.and_then(|v| v.get(k)) {
                         Some(v) => v.clone(),
                         None => bail!("variable `{k}` is not set (pass --set {k}=VALUE)"),
@@ -312,11 +319,20 @@ pub(crate) struct TemplateError {
 
 /// Refuse a value that would not stay the one path segment it fills: `..`
 /// climbs out of its place (`/users/../punch-clock` is `/punch-clock`), `.`
-/// and the empty string drop it (`/Users/.` is `/Users`). `what` names the value.
+/// and the empty string drop it (`/Users/.` is `/Users`), and a control
+/// character is no part of any identifier — the URL parser drops tabs and line
+/// breaks, so `"\t.."` would reach the server as `..`. Every value put into a
+/// path segment (a template's, a SCIM agent id) passes here first. `what` names
+/// the value.
 pub(crate) fn check_path_segment(what: &str, value: &str) -> Result<()> {
     if matches!(value, "" | "." | "..") {
         bail!(
             "{what} {value:?} cannot be put into a URL path: an empty, `.` or `..` segment would change the endpoint; nothing was sent"
+        );
+    }
+    if value.chars().any(char::is_control) {
+        bail!(
+            "{what} {value:?} cannot be put into a URL path: it holds a control character; nothing was sent"
         );
     }
     Ok(())
@@ -362,7 +378,7 @@ mod tests {
     fn dot_segments_and_empty_values_are_refused_in_paths() {
         let t =
             Template::parse("/users/{{external_id}}/punch-clock", Scope::Action, &no_env).unwrap();
-        for bad in ["..", ".", ""] {
+        for bad in ["..", ".", "", "\t..", "..\n", ".\r.", "a\u{7f}b"] {
             let v = Values {
                 external_id: Some(bad),
                 ..Values::default()

@@ -32,27 +32,39 @@ pub(crate) struct ActionResult {
     pub error: Option<String>,
     /// The response body, as JSON when it is JSON.
     pub response: Option<serde_json::Value>,
+    /// Whether sending it again later may succeed where this failed.
+    #[serde(skip)]
+    pub retry: Retry,
+}
+
+/// May a failed action succeed when sent again later?
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) enum Retry {
+    /// No: it succeeded, or the server refused it (4xx), or it could not be
+    /// rendered.
+    #[default]
+    No,
+    /// Yes (a connect error, a timeout, 429, 5xx), not before the wait the
+    /// server asked for with `Retry-After`, if it did.
+    Later(Option<std::time::Duration>),
 }
 
 /// One event of a batch: a line `{"email": …, "vars": {…}}` (`vars` may be
-/// left out when `--set` gives every variable).
+/// left out when `--set` gives every variable), with an optional `"id"` that
+/// fills `{{event_id}}`.
 #[derive(Debug)]
 pub(crate) struct Event {
     /// The event's line in its file, from 1.
     pub line: usize,
+    pub id: Option<String>,
     pub email: String,
     pub vars: BTreeMap<String, String>,
 }
 
 /// The `{{var.K}}` names the action needs that `vars` lacks.
 pub(crate) fn missing_vars(spec: &ActionSpec, vars: &BTreeMap<String, String>) -> Vec<String> {
-    let req = &spec.request;
-    let templates = std::iter::once(&req.path)
-        .chain(req.query.iter().map(|(_, t)| t))
-        .chain(req.headers.iter().map(|(_, t)| t))
-        .chain(req.body.iter());
-    let mut missing: Vec<String> = templates
-        .flat_map(super::template::Template::vars)
+    let mut missing: Vec<String> = spec
+        .vars()
         .filter(|k| !vars.contains_key(*k))
         .map(str::to_owned)
         .collect();
@@ -92,41 +104,63 @@ impl<'a> AgentsByEmail<'a> {
     }
 }
 
+/// What an action is sent for: the agent, its external ID, the variables
+/// and the event's ID (`{{event_id}}`), if it came from an event that has one.
+pub(crate) struct Target<'a> {
+    pub agent: &'a Agent,
+    pub external_id: &'a str,
+    pub vars: &'a BTreeMap<String, String>,
+    pub event_id: Option<&'a str>,
+}
+
 /// Send the action for one agent.
 pub(crate) fn send(
     client: &Client,
     base: &url::Url,
     spec: &ActionSpec,
-    agent: &Agent,
-    external_id: &str,
-    vars: &BTreeMap<String, String>,
+    target: &Target<'_>,
 ) -> ActionResult {
     let values = Values {
-        external_id: Some(external_id),
-        agent_id: Some(&agent.id),
-        email: Some(&agent.email),
-        vars: Some(vars),
+        external_id: Some(target.external_id),
+        agent_id: Some(&target.agent.id),
+        email: Some(&target.agent.email),
+        event_id: target.event_id,
+        vars: Some(target.vars),
         ..Values::default()
     };
-    let result = render_url(base, &spec.request, &values)
-        .and_then(|url| render_request(&spec.request, url, &values))
-        .and_then(|request| {
-            let url = display_url(&request.url);
-            let resp = client.send(&request)?;
-            Ok((request.method, url, resp))
-        });
     let mut outcome = ActionResult {
-        email: agent.email.clone(),
-        external_id: Some(external_id.to_owned()),
+        email: target.agent.email.clone(),
+        external_id: Some(target.external_id.to_owned()),
         status: None,
         ok: false,
         error: None,
         response: None,
+        retry: Retry::No,
+    };
+    let result = match render_url(base, &spec.request, &values)
+        .and_then(|url| render_request(&spec.request, url, &values))
+    {
+        Ok(request) => {
+            let url = display_url(&request.url);
+            // A request that could not be sent (or whose answer was lost)
+            // may be sent again.
+            client
+                .send(&request)
+                .map(|resp| (request.method, url, resp))
+                .inspect_err(|_| outcome.retry = Retry::Later(None))
+        }
+        Err(e) => Err(e),
     };
     match result {
         Ok((method, url, resp)) => {
             outcome.status = Some(resp.status);
             outcome.ok = resp.is_success();
+            if resp.status == 429 || resp.status == 408 || resp.status >= 500 {
+                let wait = resp
+                    .header("retry-after")
+                    .and_then(|v| crate::http::parse_retry_after(v, std::time::SystemTime::now()));
+                outcome.retry = Retry::Later(wait);
+            }
             if !outcome.ok {
                 outcome.error = Some(format!(
                     "{method} {url} answered HTTP {}: {}",
@@ -182,52 +216,129 @@ fn scrub(value: &mut serde_json::Value) {
 /// At most this many malformed lines are listed; the rest are counted.
 const LINE_ERRORS_SHOWN: usize = 20;
 
+/// The longest line of a batch, in bytes. An event is an email and a few
+/// variables; a longer line is refused as it is read, never held whole.
+pub(crate) const MAX_EVENT_LINE: usize = 64 * 1024;
+
+/// The errors of a batch's lines: the first few kept, the rest counted, so
+/// that a file of any size is told in bounded memory.
+#[derive(Default)]
+struct LineErrors {
+    shown: Vec<String>,
+    total: usize,
+}
+
+impl LineErrors {
+    fn push(&mut self, error: impl FnOnce() -> String) {
+        self.total += 1;
+        if self.shown.len() < LINE_ERRORS_SHOWN {
+            self.shown.push(error());
+        }
+    }
+
+    /// `Ok` when there were none, else a usage error listing them: `what`
+    /// the lines are, and the `outcome`.
+    fn into_result(mut self, what: &str, outcome: &str) -> Result<()> {
+        if self.total == 0 {
+            return Ok(());
+        }
+        if self.total > self.shown.len() {
+            let more = self.total - self.shown.len();
+            self.shown.push(format!("… and {more} more"));
+        }
+        let s = if self.total == 1 { "" } else { "s" };
+        Err(exit::usage_listed(
+            format!("{} {what} event{s}; {outcome}:", self.total),
+            self.shown,
+        ))
+    }
+}
+
+/// The next line of `reader` into `buf` (without its `\n` or `\r\n`), never
+/// more than [`MAX_EVENT_LINE`] bytes of it: `None` at the end, else whether
+/// the line was longer (its bytes are then read and dropped).
+fn next_line(reader: &mut impl BufRead, buf: &mut Vec<u8>) -> std::io::Result<Option<bool>> {
+    buf.clear();
+    let (mut any, mut too_long) = (false, false);
+    loop {
+        let chunk = match reader.fill_buf() {
+            Ok(chunk) => chunk,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        if chunk.is_empty() {
+            break;
+        }
+        any = true;
+        let newline = chunk.iter().position(|&b| b == b'\n');
+        let part = &chunk[..newline.unwrap_or(chunk.len())];
+        if !too_long && buf.len() + part.len() > MAX_EVENT_LINE + 1 {
+            too_long = true;
+            buf.clear();
+        }
+        if !too_long {
+            buf.extend_from_slice(part);
+        }
+        let used = newline.map_or(chunk.len(), |i| i + 1);
+        reader.consume(used);
+        if newline.is_some() {
+            break;
+        }
+    }
+    if buf.last() == Some(&b'\r') {
+        buf.pop();
+    }
+    too_long |= buf.len() > MAX_EVENT_LINE;
+    Ok(any.then_some(too_long))
+}
+
 /// Read the events of a batch from `reader` (called `name` in errors). Every
-/// line is checked before anything is sent: a file with malformed lines is a
-/// usage error that names each line (up to 20) and what is wrong with it.
-pub(crate) fn read_events(reader: impl BufRead, name: &str) -> Result<Vec<Event>> {
+/// line is checked before anything is sent: a file with malformed lines (not
+/// JSON, not UTF-8, longer than [`MAX_EVENT_LINE`]) is a usage error that
+/// names each line (up to 20) and what is wrong with it.
+pub(crate) fn read_events(mut reader: impl BufRead, name: &str) -> Result<Vec<Event>> {
     let mut events = Vec::new();
-    let mut errors = Vec::new();
-    for (i, line) in reader.lines().enumerate() {
-        let line = line.with_context(|| format!("reading {name}"))?;
+    let mut errors = LineErrors::default();
+    let mut buf = Vec::new();
+    let mut number = 0;
+    while let Some(too_long) =
+        next_line(&mut reader, &mut buf).with_context(|| format!("reading {name}"))?
+    {
+        number += 1;
+        if too_long {
+            errors.push(|| {
+                format!(
+                    "{name}: line {number}: longer than {} KiB, the most an event may have",
+                    MAX_EVENT_LINE / 1024
+                )
+            });
+            continue;
+        }
+        let line = match std::str::from_utf8(&buf) {
+            Ok(line) => line,
+            Err(e) => {
+                let at = e.valid_up_to() + 1;
+                errors.push(|| format!("{name}: line {number}: not UTF-8 text (byte {at})"));
+                continue;
+            }
+        };
         if line.trim().is_empty() {
             continue;
         }
-        match parse_event(&line) {
-            Ok((email, vars)) => events.push(Event {
-                line: i + 1,
-                email,
-                vars,
+        match parse_event(line) {
+            Ok(event) => events.push(Event {
+                line: number,
+                ..event
             }),
-            Err(why) => errors.push(format!("{name}: line {}: {why}", i + 1)),
+            Err(why) => errors.push(|| format!("{name}: line {number}: {why}")),
         }
     }
-    if errors.is_empty() {
-        return Ok(events);
-    }
-    Err(exit::usage(lines_message(
-        errors,
-        "malformed",
-        "nothing was sent",
-    )))
+    errors.into_result("malformed", "nothing was sent")?;
+    Ok(events)
 }
 
-/// Many line errors as one message: one line each, the first few shown.
-fn lines_message(mut errors: Vec<String>, what: &str, outcome: &str) -> String {
-    let total = errors.len();
-    if total > LINE_ERRORS_SHOWN {
-        errors.truncate(LINE_ERRORS_SHOWN);
-        errors.push(format!("… and {} more", total - LINE_ERRORS_SHOWN));
-    }
-    let s = if total == 1 { "" } else { "s" };
-    format!(
-        "{total} {what} event{s}; {outcome}:\n  {}",
-        errors.join("\n  ")
-    )
-}
-
-/// One line's email and vars, or what is wrong with it.
-fn parse_event(line: &str) -> std::result::Result<(String, BTreeMap<String, String>), String> {
+/// One line's event (its `line` left 0), or what is wrong with it.
+fn parse_event(line: &str) -> std::result::Result<Event, String> {
     use serde_json::Value;
     let value: Value = serde_json::from_str(line).map_err(|e| {
         // serde's "at line 1 column N" is inside this line: keep the column.
@@ -241,12 +352,18 @@ fn parse_event(line: &str) -> std::result::Result<(String, BTreeMap<String, Stri
     };
     if let Some(key) = fields
         .keys()
-        .find(|k| !matches!(k.as_str(), "email" | "vars"))
+        .find(|k| !matches!(k.as_str(), "id" | "email" | "vars"))
     {
         return Err(format!(
-            "unknown key {key:?} (an event has \"email\" and \"vars\")"
+            "unknown key {key:?} (an event has \"email\", \"vars\" and \"id\")"
         ));
     }
+    let id = match fields.get("id") {
+        None => None,
+        Some(Value::String(id)) if !id.is_empty() => Some(id.clone()),
+        Some(Value::String(_)) => return Err("\"id\" is empty".into()),
+        Some(other) => return Err(format!("\"id\" is {}, not a string", kind_of(other))),
+    };
     let email = match fields.get("email") {
         Some(Value::String(e)) if !e.trim().is_empty() => e.clone(),
         Some(Value::String(_)) => return Err("\"email\" is empty".into()),
@@ -272,7 +389,12 @@ fn parse_event(line: &str) -> std::result::Result<(String, BTreeMap<String, Stri
             ));
         }
     };
-    Ok((email, vars))
+    Ok(Event {
+        line: 0,
+        id,
+        email,
+        vars,
+    })
 }
 
 fn kind_of(value: &serde_json::Value) -> &'static str {
@@ -295,29 +417,26 @@ pub(crate) fn check_vars(
     events: &[Event],
     name: &str,
 ) -> Result<()> {
-    let errors: Vec<String> = events
-        .iter()
-        .filter_map(|e| {
-            let missing = missing_vars(spec, &e.vars);
-            (!missing.is_empty()).then(|| {
-                let names: Vec<_> = missing.iter().map(|k| format!("vars.{k}")).collect();
-                format!(
-                    "{name}: line {}: {} has no {} (put it in the line's vars, or pass --set {}=VALUE for every event)",
-                    e.line,
-                    e.email,
-                    names.join(", "),
-                    missing[0]
-                )
-            })
-        })
-        .collect();
-    if errors.is_empty() {
-        return Ok(());
+    let mut errors = LineErrors::default();
+    for e in events {
+        let missing = missing_vars(spec, &e.vars);
+        if missing.is_empty() {
+            continue;
+        }
+        errors.push(|| {
+            let names: Vec<_> = missing.iter().map(|k| format!("vars.{k}")).collect();
+            format!(
+                "{name}: line {}: {} has no {} (put it in the line's vars, or pass --set {}=VALUE for every event)",
+                e.line,
+                e.email,
+                names.join(", "),
+                missing[0]
+            )
+        });
     }
-    Err(exit::usage(format!(
-        "action {action:?}: {}",
-        lines_message(errors, "incomplete", "nothing was sent")
-    )))
+    errors
+        .into_result("incomplete", "nothing was sent")
+        .with_context(|| format!("action {action:?}"))
 }
 
 #[cfg(test)]

@@ -3,22 +3,27 @@
 //! every `{{placeholder}}` known, every secret read from the environment — built
 //! part by part before any request is sent. Every error names the file, line and column.
 
+mod auth;
 mod ctx;
 mod endpoint;
 mod job;
 mod keys;
+mod listen;
 mod pagination;
 mod raw;
+mod raw_listen;
 mod request;
 pub(crate) mod schema;
 mod sink;
 mod sync;
+mod words;
 
 use std::path::{Path, PathBuf};
 
 pub(crate) use ctx::ConfigError;
 pub(crate) use endpoint::Endpoint;
 pub(crate) use job::{EmailAttribute, Job, UpdateMode};
+pub(crate) use listen::{ListenAuth, ListenSpec, check_addr};
 pub(crate) use pagination::PaginationSpec;
 pub(crate) use request::{ActionSpec, RequestSpec, SourceSpec};
 pub(crate) use sink::SinkSpec;
@@ -43,7 +48,10 @@ pub(crate) fn load(path: &Path) -> anyhow::Result<Job> {
 pub(crate) fn parse(text: &str, path: &Path, env: EnvLookup) -> Result<Job, ConfigError> {
     let ctx = ctx::Ctx::new(text, path.display().to_string(), env);
     let raw: raw::RawConfig = toml::from_str(text).map_err(|e| {
-        let first = ctx.error(e.span(), e.message().trim_end().to_owned());
+        let message = e.message().trim_end();
+        let message = words::plain(message, text, e.span().map(|s| s.start))
+            .unwrap_or_else(|| message.to_owned());
+        let first = ctx.error(e.span(), message);
         // serde stops at the first unknown key: look for all of them.
         if first.message.starts_with("unknown field") {
             keys::unknown(text, &ctx).unwrap_or(first)

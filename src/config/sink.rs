@@ -70,26 +70,19 @@ impl SinkSpec {
                 let Some(endpoint) = endpoint else {
                     return Err(ctx.err_at(&s.kind, "[sink] kind = \"scim\" needs base_url"));
                 };
-                let page_size = match &s.page_size {
-                    Some(p) if *p.get_ref() == 0 => {
-                        return Err(ctx.err_at(p, "[sink] page_size must be at least 1"));
-                    }
-                    Some(p) => Some(*p.get_ref()),
-                    None => None,
-                };
-                let directory_cache = crate::state::state_dir(ctx.env()).map(|d| {
-                    d.join(format!(
-                        "{}.directory.json",
-                        crate::state::file_stem(config_path)
-                    ))
-                });
-                let max_pages = match &s.max_pages {
-                    Some(p) if *p.get_ref() == 0 => {
-                        return Err(ctx.err_at(p, "[sink] max_pages must be at least 1"));
-                    }
-                    Some(p) => *p.get_ref(),
-                    None => 10_000,
-                };
+                let page_size = super::endpoint::bounded(
+                    "[sink] page_size",
+                    s.page_size.as_ref(),
+                    1..=10_000,
+                    ctx,
+                )?;
+                let max_pages = super::endpoint::bounded(
+                    "[sink] max_pages",
+                    s.max_pages.as_ref(),
+                    1..=10_000_000,
+                    ctx,
+                )?
+                .unwrap_or(10_000);
                 let default_update = if talkdesk {
                     UpdateMode::Put
                 } else {
@@ -98,7 +91,8 @@ impl SinkSpec {
                 Ok(SinkSpec::Scim {
                     endpoint: Box::new(endpoint),
                     page_size,
-                    directory_cache,
+                    // Set beside the journal once [sync] is read.
+                    directory_cache: None,
                     max_pages,
                     update: s.update.unwrap_or(default_update),
                     email_attribute: s.email_attribute.unwrap_or(EmailAttribute::UserName),
@@ -176,6 +170,7 @@ fn talkdesk_endpoint(s: &RawSink, ctx: &Ctx) -> Result<Option<Endpoint>, ConfigE
             for var in [TALKDESK_CLIENT_ID_ENV, TALKDESK_CLIENT_SECRET_ENV] {
                 ctx.env_secret(
                     kind_at.clone(),
+                    None,
                     var,
                     "[sink] kind = \"talkdesk\" (or set [sink.auth])",
                 )?;
@@ -184,13 +179,19 @@ fn talkdesk_endpoint(s: &RawSink, ctx: &Ctx) -> Result<Option<Endpoint>, ConfigE
             Some(Spanned::new(
                 at,
                 RawAuth::Oauth2 {
-                    token_url,
-                    client_id_env: TALKDESK_CLIENT_ID_ENV.into(),
-                    client_secret_env: TALKDESK_CLIENT_SECRET_ENV.into(),
+                    grant: None,
+                    token_url: Some(token_url),
+                    client_id_env: Some(TALKDESK_CLIENT_ID_ENV.into()),
+                    client_secret_env: Some(TALKDESK_CLIENT_SECRET_ENV.into()),
                     scope: None,
                     client_auth: None,
                     token_prefix: Some(String::new()),
                     token_params: [("token_type".to_owned(), "opaque".to_owned())].into(),
+                    service_account_file: None,
+                    private_key_file: None,
+                    issuer: None,
+                    subject: None,
+                    audience: None,
                 },
             ))
         }
@@ -249,8 +250,16 @@ mod tests {
             oauth.token_url.as_str(),
             "https://acme.talkdeskid.eu/oauth/token"
         );
-        assert_eq!(oauth.client_id, "cid");
-        assert!(oauth.basic_client_auth);
+        let crate::http::Grant::ClientCredentials {
+            client_id,
+            basic_client_auth,
+            ..
+        } = &oauth.grant
+        else {
+            panic!("not client credentials");
+        };
+        assert_eq!(client_id, "cid");
+        assert!(basic_client_auth);
         assert_eq!(oauth.token_prefix, "");
         assert_eq!(
             oauth.token_params,
