@@ -137,10 +137,35 @@ impl SyncSpec {
             &raw.max_source_drop_percent,
             50.0,
         ));
+        let max_changes = errors.keep(super::endpoint::bounded(
+            "[sync] max_changes",
+            raw.max_changes.as_ref(),
+            0..=1_000_000_000,
+            ctx,
+        ));
+        let min_users = errors.keep(super::endpoint::bounded(
+            "[sync] min_users",
+            raw.min_users.as_ref(),
+            0..=1_000_000_000,
+            ctx,
+        ));
         let ping_url = errors.keep(
             raw.ping_url
                 .as_ref()
-                .map(|u| ctx.url("[sync] ping_url", u))
+                .map(|u| {
+                    let url = ctx.url("[sync] ping_url", u)?;
+                    // The URL's path is the check's key: a credential.
+                    if url.scheme() == "http" && !crate::http::is_loopback(&url) {
+                        return Err(ctx.err_at(
+                            u,
+                            format!(
+                                "[sync] ping_url: the check's key would travel unencrypted over http:// to {}; use https://",
+                                url.host_str().unwrap_or("?")
+                            ),
+                        ));
+                    }
+                    Ok(url)
+                })
                 .transpose(),
         );
         let (
@@ -148,15 +173,17 @@ impl SyncSpec {
             Some(max_skipped_percent),
             Some(max_source_drop_percent),
             Some(ping_url),
-        ) = (unlink, skipped, drop, ping_url)
+            Some(max_changes),
+            Some(min_users),
+        ) = (unlink, skipped, drop, ping_url, max_changes, min_users)
         else {
             return Err(errors.into_error(ctx));
         };
         Ok(SyncSpec {
             unlink_missing: raw.unlink_missing.unwrap_or(false),
-            max_changes: raw.max_changes.unwrap_or(500),
+            max_changes: max_changes.unwrap_or(500),
             max_unlink_percent,
-            min_users: raw.min_users.unwrap_or(1),
+            min_users: min_users.unwrap_or(1),
             max_skipped_percent,
             max_source_drop_percent,
             journal,

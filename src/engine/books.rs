@@ -53,7 +53,7 @@ impl Books {
         let journal = journal::Writer::begin(journal_path, &job.sync.key, &job.name, kind)
             .context("the journal cannot be written; nothing was read or written")?;
         if let Some(url) = &job.sync.ping_url {
-            metrics::ping(url.as_str(), "/start");
+            metrics::ping(url, "/start", &job.extra_roots());
         }
         Ok(Some(Books {
             _lock: lock,
@@ -160,7 +160,7 @@ impl Books {
             }
         }
         if let Some(url) = &job.sync.ping_url {
-            metrics::ping(url.as_str(), if success { "" } else { "/fail" });
+            metrics::ping(url, if success { "" } else { "/fail" }, &job.extra_roots());
         }
         result
     }

@@ -247,6 +247,7 @@ impl ScimSink {
             ("Accept".into(), SCIM_JSON.into()),
         ];
         if let Some(v) = version {
+            check_version(&change.agent_id, v)?;
             headers.push(("If-Match".into(), v.to_owned()));
         }
         Ok(Request {
@@ -279,6 +280,27 @@ impl ScimSink {
             Err(e) => Sent::Refused(e),
         }
     }
+}
+
+/// The longest `meta.version` sent back as `If-Match`: versions are short
+/// (`W/"3"`, a hash); a longer one is a directory's error, not a version.
+const MAX_VERSION_BYTES: usize = 1024;
+
+/// Refuse a version that cannot go into `If-Match`, naming the agent: the
+/// same version would be refused on every try.
+fn check_version(agent_id: &str, version: &str) -> Result<()> {
+    if version.len() > MAX_VERSION_BYTES {
+        bail!(
+            "agent {agent_id}: its meta.version is {} bytes long, over {MAX_VERSION_BYTES}: not sent as If-Match; nothing written",
+            version.len()
+        );
+    }
+    if let Some(flaw) = crate::http::header_value_flaw(version) {
+        bail!(
+            "agent {agent_id}: its meta.version holds {flaw}, which cannot go into the If-Match header; nothing written"
+        );
+    }
+    Ok(())
 }
 
 /// Is `agent` (read again) still the person of `change`?
