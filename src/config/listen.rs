@@ -117,13 +117,24 @@ impl ListenSpec {
             Some(h) => Ok(Duration::from_secs_f64(h.get_ref() * 3600.0)),
             None => Ok(Duration::from_secs(24 * 3600)),
         });
-        let refresh = errors.keep(match &l.refresh_secs {
-            Some(s) if *s.get_ref() == 0 => {
-                Err(ctx.err_at(s, "[listen] refresh_secs must be at least 1"))
-            }
-            Some(s) => Ok(Duration::from_secs(*s.get_ref())),
-            None => Ok(Duration::from_secs(300)),
-        });
+        let refresh = errors.keep(
+            super::endpoint::bounded(
+                "[listen] refresh_secs",
+                l.refresh_secs.as_ref(),
+                1..=86_400,
+                ctx,
+            )
+            .map(|s| Duration::from_secs(s.unwrap_or(300))),
+        );
+        let tolerance = errors.keep(
+            super::endpoint::bounded(
+                "[listen] tolerance_secs",
+                l.tolerance_secs.as_ref(),
+                1..=86_400,
+                ctx,
+            )
+            .map(|t| Duration::from_secs(t.unwrap_or(300))),
+        );
         let workers = errors.keep(match &l.workers {
             Some(w) if !(1..=256).contains(w.get_ref()) => {
                 Err(ctx.err_at(w, "[listen] workers must be between 1 and 256"))
@@ -147,7 +158,8 @@ impl ListenSpec {
         else {
             return Err(errors.into_error(ctx));
         };
-        let (Some(max_delivery), Some(refresh), Some(workers)) = (max_delivery, refresh, workers)
+        let (Some(max_delivery), Some(refresh), Some(workers), Some(tolerance)) =
+            (max_delivery, refresh, workers, tolerance)
         else {
             return Err(errors.into_error(ctx));
         };
@@ -158,7 +170,7 @@ impl ListenSpec {
             addr,
             path,
             auth,
-            tolerance: Duration::from_secs(l.tolerance_secs.as_ref().map_or(300, |t| *t.get_ref())),
+            tolerance,
             id,
             email,
             routes,
