@@ -148,6 +148,13 @@ fn a_sync_killed_before_writing_is_no_revert_target() {
     let src = Source::start(10);
     let scim = directory(10, Duration::ZERO);
     let job = job(&src, &scim).write();
+    // No run at all yet: nothing to revert either.
+    let out = agentsync(&["revert", "last"]).config(&job).expect(0);
+    assert!(
+        out.stderr.contains("no run of this config yet"),
+        "{}",
+        out.stderr
+    );
     sync(&job).quiet().expect(0);
     let good = job.journal()[0]["run"].as_str().unwrap().to_owned();
     let synced = ids(&scim, 10);
