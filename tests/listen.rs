@@ -79,6 +79,15 @@ fn signed_events_are_punched_once_each_with_the_external_id() {
         2.0
     );
     assert_eq!(listener.metric("agentsync_listen_queue_depth"), 0.0);
+    // The queue holds emails: private to the user, like the journal.
+    use std::os::unix::fs::PermissionsExt;
+    for entry in std::fs::read_dir(job.state_dir()).unwrap() {
+        let path = entry.unwrap().path();
+        if path.to_string_lossy().contains(".listen.sqlite") {
+            let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+            assert_eq!(mode & 0o077, 0, "{} is {mode:o}", path.display());
+        }
+    }
     // Nothing more comes: the duplicates were never queued.
     std::thread::sleep(std::time::Duration::from_millis(300));
     assert_eq!(clock.request_count(), 2);

@@ -108,6 +108,18 @@ pub(crate) fn open(path: &Path) -> Result<(Connection, Vec<Queued>)> {
     if let Some(dir) = path.parent() {
         crate::state::ensure_dir(dir)?;
     }
+    // Made private before SQLite opens it (its WAL and shared-memory files
+    // take the same mode): it holds people's emails. Not through a link.
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(path)
+            .with_context(|| format!("opening the event queue {}", path.display()))?;
+    }
     let conn = Connection::open(path)
         .with_context(|| format!("opening the event queue {}", path.display()))?;
     let setup = || -> rusqlite::Result<()> {
