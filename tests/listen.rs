@@ -211,24 +211,41 @@ fn a_shared_secret_header_is_compared_whole() {
     let clock = clock();
     let auth = "auth = \"header\"\nheader = \"X-Webhook-Token\"\nsecret_env = \"LISTEN_SECRET\"";
     let job = listen_job(&clock.base, &[("ann@x.com", Some("1"))], auth);
-    let listener = Listener::start(Run::listen(&job).env("LISTEN_SECRET", "tok-0123456789"));
+    let run = Run::listen(&job)
+        .env("LISTEN_SECRET", "tok-0123456789")
+        .args(&["--log-format", "json"]);
+    let listener = Listener::start(run);
     let body = event("e1", "login", "ann@x.com");
-    let header = |v: &str| vec![("X-Webhook-Token".to_owned(), v.to_owned())];
+    let post = |v: Option<&str>| {
+        let header: Vec<_> = v
+            .map(|v| ("X-Webhook-Token".to_owned(), v.to_owned()))
+            .into_iter()
+            .collect();
+        listener.post("/events", &header, &body).0
+    };
+    assert_eq!(post(Some("tok-012345678")), 401);
+    assert_eq!(post(Some("tok-01234567890")), 401);
+    assert_eq!(post(None), 401);
+    assert_eq!(post(Some("tok-0123456789")), 202);
+    wait_for("the line of the punch", || {
+        listener.log().contains("\"outcome\":\"sent\"")
+    });
+    // One JSON line per outcome, none with the secret (or a part of it).
+    let log = listener.log();
+    let lines: Vec<Value> = log
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    let outcomes: Vec<_> = lines.iter().filter_map(|l| l["outcome"].as_str()).collect();
     assert_eq!(
-        listener.post("/events", &header("tok-012345678"), &body).0,
-        401
+        outcomes,
+        ["rejected", "rejected", "rejected", "accepted", "sent"],
+        "{log}"
     );
-    assert_eq!(
-        listener
-            .post("/events", &header("tok-01234567890"), &body)
-            .0,
-        401
-    );
-    assert_eq!(listener.post("/events", &[], &body).0, 401);
-    assert_eq!(
-        listener.post("/events", &header("tok-0123456789"), &body).0,
-        202
-    );
+    let sent = lines.iter().find(|l| l["outcome"] == "sent").unwrap();
+    assert_eq!(sent["event_id"], "e1");
+    assert_eq!(sent["status"], "201");
+    assert!(!log.contains("tok-01234"), "{log}");
 }
 
 #[test]
