@@ -1,6 +1,7 @@
 //! `agentsync listen`, the receiving side: signed events punched once each,
-//! duplicates, the answers to what is refused (401, 413, 400, 404/405),
-//! ECDSA keys, health and metrics, and the configs it refuses to start with.
+//! duplicates, the answers to what is refused (401, 413, 400, 404/405, 408),
+//! ECDSA keys, slow senders, health, metrics and the JSON log, and the
+//! configs it refuses to start with.
 
 mod common;
 
@@ -340,5 +341,44 @@ fn check_shows_the_listener_and_an_event_lines_id_fills_event_id() {
             ("evt-7".into(), "login".into()),
             (String::new(), "logout".into())
         ]
+    );
+}
+
+#[test]
+fn a_slow_sender_holds_nothing_and_is_cut_off() {
+    use std::io::{Read, Write};
+    use std::net::TcpStream;
+
+    let clock = clock();
+    let job = listen_job(&clock.base, &[("ann@x.com", Some("1"))], HMAC_AUTH);
+    let listener = Listener::start(Run::listen(&job));
+    let addr = listener.base.trim_start_matches("http://").to_owned();
+    let open = |bytes: &[u8]| {
+        let mut s = TcpStream::connect(&addr).unwrap();
+        s.set_read_timeout(Some(std::time::Duration::from_secs(30)))
+            .unwrap();
+        s.write_all(bytes).unwrap();
+        s
+    };
+    // Headers that never end, and a body that never comes.
+    let mut headers = open(b"POST /events HTTP/1.1\r\nHost: x\r\nX-Slow: ");
+    let mut body = open(b"POST /events HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{\"id\"");
+    // Meanwhile the others are served.
+    assert_eq!(listener.send(&event("e1", "login", "ann@x.com")), 202);
+    assert_eq!(listener.get("/healthz").0, 200);
+    // Then the server ends both: the headers by closing, the body with 408.
+    let mut answer = Vec::new();
+    body.read_to_end(&mut answer)
+        .expect("the server ends the connection");
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    let mut rest = Vec::new();
+    headers
+        .read_to_end(&mut rest)
+        .expect("the server ends the connection");
+    assert!(!String::from_utf8_lossy(&rest).contains("202"));
+    assert_eq!(
+        listener.metric("agentsync_listen_events_rejected_total{reason=\"timeout\"}"),
+        1.0
     );
 }
