@@ -264,13 +264,10 @@ fn revert(
     save_and_print(&plan, &key_dir, out, &run, output)
 }
 
-/// `revert last` with nothing to undo: said on stderr (and as JSON on
-/// stdout), nothing written, exit 0.
+/// `revert last` with nothing to undo: said on stdout, where a revert's
+/// report goes (a line, or JSON), nothing written, exit 0.
 fn nothing_to_revert(nothing: &NothingToUndo, output: Output) -> Result<Ending> {
-    crate::progress::warn(&nothing.message());
-    if output == Output::Json {
-        print(output, &NothingView(nothing))?;
-    }
+    print(output, &NothingView(nothing))?;
     Ok(Ending::Success)
 }
 

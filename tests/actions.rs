@@ -368,7 +368,7 @@ fn revert_of_an_unknown_run_is_an_error() {
     let (_src, job) = sync_job(&[("1", "a@x.com")], &scim);
     // No run yet: `revert last` has nothing to undo (exit 0, nothing written).
     let out = agentsync(&["revert", "last"]).config(&job).expect(0);
-    assert!(out.stderr.contains("nothing to revert"), "{}", out.stderr);
+    assert!(out.stdout.contains("nothing to revert"), "{}", out.stdout);
     assert!(scim.writes().is_empty());
     sync(&job).quiet().expect(0);
     let out = agentsync(&["revert", "20000101"]).config(&job).run();

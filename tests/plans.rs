@@ -170,10 +170,10 @@ fn a_saved_plan_is_applied_as_reviewed_leaving_agents_changed_since_stale() {
     let first = journal[0]["run"].as_str().unwrap();
     let out = agentsync(&["revert", "last"]).config(&job).expect(0);
     assert!(
-        out.stderr.contains("wrote nothing")
-            && out.stderr.contains(&format!("agentsync revert {first}")),
+        out.stdout.contains("wrote nothing")
+            && out.stdout.contains(&format!("agentsync revert {first}")),
         "{}",
-        out.stderr
+        out.stdout
     );
     assert_eq!(external_ids(&mock), applied, "nothing was written");
     // What the plan applied can be undone; the hand-set ID stays. Undoing 15

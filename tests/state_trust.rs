@@ -172,9 +172,9 @@ fn configs_sharing_one_journal_do_not_see_each_others_runs() {
     assert!(b.journal().is_empty(), "{:?}", b.journal());
     let out = agentsync(&["revert", "last"]).config(&b).expect(0);
     assert!(
-        out.stderr.contains("no run of this config"),
+        out.stdout.contains("no run of this config"),
         "{}",
-        out.stderr
+        out.stdout
     );
     assert_eq!(scim.external_id("a1").as_deref(), Some("A1"));
     // 2 users against A's 10 would be an 80% drop: not B's to compare.

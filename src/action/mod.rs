@@ -156,10 +156,7 @@ pub(crate) fn send(
             outcome.status = Some(resp.status);
             outcome.ok = resp.is_success();
             if resp.status == 429 || resp.status == 408 || resp.status >= 500 {
-                let wait = resp
-                    .header("retry-after")
-                    .and_then(|v| crate::http::parse_retry_after(v, std::time::SystemTime::now()));
-                outcome.retry = Retry::Later(wait);
+                outcome.retry = Retry::Later(resp.wait_hint());
             }
             if !outcome.ok {
                 outcome.error = Some(format!(
