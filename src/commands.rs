@@ -63,9 +63,7 @@ pub(crate) fn dispatch(cli: Cli) -> Result<Ending> {
             output,
         ),
         Some(Command::Listen { addr }) => {
-            let mut job = load(config)?;
-            let sink = engine::open_sink(&mut job)?;
-            crate::listen::run(job, sink, addr.as_deref())
+            crate::listen::run(load(config)?, engine::open_sink, addr.as_deref())
         }
         Some(Command::History) => history(config, output),
         Some(Command::Revert {

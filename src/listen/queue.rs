@@ -194,9 +194,14 @@ impl Queue {
     pub(crate) async fn insert(&self, event: NewEvent) -> Accept {
         let (reply, answer) = oneshot::channel();
         if self.tx.send(Command::Insert(event, reply)).is_err() {
+            // The writer is gone.
+            self.failed_at.store(now_ms().max(1), Ordering::SeqCst);
             return Accept::Unavailable;
         }
-        answer.await.unwrap_or(Accept::Unavailable)
+        answer.await.unwrap_or_else(|_| {
+            self.failed_at.store(now_ms().max(1), Ordering::SeqCst);
+            Accept::Unavailable
+        })
     }
 
     /// Record how a delivery ended; blocks until it is committed. `false`
