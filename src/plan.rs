@@ -138,6 +138,9 @@ pub(crate) struct Plan {
     pub conflicts: Vec<Conflict>,
     /// Agents that had an external ID before the run.
     pub linked_agents: usize,
+    /// Agents of the directory whose email no user of the source has, left
+    /// as they are (without `unlink_missing`).
+    pub not_in_source: usize,
 }
 
 impl Plan {
@@ -326,7 +329,10 @@ pub(crate) fn plan(mut users: Vec<User>, agents: &[Agent], unlink_missing: bool)
                         plan.unchanged += 1;
                         None
                     }
-                    (_, None) => None,
+                    (_, None) => {
+                        plan.not_in_source += 1;
+                        None
+                    }
                 };
                 if let Some(kind) = kind {
                     let user = if s < s_end { source[s] } else { NO_USER };
