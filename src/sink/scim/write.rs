@@ -48,10 +48,14 @@ impl ScimSink {
         let version = listed
             .and_then(|l| l.version.as_deref())
             .filter(|_| found.etag != Some(false));
-        let resource = match listed.and_then(|l| l.resource.as_ref()) {
+        let resource: Option<Map<String, Value>> = match listed.and_then(|l| l.resource.as_ref()) {
             Some(raw) if found.put => Some(serde_json::from_str(raw.get())?),
             _ => None,
         };
+        // Only this user's own resource is sent back (the listing finds
+        // entries by a hash of the id).
+        let resource = resource
+            .filter(|r| r.get("id").and_then(Value::as_str) == Some(change.agent_id.as_str()));
         // One request when the listing told the version (and, for a PUT, the
         // resource): the directory itself refuses it if the user moved since.
         let current = if let Some(version) = version
