@@ -169,11 +169,15 @@ impl SavedPlan {
         // Checked and read through one handle: the file checked is the file read.
         let mut file = std::fs::File::open(path).map_err(unreadable)?;
         seal::check_file(&file, path)?;
-        let mut text = String::new();
-        std::io::Read::read_to_string(&mut file, &mut text).map_err(unreadable)?;
-        let value: serde_json::Value = serde_json::from_str(&text)
+        // Read twice from the file, never whole in memory: its format first
+        // (the rest skipped unread), then the plan itself.
+        #[derive(serde::Deserialize)]
+        struct Head {
+            format: Option<serde_json::Value>,
+        }
+        let head: Head = serde_json::from_reader(std::io::BufReader::new(&file))
             .map_err(|e| exit::usage(format!("{name} is not a saved plan (not JSON: {e})")))?;
-        match value.get("format").and_then(serde_json::Value::as_u64) {
+        match head.format.as_ref().and_then(serde_json::Value::as_u64) {
             Some(FORMAT) => {}
             Some(other) => {
                 return Err(exit::usage(format!(
@@ -186,7 +190,8 @@ impl SavedPlan {
                 )));
             }
         }
-        let mut plan: SavedPlan = serde_json::from_value(value)
+        std::io::Seek::rewind(&mut file).map_err(unreadable)?;
+        let mut plan: SavedPlan = serde_json::from_reader(std::io::BufReader::new(&file))
             .map_err(|e| exit::usage(format!("{name} is not a saved plan: {e}")))?;
         let key = seal::key(key_dir, false)?;
         seal::verify(&plan, &key).map_err(|why| exit::usage(format!("{name}: {why}: refused")))?;
