@@ -194,7 +194,8 @@ impl SavedPlan {
         let mut plan: SavedPlan = serde_json::from_reader(std::io::BufReader::new(&file))
             .map_err(|e| exit::usage(format!("{name} is not a saved plan: {e}")))?;
         let key = seal::key(key_dir, false)?;
-        seal::verify(&plan, &key).map_err(|why| exit::usage(format!("{name}: {why}: refused")))?;
+        seal::verify(&mut plan, &key)
+            .map_err(|why| exit::usage(format!("{name}: {why}: refused")))?;
         plan.validate()
             .map_err(|why| exit::usage(format!("{name} is not a valid plan: {why}")))?;
         for change in &mut plan.changes {

@@ -48,8 +48,10 @@ impl Seal {
             .iter()
             .map(|c| Ok(tag(key, "change", &serde_json::to_vec(c)?)))
             .collect::<Result<_>>()?;
+        let mut m = <HmacSha256 as KeyInit>::new_from_slice(key).unwrap_or_else(|_| unreachable!());
+        serde_json::to_writer(MacWriter(&mut m), plan)?;
         Ok(Seal {
-            mac: hex(&mac(key, &serde_json::to_vec(plan)?)),
+            mac: hex(&m.finalize().into_bytes()),
             parts,
             changes,
         })
@@ -86,23 +88,44 @@ fn hex(bytes: &[u8]) -> String {
     super::hex(bytes)
 }
 
-/// Check `plan`'s seal with `key`; the error says what was edited.
-pub(crate) fn verify(plan: &SavedPlan, key: &[u8]) -> std::result::Result<(), String> {
-    let Some(seal) = &plan.seal else {
+/// What is written goes into the HMAC: a plan of a million changes is
+/// never serialized whole in memory to be sealed or checked.
+struct MacWriter<'a>(&'a mut HmacSha256);
+
+impl Write for MacWriter<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.update(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Check `plan`'s seal with `key`; the error says what was edited. The seal
+/// is taken out while the rest is checked (no copy of the plan), then put
+/// back.
+pub(crate) fn verify(plan: &mut SavedPlan, key: &[u8]) -> std::result::Result<(), String> {
+    let Some(seal) = plan.seal.take() else {
         return Err("the plan has no seal (it was not saved by `--dry-run --out`)".into());
     };
-    let mut content = plan.clone();
-    content.seal = None;
-    let bytes = serde_json::to_vec(&content).map_err(|e| e.to_string())?;
+    let checked = check(plan, &seal, key);
+    plan.seal = Some(seal);
+    checked
+}
+
+/// Check `content` (a plan without its seal) against `seal`.
+fn check(content: &SavedPlan, seal: &Seal, key: &[u8]) -> std::result::Result<(), String> {
     let expected = hex_decode(&seal.mac);
     let mut m = <HmacSha256 as KeyInit>::new_from_slice(key).map_err(|e| e.to_string())?;
-    m.update(&bytes);
+    serde_json::to_writer(MacWriter(&mut m), content).map_err(|e| e.to_string())?;
     if expected.is_some_and(|e| m.verify_slice(&e).is_ok()) {
         return Ok(());
     }
     Err(format!(
         "the plan was edited after it was saved ({})",
-        edited(&content, seal, key)
+        edited(content, seal, key)
     ))
 }
 
