@@ -14,6 +14,9 @@
 #       10 x N up to 1 000 000; BENCH_LARGE_USERS sets it), pages of 1000
 #   floor  beside each W1 figure: examples/floor.rs, the same HTTP client on 4
 #       threads with serde straight to {id, email}; the ratio agentsync / floor
+#   L1, L2  agentsync listen: signed events acknowledged per second and the
+#       time to each 202, and a shift change until the last punch (bench/listen.sh,
+#       run last; BENCH_ONLY=listen runs it alone)
 #   apply  a sync of 40 writes at [sink] rate_limit = 4 against 300 ms latency,
 #       one of 2000 writes, and one `agentsync action punch` against 10000
 #       agents (plain SCIM and --talkdesk), with the mock's request counters
@@ -36,6 +39,12 @@
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
+if [[ ${BENCH_ONLY:-} == listen ]]; then
+  exec bash bench/listen.sh
+elif [[ -n ${BENCH_ONLY:-} ]]; then
+  echo "BENCH_ONLY must be 'listen' or unset, got '$BENCH_ONLY'" >&2
+  exit 2
+fi
 root=$PWD
 bench=$root/bench
 gnu_time=/usr/bin/time
@@ -643,6 +652,11 @@ for k in "${keys[@]}"; do
     failures=$((failures + 1))
   fi
 done
+
+echo
+echo "== agentsync listen (bench/listen.sh)"
+bash "$bench/listen.sh" || failures=$((failures + 1))
+
 if ((failures)); then
   echo "FAIL: $failures command failure(s) or output mismatch(es) above." >&2
   exit 1
