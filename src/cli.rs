@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, Parser, Subcommand};
 
 /// Link contact-center agents to their IDs in another system, by email.
 ///
@@ -92,11 +92,11 @@ pub(crate) struct GlobalArgs {
     #[arg(
         long,
         value_enum,
-        default_value_t = crate::output::ColorWhen::Auto,
+        default_value_t = crate::term::ColorWhen::Auto,
         global = true,
         help_heading = GLOBAL
     )]
-    pub color: crate::output::ColorWhen,
+    pub color: crate::term::ColorWhen,
 
     /// Lines on stderr: text, or json (one JSON object a line, no progress bars).
     #[arg(
@@ -109,11 +109,7 @@ pub(crate) struct GlobalArgs {
     pub log_format: crate::progress::LogFormat,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub(crate) enum Output {
-    Human,
-    Json,
-}
+pub(crate) use crate::output::Output;
 
 #[derive(Debug, Clone, Args)]
 pub(crate) struct SyncArgs {

@@ -1,14 +1,13 @@
-//! The commands: each turns its parsed arguments into calls of the engine (or
-//! of the source, the mock, the journal) and prints the result through
+//! The commands: each loads its config, calls the engine (or the source, the
+//! action module, the mock, the journal) and prints the result's view through
 //! [`crate::output`]. How a command ends becomes its exit code in
 //! [`crate::exit`].
 
-use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::Path;
 use std::time::{Duration, SystemTime};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 
 use crate::action;
 #[cfg(feature = "mock")]
@@ -19,11 +18,11 @@ use crate::engine::{self, RunOptions};
 use crate::exit::{self, Ending};
 #[cfg(feature = "mock")]
 use crate::mock;
-use crate::output::{self, Esc, FetchView, HistoryView, Paint, Render, style};
+use crate::output::{self, Render};
 use crate::progress::Progress;
 use crate::saved::{self, SavedPlan};
-use crate::source;
-use crate::state::journal;
+use crate::source::{self, FetchView};
+use crate::state::{HistoryView, journal};
 
 pub(crate) fn dispatch(cli: Cli) -> Result<Ending> {
     let output = cli.global.output;
@@ -36,21 +35,26 @@ pub(crate) fn dispatch(cli: Cli) -> Result<Ending> {
         Some(Command::Sync(args)) => sync(config, &args, output),
         Some(Command::Fetch { pages }) => fetch(config, pages, output),
         Some(Command::Check) => check(config, output),
-        Some(Command::Schema) => config::schema::print(),
+        Some(Command::Schema) => {
+            let mut out = std::io::stdout().lock();
+            let text = config::schema::text();
+            exit::stdout(out.write_all(text.as_bytes()).and_then(|()| out.flush()))?;
+            Ok(Ending::Success)
+        }
         #[cfg(feature = "mock")]
         Some(Command::Mock(args)) => {
             mock::serve(mock_options(&args))?;
             Ok(Ending::Success)
         }
         #[cfg(feature = "mock")]
-        Some(Command::Demo(args)) => demo(&args),
+        Some(Command::Demo(args)) => mock::demo(mock_options(&args)),
         Some(Command::Action {
             name,
             agent,
             vars,
             events,
-        }) => action(
-            config,
+        }) => action::run(
+            load(config)?,
             &name,
             agent.as_deref(),
             vars,
@@ -129,7 +133,7 @@ fn config_path(config: Option<&Path>) -> Result<&Path> {
 }
 
 fn load(config: Option<&Path>) -> Result<Job> {
-    Ok(config::load(config_path(config)?)?)
+    config::load(config_path(config)?)
 }
 
 /// Print a command's result on stdout (a closed stdout is no error).
@@ -203,190 +207,6 @@ fn print_run(run: engine::Run, output: Output) -> Result<Ending> {
     match run.error {
         Some(e) => Err(e),
         None => Ok(run.ending),
-    }
-}
-
-fn action(
-    config: Option<&Path>,
-    name: &str,
-    agent: Option<&str>,
-    vars: Vec<(String, String)>,
-    events: Option<&Path>,
-    output: Output,
-) -> Result<Ending> {
-    let mut job = load(config)?;
-    let Some(mut spec) = job.actions.remove(name) else {
-        let declared: Vec<_> = job.actions.keys().map(String::as_str).collect();
-        return Err(exit::usage(format!(
-            "{}: no action {name:?} is declared (declared: {})",
-            job.path.display(),
-            if declared.is_empty() {
-                "none".into()
-            } else {
-                declared.join(", ")
-            }
-        )));
-    };
-    let batch = action_batch(&spec, name, agent, vars, events)?;
-
-    let progress = Progress::new();
-    let mut sink = engine::open_sink(&mut job)?;
-    // One agent is looked up by its email where the directory can; a batch,
-    // or a directory without filters, is listed once.
-    let found = match agent {
-        Some(email) => sink
-            .agents_with_email(email)
-            .context("looking the agent up in the directory")?,
-        None => None,
-    };
-    let agents = match found {
-        Some(agents) => agents,
-        None => sink
-            .list_agents(&progress)
-            .context("listing the agent directory")?,
-    };
-    let directory = action::AgentsByEmail::new(&agents);
-    let (client, base) = match spec.endpoint.as_mut() {
-        Some(endpoint) => (endpoint.client(), endpoint.base_url.clone()),
-        None => (
-            job.source.endpoint.client(),
-            job.source.endpoint.base_url.clone(),
-        ),
-    };
-
-    let single = agent.is_some();
-    let (mut failed, mut sent) = (0, 0);
-    let mut out = output::stdout();
-    for (email, vars) in &batch {
-        let outcome = match directory.find(email) {
-            Ok((agent, ext)) => action::send(&client, &base, &spec, agent, ext, vars),
-            Err(e) if single => return Err(e),
-            Err(e) => action::ActionResult {
-                email: email.clone(),
-                external_id: None,
-                status: None,
-                ok: false,
-                error: Some(e.to_string()),
-                response: None,
-            },
-        };
-        if single && !outcome.ok {
-            bail!("{name} for {email}: {}", outcome.error.unwrap_or_default());
-        }
-        failed += usize::from(!outcome.ok);
-        sent += 1;
-        let line = action_line(&mut out, output, name, email, &outcome).and_then(|()| out.flush());
-        if !exit::stdout(line)? {
-            // Nobody reads the results any more: send no more requests.
-            break;
-        }
-    }
-    if sent < batch.len() {
-        progress.log(&format!(
-            "stdout was closed: {} of {} {name} requests not sent",
-            batch.len() - sent,
-            batch.len()
-        ));
-    }
-    if failed > 0 {
-        progress.log(&format!("{failed} of {sent} {name} requests failed"));
-        return Ok(Ending::WritesFailed);
-    }
-    Ok(Ending::Success)
-}
-
-/// The requests of an action, one per agent with its variables: every one is
-/// checked before the first is sent.
-fn action_batch(
-    spec: &config::ActionSpec,
-    name: &str,
-    agent: Option<&str>,
-    vars: Vec<(String, String)>,
-    events: Option<&Path>,
-) -> Result<Vec<(String, BTreeMap<String, String>)>> {
-    let defaults: BTreeMap<String, String> = vars.into_iter().collect();
-    match (agent, events) {
-        (Some(email), _) => {
-            let missing = action::missing_vars(spec, &defaults);
-            if !missing.is_empty() {
-                let sets: Vec<_> = missing.iter().map(|k| format!("--set {k}=VALUE")).collect();
-                return Err(exit::usage(format!(
-                    "action {name:?} needs {} for {email}: pass {}",
-                    missing
-                        .iter()
-                        .map(|k| format!("{{{{var.{k}}}}}"))
-                        .collect::<Vec<_>>()
-                        .join(", "),
-                    sets.join(" ")
-                )));
-            }
-            Ok(vec![(email.to_owned(), defaults)])
-        }
-        (None, Some(path)) => {
-            let (mut events, source) = if path == Path::new("-") {
-                let events = action::read_events(std::io::stdin().lock(), "stdin")?;
-                (events, "stdin".to_owned())
-            } else {
-                let source = path.display().to_string();
-                let file =
-                    std::fs::File::open(path).with_context(|| format!("opening {source}"))?;
-                (
-                    action::read_events(std::io::BufReader::new(file), &source)?,
-                    source,
-                )
-            };
-            // `--set` gives every event its defaults; an event's own vars win.
-            for event in &mut events {
-                let own = std::mem::replace(&mut event.vars, defaults.clone());
-                event.vars.extend(own);
-            }
-            action::check_vars(spec, name, &events, &source)?;
-            Ok(events.into_iter().map(|e| (e.email, e.vars)).collect())
-        }
-        (None, None) => Err(exit::usage("give --agent EMAIL or --events FILE")),
-    }
-}
-
-/// One result of an action on stdout: a JSON line, or a line for people.
-fn action_line(
-    out: &mut impl Write,
-    output: Output,
-    name: &str,
-    email: &str,
-    outcome: &action::ActionResult,
-) -> std::io::Result<()> {
-    match output {
-        Output::Json => {
-            serde_json::to_writer(&mut *out, outcome)?;
-            writeln!(out)
-        }
-        Output::Human => {
-            // The email, the ID and the answer come from people and servers:
-            // escaped.
-            let status = outcome.status.map_or("-".into(), |s| s.to_string());
-            match &outcome.error {
-                None => writeln!(
-                    out,
-                    "{name} {} (external ID {}): HTTP {status}",
-                    Esc(email),
-                    Esc(outcome.external_id.as_deref().unwrap_or("-"))
-                )?,
-                Some(e) => writeln!(
-                    out,
-                    "{name} {}: {}",
-                    Esc(email),
-                    Paint(style::FAILED, format!("FAILED: {}", Esc(e)))
-                )?,
-            }
-            match outcome
-                .response
-                .as_ref()
-                .filter(|_| crate::progress::verbose())
-            {
-                Some(resp) => writeln!(out, "  {}", Esc(&resp.to_string())),
-                None => Ok(()),
-            }
-        }
     }
 }
 
@@ -471,60 +291,4 @@ fn mock_options(args: &MockArgs) -> mock::MockOptions {
             secret: args.client_secret.clone(),
         }),
     }
-}
-
-/// The bundled punch-clock job, pointed at the mock's address.
-#[cfg(feature = "mock")]
-const DEMO_CONFIG: &str = include_str!("../configs/punch.toml");
-#[cfg(feature = "mock")]
-const MOCK_DEFAULT: &str = "http://127.0.0.1:8787";
-
-#[cfg(feature = "mock")]
-fn demo(args: &MockArgs) -> Result<Ending> {
-    let mut opts = mock_options(args);
-    // The demo's own log says what was written.
-    opts.log = false;
-    if args.addr == "127.0.0.1:8787" {
-        opts.addr = "127.0.0.1:0".into();
-    }
-    let server = mock::start(opts)?;
-    // The demo's journal and lock stay in its own folder: it leaves nothing in
-    // the user's state directory.
-    let dir = tempfile::tempdir().context("creating a folder for the demo's journal")?;
-    let text = DEMO_CONFIG.replace(MOCK_DEFAULT, &server.base_url());
-    let path = dir.path().join("punch.toml");
-    std::fs::write(&path, &text).with_context(|| format!("writing {}", path.display()))?;
-    let job_for = |p: &Path| -> Result<Job> {
-        let mut job = config::load(p)?;
-        job.sync.journal = Some(dir.path().join("punch.journal.jsonl"));
-        job.sync.lock = Some(dir.path().join("punch.lock"));
-        Ok(job)
-    };
-
-    let say = |title: &str| -> Result<()> {
-        let mut out = output::stdout();
-        exit::stdout(writeln!(out, "\n=== {title} ===").and_then(|()| out.flush()))?;
-        Ok(())
-    };
-    eprintln!(
-        "demo: mock APIs on {} (configs/punch.toml pointed at it)",
-        server.base_url()
-    );
-    let dry = SyncArgs {
-        dry_run: true,
-        force: false,
-        detailed_exitcode: false,
-        out: None,
-    };
-    let apply = SyncArgs {
-        dry_run: false,
-        ..dry.clone()
-    };
-    say("1. agentsync --config configs/punch.toml --dry-run")?;
-    sync_job(job_for(&path)?, &dry, Output::Human)?;
-    say("2. agentsync --config configs/punch.toml")?;
-    let applied = sync_job(job_for(&path)?, &apply, Output::Human)?;
-    say("3. agentsync --config configs/punch.toml --dry-run (again)")?;
-    sync_job(job_for(&path)?, &dry, Output::Human)?;
-    Ok(applied)
 }

@@ -27,17 +27,35 @@ pub(crate) enum Ending {
 pub(crate) enum Error {
     /// Invalid usage: exit 2, nothing fetched or written.
     Usage(String),
+    /// Invalid input a module checked (the config): exit 2, told on stderr
+    /// by the error itself.
+    Invalid(Box<dyn Invalid>),
+}
+
+/// An error of invalid input that prints itself on stderr (with the lines it
+/// points at, say): the module that checks the input implements it, and
+/// [`invalid`] gives it the exit code of invalid usage without this module
+/// knowing the type.
+pub(crate) trait Invalid: std::error::Error + Send + Sync + 'static {
+    /// Tell the error on stderr, the process ending with `exit_code`.
+    fn report(&self, exit_code: u8);
 }
 
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Error::Usage(message) => f.write_str(message),
+            Error::Invalid(error) => error.fmt(f),
         }
     }
 }
 
 impl std::error::Error for Error {}
+
+/// Invalid input, ready for `?` (`parse(..).map_err(exit::invalid)?`).
+pub(crate) fn invalid(error: impl Invalid) -> anyhow::Error {
+    Error::Invalid(Box::new(error)).into()
+}
 
 /// A usage error, ready for `?`.
 pub(crate) fn usage(message: impl Into<String>) -> anyhow::Error {
@@ -71,9 +89,10 @@ pub(crate) fn code(result: &anyhow::Result<Ending>) -> u8 {
         Ok(Ending::Changes) => 5,
         Ok(Ending::Interrupted(signal)) => u8::try_from(128 + signal).unwrap_or(1),
         Err(err) => {
-            if err.downcast_ref::<crate::config::ConfigError>().is_some()
-                || matches!(err.downcast_ref::<Error>(), Some(Error::Usage(_)))
-            {
+            if matches!(
+                err.downcast_ref::<Error>(),
+                Some(Error::Usage(_) | Error::Invalid(_))
+            ) {
                 2
             } else {
                 1
@@ -98,6 +117,30 @@ mod tests {
         assert_eq!(code(&Err(anyhow::anyhow!("network down"))), 1);
         let wrapped = Err(usage("bad").context("while loading"));
         assert_eq!(code(&wrapped), 2, "the type survives added context");
+    }
+
+    #[derive(Debug)]
+    struct BadInput;
+
+    impl fmt::Display for BadInput {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("line 3: bad input")
+        }
+    }
+
+    impl std::error::Error for BadInput {}
+
+    impl Invalid for BadInput {
+        fn report(&self, _: u8) {}
+    }
+
+    #[test]
+    fn invalid_input_ends_as_usage_and_keeps_its_message() {
+        let err = invalid(BadInput);
+        assert_eq!(format!("{err:#}"), "line 3: bad input");
+        assert_eq!(code(&Err(err)), 2);
+        let wrapped = Err(invalid(BadInput).context("while loading"));
+        assert_eq!(code(&wrapped), 2, "the kind survives added context");
     }
 
     #[test]

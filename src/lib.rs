@@ -5,7 +5,9 @@
 //! `http`, `pages`, `paginate`, `source`) → **mapping** of each record to
 //! `{id, email}` with jq (`mapping`) → **match and plan** against the agent
 //! directory (`plan`) → **apply** through a sink (`engine`, `sink`) →
-//! **journal** (`state`) → **report** (`report`, `output`, `progress`).
+//! **journal** (`state`) → **report** (`report`, printed through `output`).
+//! Everything prints through the ground floor (`term`, `redact`) and logging
+//! (`progress`); docs/architecture.md has the floors.
 //! `commands` turns each subcommand into those calls; [`main`] turns how it
 //! ended into an exit code (`exit`).
 
@@ -36,6 +38,7 @@ mod sink;
 mod source;
 mod state;
 mod template;
+mod term;
 
 use std::process::ExitCode;
 
@@ -63,14 +66,14 @@ pub fn main() -> ExitCode {
         1
     });
     progress::set_log_format(cli.global.log_format);
-    output::set_color(cli.global.color);
+    term::set_color(cli.global.color);
     let result = commands::dispatch(cli);
     let code = exit::code(&result);
     match &result {
         Ok(exit::Ending::Refused(why)) => progress::error(&exit::refusal_message(why), code),
-        Err(err) => match err.downcast_ref::<config::ConfigError>() {
-            Some(config) => config.report(code),
-            None => progress::error(&format!("{err:#}"), code),
+        Err(err) => match err.downcast_ref::<exit::Error>() {
+            Some(exit::Error::Invalid(invalid)) => invalid.report(code),
+            _ => progress::error(&format!("{err:#}"), code),
         },
         Ok(_) => {}
     }

@@ -12,8 +12,8 @@ use std::time::{Duration, SystemTime};
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde_json::{Map, Value};
 
-use crate::output::{self, Paint, escape, style};
 use crate::redact::redact;
+use crate::term::{self, Paint, escape, style};
 
 static VERBOSITY: AtomicU8 = AtomicU8::new(1);
 static JSON: AtomicBool = AtomicBool::new(false);
@@ -42,7 +42,7 @@ fn verbosity() -> u8 {
     VERBOSITY.load(Ordering::Relaxed)
 }
 
-pub(crate) fn json() -> bool {
+fn json() -> bool {
     JSON.load(Ordering::Relaxed)
 }
 
@@ -113,7 +113,7 @@ pub(crate) fn line(level: Level, message: &str, fields: &[(&str, Value)]) {
         Value::Object(object).to_string()
     } else {
         let message = escape(&message);
-        let paint = output::color_stderr();
+        let paint = term::color_stderr();
         let tag = |style, word: &str| {
             if paint {
                 Paint(style, word).to_string()
@@ -152,6 +152,22 @@ pub(crate) fn warn(msg: &str) {
 /// The error that ends the command (always shown).
 pub(crate) fn error(msg: &str, exit_code: u8) {
     line(Level::Error, msg, &[("exit_code", exit_code.into())]);
+}
+
+/// Text that belongs to the error just told (the config's line with a caret
+/// under the column), in text logs only: JSON lines carry the error alone.
+/// `text` is escaped and masked by its maker.
+pub(crate) fn error_detail(text: &str) {
+    if json() {
+        return;
+    }
+    let write = || {
+        let _ = writeln!(std::io::stderr().lock(), "{text}");
+    };
+    match bars() {
+        Some(multi) => multi.suspend(write),
+        None => write(),
+    }
 }
 
 /// Progress of the run's stages. Cheap to pass around by reference; bars are

@@ -6,9 +6,11 @@ use std::io::{self, Write};
 use serde::Serialize;
 
 use crate::contested::Contested;
-use crate::output::{Cell, Paint, Render, Table, count, escape, style, width, write_skipped};
+use crate::output::Render;
 use crate::plan::{Change, ChangeKind, Conflict, Plan, Status, Unmatched};
+use crate::source::write_skipped;
 use crate::source::{Fetched, Skipped};
+use crate::term::{Cell, Paint, Table, count, escape, style, width};
 
 #[derive(Debug, Serialize)]
 pub(crate) struct SourceReport {

@@ -3,7 +3,7 @@
 //! says which methods may be sent twice. Used by the source, the directory and
 //! the actions alike.
 
-use anyhow::{Result, bail};
+use anyhow::Result;
 use url::Url;
 
 use crate::config::RequestSpec;
@@ -37,18 +37,6 @@ pub(crate) fn join_url(base: &Url, path: &str) -> Url {
     url
 }
 
-/// Refuse a value that would not stay the one path segment it fills: `..`
-/// climbs out of its place (`/users/../punch-clock` is `/punch-clock`), `.`
-/// and the empty string drop it (`/Users/.` is `/Users`). `what` names the value.
-pub(crate) fn check_path_segment(what: &str, value: &str) -> Result<()> {
-    if matches!(value, "" | "." | "..") {
-        bail!(
-            "{what} {value:?} cannot be put into a URL path: an empty, `.` or `..` segment would change the endpoint; nothing was sent"
-        );
-    }
-    Ok(())
-}
-
 /// May a request with this method be sent again when its answer was lost?
 /// The methods RFC 9110 §9.2.2 calls idempotent; POST and PATCH are not.
 pub(crate) fn is_idempotent(method: &str) -> bool {
@@ -67,6 +55,9 @@ pub(crate) fn render_url(base: &Url, spec: &RequestSpec, values: &Values) -> Res
             .collect::<Result<Vec<_>>>()?;
         let mut pairs = url.query_pairs_mut();
         for (k, v) in rendered {
+            if v.is_empty() && spec.omit_empty_query {
+                continue;
+            }
             pairs.append_pair(k, &v);
         }
     }
@@ -110,7 +101,7 @@ pub(crate) fn render_request(spec: &RequestSpec, url: Url, values: &Values) -> R
         url,
         headers,
         body: body.map(String::into_bytes),
-        idempotent: is_idempotent(&spec.method),
+        idempotent: spec.repeatable || is_idempotent(&spec.method),
         secret_headers,
     })
 }

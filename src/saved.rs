@@ -62,20 +62,25 @@ pub(crate) struct PlanRef {
 /// bytes the job was parsed from (read once, so an edit in between cannot slip
 /// past it).
 pub(crate) fn load_config(path: &Path) -> Result<(Job, ConfigRef)> {
-    let unreadable = |e: std::io::Error| config::ConfigError {
-        file: path.display().to_string(),
-        message: format!("cannot read the config: {e}"),
-        ..config::ConfigError::default()
+    let unreadable = |e: std::io::Error| {
+        exit::invalid(config::ConfigError {
+            file: path.display().to_string(),
+            message: format!("cannot read the config: {e}"),
+            ..config::ConfigError::default()
+        })
     };
     let bytes = std::fs::read(path).map_err(unreadable)?;
     let absolute = std::fs::canonicalize(path).map_err(unreadable)?;
     let sha256 = hex(&Sha256::digest(&bytes));
-    let text = String::from_utf8(bytes).map_err(|_| config::ConfigError {
-        file: path.display().to_string(),
-        message: "the config is not UTF-8 text".into(),
-        ..config::ConfigError::default()
+    let text = String::from_utf8(bytes).map_err(|_| {
+        exit::invalid(config::ConfigError {
+            file: path.display().to_string(),
+            message: "the config is not UTF-8 text".into(),
+            ..config::ConfigError::default()
+        })
     })?;
-    let job = config::parse(&text, path, &|name| std::env::var(name).ok())?;
+    let job =
+        config::parse(&text, path, &|name| std::env::var(name).ok()).map_err(exit::invalid)?;
     Ok((
         job,
         ConfigRef {

@@ -17,6 +17,9 @@ use crate::progress::Progress;
 use crate::request::{render_request, render_url};
 use crate::template::Values;
 
+mod view;
+pub(crate) use view::{FetchView, write_skipped};
+
 /// A record the mapping could not turn into a user.
 #[derive(Debug, Clone, serde::Serialize)]
 pub(crate) struct Skipped {
@@ -42,7 +45,7 @@ const MAX_RESERVED_USERS: usize = 1 << 20;
 impl Fetched {
     /// `N users from N records in N pages[, N skipped]`.
     pub(crate) fn summary(&self) -> String {
-        use crate::output::count;
+        use crate::term::count;
         format!(
             "{} from {} in {}{}",
             count(self.users.len() as u64, "user"),

@@ -288,7 +288,7 @@ impl Template {
                     Part::Value(p) => p.to_string(),
                     _ => "environment value".into(),
                 };
-                crate::request::check_path_segment(&name, &value)?;
+                check_path_segment(&name, &value)?;
             }
             match encoding {
                 Encoding::Raw => out.push_str(&value),
@@ -308,6 +308,18 @@ impl Template {
 pub(crate) struct TemplateError {
     pub offset: usize,
     pub message: String,
+}
+
+/// Refuse a value that would not stay the one path segment it fills: `..`
+/// climbs out of its place (`/users/../punch-clock` is `/punch-clock`), `.`
+/// and the empty string drop it (`/Users/.` is `/Users`). `what` names the value.
+pub(crate) fn check_path_segment(what: &str, value: &str) -> Result<()> {
+    if matches!(value, "" | "." | "..") {
+        bail!(
+            "{what} {value:?} cannot be put into a URL path: an empty, `.` or `..` segment would change the endpoint; nothing was sent"
+        );
+    }
+    Ok(())
 }
 
 #[cfg(test)]

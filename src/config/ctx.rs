@@ -54,7 +54,7 @@ impl ConfigError {
     /// The line of the file and a caret under the column, as rustc shows them.
     fn snippet(&self) -> Option<String> {
         let ((line, col), text) = (self.at?, self.source_line.as_ref()?);
-        let text = crate::output::escape(&crate::redact::redact(text)).into_owned();
+        let text = crate::term::escape(&crate::redact::redact(text)).into_owned();
         let number = line.to_string();
         let gutter = " ".repeat(number.len());
         let pad: String = text
@@ -72,18 +72,17 @@ impl ConfigError {
             None => Ok(()),
         }
     }
+}
 
+impl crate::exit::Invalid for ConfigError {
     /// Print every error on stderr: each headline as an error line of the log
     /// (one JSON line each with `--log-format json`), then in text its line
     /// of the file with a caret.
-    pub(crate) fn report(&self, exit_code: u8) {
-        use std::io::Write as _;
+    fn report(&self, exit_code: u8) {
         for error in std::iter::once(self).chain(&self.more) {
             crate::progress::error(&error.headline(), exit_code);
-            if !crate::progress::json()
-                && let Some(snippet) = error.snippet()
-            {
-                let _ = writeln!(std::io::stderr().lock(), "{snippet}");
+            if let Some(snippet) = error.snippet() {
+                crate::progress::error_detail(&snippet);
             }
         }
         if !self.more.is_empty() {

@@ -3,6 +3,7 @@
 //! every `{{placeholder}}` known, every secret read from the environment — built
 //! part by part before any request is sent. Every error names the file, line and column.
 
+mod auth;
 mod ctx;
 mod endpoint;
 mod job;
@@ -26,14 +27,17 @@ pub(crate) use sync::{OnContested, SyncSpec};
 
 use crate::template::EnvLookup;
 
-/// Read and validate a config file.
-pub(crate) fn load(path: &Path) -> Result<Job, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
-        file: path.display().to_string(),
-        message: format!("cannot read the config: {e}"),
-        ..ConfigError::default()
+/// Read and validate a config file. Its errors end a command as invalid
+/// input (exit 2), each told with its line ([`crate::exit::Invalid`]).
+pub(crate) fn load(path: &Path) -> anyhow::Result<Job> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        crate::exit::invalid(ConfigError {
+            file: path.display().to_string(),
+            message: format!("cannot read the config: {e}"),
+            ..ConfigError::default()
+        })
     })?;
-    parse(&text, path, &|name| std::env::var(name).ok())
+    parse(&text, path, &|name| std::env::var(name).ok()).map_err(crate::exit::invalid)
 }
 
 /// Validate config `text` that came from `path`.

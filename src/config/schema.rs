@@ -3,14 +3,11 @@
 //! copy is committed as `schema/agentsync.schema.json` for editors (taplo's
 //! `#:schema` directive); a test keeps it up to date.
 
-use std::io::Write;
-
 use schemars::Schema;
 use schemars::transform::RecursiveTransform;
 use serde_json::Value;
 
 use super::raw::RawConfig;
-use crate::exit::{self, Ending};
 
 /// The schema of the config.
 pub(super) fn schema() -> Schema {
@@ -25,13 +22,6 @@ pub(crate) fn text() -> String {
     let mut text = serde_json::to_string_pretty(&schema()).expect("a schema serializes");
     text.push('\n');
     text
-}
-
-/// Print the schema on stdout.
-pub(crate) fn print() -> anyhow::Result<Ending> {
-    let mut out = std::io::stdout().lock();
-    exit::stdout(out.write_all(text().as_bytes()).and_then(|()| out.flush()))?;
-    Ok(Ending::Success)
 }
 
 /// TOML has no null: an `Option` key is one that may be left out (it is not

@@ -356,7 +356,7 @@ fn log_applied(progress: &Progress, changes: usize, failed: usize, skipped: usiz
     progress.log(&format!(
         "applied {} of {}{}{}",
         changes - failed - skipped,
-        crate::output::count(changes as u64, "change"),
+        crate::term::count(changes as u64, "change"),
         if failed > 0 {
             format!(", {failed} failed")
         } else {

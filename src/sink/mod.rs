@@ -10,15 +10,8 @@ use anyhow::Result;
 use crate::plan::Change;
 use crate::progress::Progress;
 
-/// One agent as the directory holds it.
-#[derive(Debug, Clone, PartialEq)]
-pub(crate) struct Agent {
-    /// The directory's own identifier (SCIM `id`, or the row number of a file).
-    pub id: String,
-    /// The email as the directory holds it (not normalised).
-    pub email: String,
-    pub external_id: Option<String>,
-}
+/// The agents a sink lists are the plan's records.
+pub(crate) use crate::plan::Agent;
 
 /// A directory. Writes take `&self`: the engine may have several in flight.
 pub(crate) trait Sink: Sync {
@@ -84,7 +77,9 @@ impl std::fmt::Display for Refusal {
 
 impl std::error::Error for Refusal {}
 
-/// Is `err` a [`Refusal`]?
+/// Is `err` a [`Refusal`], or a token endpoint's refusal of the client (no
+/// write can succeed without a token)?
 pub(crate) fn is_refusal(err: &anyhow::Error) -> bool {
     err.downcast_ref::<Refusal>().is_some()
+        || err.downcast_ref::<crate::http::TokenRefused>().is_some()
 }

@@ -3,9 +3,12 @@
 //! was written, to read and undo), and the run's outside signs (the metrics
 //! file and the health-check pings).
 
+mod history;
 pub(crate) mod journal;
 pub(crate) mod lock;
 pub(crate) mod metrics;
+
+pub(crate) use history::HistoryView;
 
 use std::hash::Hasher;
 use std::os::unix::fs::DirBuilderExt;

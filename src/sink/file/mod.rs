@@ -21,9 +21,9 @@ use std::sync::{Mutex, PoisonError};
 use anyhow::{Context, Result, anyhow, bail};
 
 use super::{Agent, Sink};
-use crate::output::count;
 use crate::plan::Change;
 use crate::progress::{self, Progress};
+use crate::term::count;
 
 mod csv;
 mod json;

@@ -59,8 +59,8 @@ impl ScimSink {
         self.listed = listed;
         progress.log(&format!(
             "directory: {} in {}",
-            crate::output::count(agents.len() as u64, "agent"),
-            crate::output::count(pages, "page")
+            crate::term::count(agents.len() as u64, "agent"),
+            crate::term::count(pages, "page")
         ));
         Ok(agents)
     }

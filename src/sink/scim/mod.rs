@@ -73,7 +73,7 @@ impl ScimSink {
     }
 
     fn user_url(&self, id: &str) -> Result<Url> {
-        crate::request::check_path_segment("agent id", id)?;
+        crate::template::check_path_segment("agent id", id)?;
         let mut url = self.users_url();
         url.path_segments_mut()
             .map_err(|()| anyhow!("{} cannot take a path", display_url(&self.base_url)))?

@@ -1,6 +1,8 @@
 //! Declared actions: requests for one agent that use its synced external ID —
 //! the reason agents are synced, e.g. punching the time clock when an agent logs
-//! in. One agent from the command line, or a batch of events (JSON lines).
+//! in. One agent from the command line, or a batch of events (JSON lines):
+//! the batch, the `agentsync action` command's work, is in `batch.rs`;
+//! [`batch::Declared::send_for`] sends one action for one agent.
 
 use std::collections::BTreeMap;
 use std::io::BufRead;
@@ -16,6 +18,9 @@ use crate::redact;
 use crate::request::{render_request, render_url};
 use crate::sink::Agent;
 use crate::template::Values;
+
+pub(crate) mod batch;
+pub(crate) use batch::run;
 
 /// What one action request did.
 #[derive(Debug, Serialize)]

@@ -1,0 +1,245 @@
+//! `agentsync action`: a declared action sent for one agent, or for a batch of
+//! events, each request checked before the first is sent, each result printed
+//! as it comes. [`Declared`] is the seam: one action of a job, ready to send
+//! for any agent found in the directory.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::Path;
+
+use anyhow::{Context, Result, bail};
+use url::Url;
+
+use super::{ActionResult, AgentsByEmail, check_vars, missing_vars, read_events, send};
+use crate::config::{ActionSpec, Job};
+use crate::engine;
+use crate::exit::{self, Ending};
+use crate::http::Client;
+use crate::output::{self, Output};
+use crate::progress::{self, Progress};
+use crate::sink::{Agent, Sink};
+use crate::term::{Esc, Paint, style};
+
+/// One declared action of a job, with the client of its endpoint (the
+/// source's when it declares none).
+pub(crate) struct Declared {
+    spec: ActionSpec,
+    client: Client,
+    base: Url,
+}
+
+impl Declared {
+    /// The action `name` of `job`; a usage error names the declared ones.
+    /// The credentials of its endpoint move into its client.
+    pub(crate) fn take(job: &mut Job, name: &str) -> Result<Self> {
+        let Some(mut spec) = job.actions.remove(name) else {
+            let declared: Vec<_> = job.actions.keys().map(String::as_str).collect();
+            return Err(exit::usage(format!(
+                "{}: no action {name:?} is declared (declared: {})",
+                job.path.display(),
+                if declared.is_empty() {
+                    "none".into()
+                } else {
+                    declared.join(", ")
+                }
+            )));
+        };
+        let (client, base) = match spec.endpoint.as_mut() {
+            Some(endpoint) => (endpoint.client(), endpoint.base_url.clone()),
+            None => (
+                job.source.endpoint.client(),
+                job.source.endpoint.base_url.clone(),
+            ),
+        };
+        Ok(Declared { spec, client, base })
+    }
+
+    /// Send the action for the agent with `email` in `directory`, with the
+    /// action's variables: an agent not found (or without an external ID) is
+    /// an error, a request that failed is a result that is not `ok`.
+    pub(crate) fn send_for(
+        &self,
+        directory: &AgentsByEmail<'_>,
+        email: &str,
+        vars: &BTreeMap<String, String>,
+    ) -> Result<ActionResult> {
+        let (agent, external_id) = directory.find(email)?;
+        Ok(send(
+            &self.client,
+            &self.base,
+            &self.spec,
+            agent,
+            external_id,
+            vars,
+        ))
+    }
+}
+
+/// The agents an action may be sent for: one agent is looked up by its email
+/// where the directory can; a batch, or a directory without filters, is
+/// listed once.
+pub(crate) fn agents(
+    sink: &mut dyn Sink,
+    one: Option<&str>,
+    progress: &Progress,
+) -> Result<Vec<Agent>> {
+    let found = match one {
+        Some(email) => sink
+            .agents_with_email(email)
+            .context("looking the agent up in the directory")?,
+        None => None,
+    };
+    match found {
+        Some(agents) => Ok(agents),
+        None => sink
+            .list_agents(progress)
+            .context("listing the agent directory"),
+    }
+}
+
+/// `agentsync action NAME`: for `--agent EMAIL`, or for every event of
+/// `--events FILE`; the results on stdout, one a line.
+pub(crate) fn run(
+    mut job: Job,
+    name: &str,
+    agent: Option<&str>,
+    vars: Vec<(String, String)>,
+    events: Option<&Path>,
+    output: Output,
+) -> Result<Ending> {
+    let declared = Declared::take(&mut job, name)?;
+    let batch = batch(&declared.spec, name, agent, vars, events)?;
+
+    let progress = Progress::new();
+    let mut sink = engine::open_sink(&mut job)?;
+    let agents = agents(sink.as_mut(), agent, &progress)?;
+    let directory = AgentsByEmail::new(&agents);
+
+    let single = agent.is_some();
+    let (mut failed, mut sent) = (0, 0);
+    let mut out = output::stdout();
+    for (email, vars) in &batch {
+        let outcome = match declared.send_for(&directory, email, vars) {
+            Ok(outcome) => outcome,
+            Err(e) if single => return Err(e),
+            Err(e) => ActionResult {
+                email: email.clone(),
+                external_id: None,
+                status: None,
+                ok: false,
+                error: Some(e.to_string()),
+                response: None,
+            },
+        };
+        if single && !outcome.ok {
+            bail!("{name} for {email}: {}", outcome.error.unwrap_or_default());
+        }
+        failed += usize::from(!outcome.ok);
+        sent += 1;
+        let line = line(&mut out, output, name, email, &outcome).and_then(|()| out.flush());
+        if !exit::stdout(line)? {
+            // Nobody reads the results any more: send no more requests.
+            break;
+        }
+    }
+    if sent < batch.len() {
+        progress.log(&format!(
+            "stdout was closed: {} of {} {name} requests not sent",
+            batch.len() - sent,
+            batch.len()
+        ));
+    }
+    if failed > 0 {
+        progress.log(&format!("{failed} of {sent} {name} requests failed"));
+        return Ok(Ending::WritesFailed);
+    }
+    Ok(Ending::Success)
+}
+
+/// The requests of an action, one per agent with its variables: every one is
+/// checked before the first is sent.
+fn batch(
+    spec: &ActionSpec,
+    name: &str,
+    agent: Option<&str>,
+    vars: Vec<(String, String)>,
+    events: Option<&Path>,
+) -> Result<Vec<(String, BTreeMap<String, String>)>> {
+    let defaults: BTreeMap<String, String> = vars.into_iter().collect();
+    match (agent, events) {
+        (Some(email), _) => {
+            let missing = missing_vars(spec, &defaults);
+            if !missing.is_empty() {
+                let sets: Vec<_> = missing.iter().map(|k| format!("--set {k}=VALUE")).collect();
+                return Err(exit::usage(format!(
+                    "action {name:?} needs {} for {email}: pass {}",
+                    missing
+                        .iter()
+                        .map(|k| format!("{{{{var.{k}}}}}"))
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    sets.join(" ")
+                )));
+            }
+            Ok(vec![(email.to_owned(), defaults)])
+        }
+        (None, Some(path)) => {
+            let (mut events, source) = if path == Path::new("-") {
+                let events = read_events(std::io::stdin().lock(), "stdin")?;
+                (events, "stdin".to_owned())
+            } else {
+                let source = path.display().to_string();
+                let file =
+                    std::fs::File::open(path).with_context(|| format!("opening {source}"))?;
+                (read_events(std::io::BufReader::new(file), &source)?, source)
+            };
+            // `--set` gives every event its defaults; an event's own vars win.
+            for event in &mut events {
+                let own = std::mem::replace(&mut event.vars, defaults.clone());
+                event.vars.extend(own);
+            }
+            check_vars(spec, name, &events, &source)?;
+            Ok(events.into_iter().map(|e| (e.email, e.vars)).collect())
+        }
+        (None, None) => Err(exit::usage("give --agent EMAIL or --events FILE")),
+    }
+}
+
+/// One result of an action on stdout: a JSON line, or a line for people.
+fn line(
+    out: &mut impl Write,
+    output: Output,
+    name: &str,
+    email: &str,
+    outcome: &ActionResult,
+) -> std::io::Result<()> {
+    match output {
+        Output::Json => {
+            serde_json::to_writer(&mut *out, outcome)?;
+            writeln!(out)
+        }
+        Output::Human => {
+            // The email, the ID and the answer come from people and servers:
+            // escaped.
+            let status = outcome.status.map_or("-".into(), |s| s.to_string());
+            match &outcome.error {
+                None => writeln!(
+                    out,
+                    "{name} {} (external ID {}): HTTP {status}",
+                    Esc(email),
+                    Esc(outcome.external_id.as_deref().unwrap_or("-"))
+                )?,
+                Some(e) => writeln!(
+                    out,
+                    "{name} {}: {}",
+                    Esc(email),
+                    Paint(style::FAILED, format!("FAILED: {}", Esc(e)))
+                )?,
+            }
+            match outcome.response.as_ref().filter(|_| progress::verbose()) {
+                Some(resp) => writeln!(out, "  {}", Esc(&resp.to_string())),
+                None => Ok(()),
+            }
+        }
+    }
+}
