@@ -5,6 +5,7 @@
 
 mod http;
 mod job;
+pub mod listen;
 
 pub use http::{Req, Resp, Server};
 pub use job::{Job, JobDir};
