@@ -30,6 +30,7 @@ mod stats;
 mod sts;
 
 mod demo;
+mod demo_listen;
 pub(crate) use demo::demo;
 
 use std::net::SocketAddr;

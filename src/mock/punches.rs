@@ -86,7 +86,8 @@ mod tests {
             201
         );
         assert_eq!(send(&s, "POST", PUNCH, "").status, 201);
-        assert_eq!(send(&s, "POST", PUNCH, "").status, 201);
+        let empty = [("Idempotency-Key", "")];
+        assert_eq!(send_with(&s, "POST", PUNCH, &empty, "").status, 201);
 
         let punches = get(&s, "/_mock/punches")["punches"].clone();
         assert_eq!(punches, get(&s, "/punches")["punches"]);

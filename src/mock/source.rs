@@ -77,6 +77,8 @@ impl State {
             .and_then(Value::as_str)
             .unwrap_or("punch")
             .to_owned();
+        // An empty key (a template whose `{{event_id}}` was empty) names no event.
+        let key = key.filter(|k| !k.is_empty());
         let punch = Punch {
             user_id: id,
             event: &event,
