@@ -153,7 +153,7 @@ impl ListenSpec {
         };
         errors.finish()?;
         let state_dir = state::state_dir(ctx.env());
-        let stem = state::file_stem(config_path);
+        let stem = state::JobKey::of(config_path, state_dir.as_deref()).name;
         Ok(ListenSpec {
             addr,
             path,

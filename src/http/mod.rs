@@ -17,28 +17,35 @@ use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{Result, anyhow, bail};
 use secrecy::{ExposeSecret, SecretString};
-use url::Url;
-
-use crate::redact;
 
 mod auth;
 mod jwt;
+mod message;
 mod origin;
 mod resolve;
+mod retry;
 mod tls;
 
 use auth::TokenState;
 pub(crate) use auth::{Auth, Grant, OAuth2, TokenRefused, header_value_flaw};
 pub(crate) use jwt::{JwtBearer, SigningKey};
+use message::shown_start;
+pub(crate) use message::{Request, Response, display_url};
 use origin::MAX_REDIRECTS;
 pub(crate) use origin::{Binding, is_loopback};
 use resolve::CachingResolver;
+use retry::Pacing;
+pub(crate) use retry::{Interrupted, parse_retry_after};
 use tls::trusted_roots;
 pub(crate) use tls::{IdentityFile, KEY_MISMATCH, client_identity, refuse_socks_proxy};
 
 /// Largest response body read into memory, unless an endpoint's
 /// `max_response_mb` says otherwise.
 pub(crate) const MAX_BODY_BYTES: u64 = 64 * 1024 * 1024;
+
+/// The most header bytes a request sends; servers commonly refuse more than
+/// 8 to 64 KiB.
+const MAX_HEAD_BYTES: usize = 32 * 1024;
 
 /// Per-endpoint behaviour from the config.
 #[derive(Debug, Clone)]
@@ -74,127 +81,6 @@ impl Default for Settings {
     }
 }
 
-/// One request, fully rendered.
-#[derive(Debug, Clone)]
-pub(crate) struct Request {
-    pub method: String,
-    pub url: Url,
-    pub headers: Vec<(String, String)>,
-    pub body: Option<Vec<u8>>,
-    /// May this request be sent twice? GET, PUT, PATCH of one attribute: yes. A POST
-    /// of an action: only when it surely never reached the server.
-    pub idempotent: bool,
-    /// Names of the headers that carry secrets (rendered from `{{env.NAME}}`):
-    /// like the auth, they go to the client's origin only.
-    pub secret_headers: Vec<String>,
-}
-
-impl Request {
-    pub(crate) fn get(url: Url) -> Self {
-        Request {
-            method: "GET".into(),
-            url,
-            headers: Vec::new(),
-            body: None,
-            idempotent: true,
-            secret_headers: Vec::new(),
-        }
-    }
-
-    /// Is header `name: value` a credential? Marked so when rendered, or
-    /// holding a registered secret whatever its name.
-    fn is_secret_header(&self, name: &str, value: &str) -> bool {
-        self.secret_headers
-            .iter()
-            .any(|n| n.eq_ignore_ascii_case(name))
-            || redact::contains_secret(value)
-    }
-
-    pub(crate) fn header(mut self, name: &str, value: &str) -> Self {
-        self.headers.push((name.to_owned(), value.to_owned()));
-        self
-    }
-
-    fn has_header(&self, name: &str) -> bool {
-        self.headers
-            .iter()
-            .any(|(n, _)| n.eq_ignore_ascii_case(name))
-    }
-}
-
-/// A response read in full.
-#[derive(Debug)]
-pub(crate) struct Response {
-    pub status: u16,
-    pub headers: Vec<(String, String)>,
-    pub body: Vec<u8>,
-}
-
-impl Response {
-    pub(crate) fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    }
-
-    pub(crate) fn headers_named<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> {
-        self.headers
-            .iter()
-            .filter(move |(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    }
-
-    pub(crate) fn is_success(&self) -> bool {
-        (200..300).contains(&self.status)
-    }
-
-    pub(crate) fn content_type(&self) -> &str {
-        self.header("content-type").unwrap_or("none")
-    }
-
-    /// The first characters of the body as text, for error messages. Secrets
-    /// are masked before it is cut, so that no part of one is shown.
-    pub(crate) fn body_start(&self) -> String {
-        shown_start(&self.body)
-    }
-
-    /// Turn a non-2xx answer into an error naming the status, the URL and the
-    /// start of the body.
-    pub(crate) fn error_for_status(self, method: &str, url: &Url) -> Result<Response> {
-        if self.is_success() {
-            return Ok(self);
-        }
-        bail!(
-            "{method} {} answered HTTP {}: {}",
-            display_url(url),
-            self.status,
-            self.body_start()
-        )
-    }
-}
-
-/// The first characters of a body as text on one line, for error messages.
-/// Secrets are masked before it is cut, so that no part of one is shown.
-fn shown_start(body: &[u8]) -> String {
-    const MAX: usize = 300;
-    const SCANNED: usize = 64 * 1024;
-    let text = redact::redact(&String::from_utf8_lossy(&body[..body.len().min(SCANNED)]));
-    let text = text.split_whitespace().collect::<Vec<_>>().join(" ");
-    match text.char_indices().nth(MAX) {
-        Some((cut, _)) => format!("{}…", &text[..cut]),
-        None => text,
-    }
-}
-
-/// A URL as it may be shown: no user info; secrets masked by the caller's redaction.
-pub(crate) fn display_url(url: &Url) -> String {
-    let mut shown = url.clone();
-    let _ = shown.set_username("");
-    let _ = shown.set_password(None);
-    redact::redact(shown.as_str())
-}
-
 /// Sends requests with auth, rate limit and retries. Shared by reference across
 /// the page-fetching threads.
 #[derive(Debug)]
@@ -204,8 +90,8 @@ pub(crate) struct Client {
     auth: Option<Auth>,
     /// The origin of the credentials; a client without one sends none.
     binding: Option<Binding>,
-    /// The earliest instant the next request may start (rate limit, no burst).
-    next_slot: Mutex<Instant>,
+    /// When the next request may leave: rate limit and 429 pauses.
+    pacing: Pacing,
     token: Mutex<TokenState>,
 }
 
@@ -270,7 +156,22 @@ enum Attempt {
         reason: String,
         wait: Option<Duration>,
         last: Option<Response>,
+        /// The server may have applied it (a lost answer, a gateway's error).
+        landed: bool,
     },
+}
+
+/// The error of a request whose wait a signal ended.
+fn interrupted(req: &Request, signal: i32, may_have_landed: bool) -> anyhow::Error {
+    anyhow::Error::new(Interrupted {
+        may_have_landed,
+        message: format!(
+            "{} {}: not sent: {} came while it waited for its turn",
+            req.method,
+            display_url(&req.url),
+            crate::signals::name(signal)
+        ),
+    })
 }
 
 impl Client {
@@ -296,10 +197,10 @@ impl Client {
                 ureq::unversioned::transport::DefaultConnector::default(),
                 CachingResolver::default(),
             ),
+            pacing: Pacing::new(settings.rate_limit),
             settings,
             auth,
             binding: None,
-            next_slot: Mutex::new(Instant::now()),
             token: Mutex::new(TokenState::default()),
         }
     }
@@ -331,20 +232,35 @@ impl Client {
     }
 
     /// One request (no redirects), retried as its method allows; with the
-    /// auth and secret headers when `credentials`.
+    /// auth and secret headers when `credentials`. A 429 pauses every request
+    /// of this client until the time the server named, and is retried for up
+    /// to `max_retry_wait` × `retries` in all; other failures up to `retries`
+    /// times. A signal ends any wait: the request is not sent (again).
     fn send_once(&self, req: &Request, credentials: bool) -> Result<Response> {
         let mut refreshed_token = false;
         let mut attempt = 0u32;
+        let mut throttled = 0u32;
+        let mut throttled_for = Duration::ZERO;
+        let throttle_budget = self
+            .settings
+            .max_retry_wait
+            .saturating_mul(self.settings.retries);
+        // Whether an earlier try may have been applied by the server.
+        let mut may_have_landed = false;
         loop {
+            self.pacing
+                .wait_turn()
+                .map_err(|signal| interrupted(req, signal, may_have_landed))?;
+            // After the wait: a token that lives a second is still fresh when
+            // the request leaves.
             let auth_header = if credentials {
                 self.auth_header()?
             } else {
                 None
             };
-            self.wait_for_slot();
             let started = Instant::now();
             let outcome = self.attempt(req, auth_header.as_ref(), credentials);
-            log_request(req, &outcome, started.elapsed(), attempt + 1);
+            log_request(req, &outcome, started.elapsed(), attempt + throttled + 1);
             match outcome? {
                 Attempt::Done(resp) => {
                     if resp.status == 401
@@ -360,63 +276,55 @@ impl Client {
                     }
                     return Ok(resp);
                 }
-                Attempt::Retry { reason, wait, last } => {
-                    if attempt >= self.settings.retries {
+                Attempt::Retry {
+                    reason,
+                    wait,
+                    last,
+                    landed,
+                } => {
+                    may_have_landed |= landed;
+                    let slow_down = last.as_ref().is_some_and(|r| r.status == 429);
+                    let cap = self.settings.max_retry_wait;
+                    let step = if slow_down { throttled } else { attempt };
+                    let wait = wait
+                        .unwrap_or_else(|| retry::backoff(self.settings.backoff_base, step, cap))
+                        .min(cap);
+                    let spent = if slow_down {
+                        self.settings.retries == 0 || throttled_for + wait > throttle_budget
+                    } else {
+                        attempt >= self.settings.retries
+                    };
+                    if spent {
                         if let Some(resp) = last {
                             return Ok(resp);
                         }
+                        let tries = attempt + throttled + 1;
                         bail!(
-                            "{} {}: {reason} (after {} attempt{})",
+                            "{} {}: {reason} (after {tries} attempt{})",
                             req.method,
                             display_url(&req.url),
-                            attempt + 1,
-                            if attempt == 0 { "" } else { "s" }
+                            if tries == 1 { "" } else { "s" }
                         );
                     }
-                    let wait = wait
-                        .unwrap_or_else(|| self.backoff(attempt))
-                        .min(self.settings.max_retry_wait);
                     crate::progress::debug(&format!(
                         "{} {}: {reason}; retrying in {:.1}s",
                         req.method,
                         display_url(&req.url),
                         wait.as_secs_f64()
                     ));
-                    std::thread::sleep(wait);
-                    attempt += 1;
+                    if slow_down {
+                        // The server asked this client to slow down, not this
+                        // request: every worker waits with it (in `wait_turn`).
+                        self.pacing.pause_for(wait);
+                        throttled += 1;
+                        throttled_for += wait;
+                    } else {
+                        retry::sleep(wait)
+                            .map_err(|signal| interrupted(req, signal, may_have_landed))?;
+                        attempt += 1;
+                    }
                 }
             }
-        }
-    }
-
-    /// Exponential backoff with full jitter: a random wait in [0, base·2^n].
-    fn backoff(&self, attempt: u32) -> Duration {
-        let ceiling = self
-            .settings
-            .backoff_base
-            .saturating_mul(1u32 << attempt.min(16))
-            .min(self.settings.max_retry_wait);
-        ceiling.mul_f64(fastrand::f64().max(0.05))
-    }
-
-    fn wait_for_slot(&self) {
-        if self.settings.rate_limit <= 0.0 {
-            return;
-        }
-        let interval = Duration::from_secs_f64(1.0 / self.settings.rate_limit);
-        let start = {
-            let mut next = self
-                .next_slot
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            let now = Instant::now();
-            let start = (*next).max(now);
-            *next = start + interval;
-            start
-        };
-        let now = Instant::now();
-        if start > now {
-            std::thread::sleep(start - now);
         }
     }
 
@@ -429,16 +337,39 @@ impl Client {
         let mut builder = ureq::http::Request::builder()
             .method(req.method.as_str())
             .uri(req.url.as_str());
+        let mut head_bytes = 0usize;
+        let mut add = |builder: ureq::http::request::Builder, name: &str, value: &str| {
+            // A value that cannot be a header is this request's fault: said
+            // with the header's name (never its value: it may be a secret),
+            // and not retried.
+            if let Some(flaw) = header_value_flaw(value) {
+                bail!(
+                    "{} {}: header {name} cannot be sent: its value holds {flaw}",
+                    req.method,
+                    display_url(&req.url)
+                );
+            }
+            head_bytes += name.len() + value.len() + 4;
+            if head_bytes > MAX_HEAD_BYTES {
+                bail!(
+                    "{} {}: the request's headers are over {} KiB (at {name}): not sent",
+                    req.method,
+                    display_url(&req.url),
+                    MAX_HEAD_BYTES / 1024
+                );
+            }
+            Ok(builder.header(name, value))
+        };
         for (name, value) in &req.headers {
             if !credentials && req.is_secret_header(name, value) {
                 continue;
             }
-            builder = builder.header(name, value);
+            builder = add(builder, name, value)?;
         }
         if let Some((name, value)) = auth_header
             && !req.has_header(name)
         {
-            builder = builder.header(name.as_str(), value.expose_secret());
+            builder = add(builder, name, value.expose_secret())?;
         }
         let result = match &req.body {
             Some(body) => builder
@@ -491,6 +422,7 @@ impl Client {
                     reason: format!("response body could not be read (HTTP {status}): {err}"),
                     wait: None,
                     last: None,
+                    landed: true,
                 });
             }
         };
@@ -507,12 +439,16 @@ impl Client {
         if !retryable {
             return Ok(Attempt::Done(resp));
         }
-        let wait = resp
-            .header("retry-after")
-            .and_then(|v| parse_retry_after(v, SystemTime::now()));
+        let wait = retry::wait_hint(
+            |name| resp.header(name).map(str::to_owned),
+            SystemTime::now(),
+        );
         Ok(Attempt::Retry {
             reason: format!("HTTP {status}"),
             wait,
+            // 429 and 503 say the request was not processed (RFC 6585 §4,
+            // RFC 9110 §15.6.4); a gateway's 502 or 504 says nothing of it.
+            landed: !matches!(status, 429 | 503),
             last: Some(resp),
         })
     }
@@ -544,52 +480,10 @@ impl Client {
                 reason,
                 wait: None,
                 last: None,
+                landed: !never_sent,
             })
         } else {
             bail!("{} {}: {reason}", req.method, display_url(&req.url))
-        }
-    }
-}
-
-/// `Retry-After` as delta-seconds or an HTTP date (RFC 9110 §10.2.3).
-pub(crate) fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
-    let value = value.trim();
-    if let Ok(secs) = value.parse::<u64>() {
-        return Some(Duration::from_secs(secs));
-    }
-    let at = httpdate::parse_http_date(value).ok()?;
-    Some(at.duration_since(now).unwrap_or(Duration::ZERO))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn retry_after_seconds_and_date() {
-        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
-        assert_eq!(parse_retry_after("7", now), Some(Duration::from_secs(7)));
-        let later = httpdate::fmt_http_date(now + Duration::from_secs(12));
-        assert_eq!(
-            parse_retry_after(&later, now),
-            Some(Duration::from_secs(12))
-        );
-        let past = httpdate::fmt_http_date(now - Duration::from_secs(12));
-        assert_eq!(parse_retry_after(&past, now), Some(Duration::ZERO));
-        assert_eq!(parse_retry_after("soon", now), None);
-    }
-
-    #[test]
-    fn backoff_stays_under_the_cap() {
-        let client = Client::new(
-            Settings {
-                max_retry_wait: Duration::from_secs(2),
-                ..Settings::default()
-            },
-            None,
-        );
-        for n in 0..20 {
-            assert!(client.backoff(n) <= Duration::from_secs(2));
         }
     }
 }

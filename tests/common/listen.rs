@@ -206,14 +206,30 @@ impl Listener {
         (status, resp.body_mut().read_to_string().unwrap_or_default())
     }
 
-    /// The value of a metric (the first sample whose line starts with `name`).
+    /// The value of a metric of `/metrics` (read as Prometheus text, which it
+    /// must be): `name` or `name{label="value"}`.
     pub fn metric(&self, name: &str) -> f64 {
-        let (_, text) = self.get("/metrics");
-        text.lines()
-            .find(|l| l.starts_with(name) && l[name.len()..].starts_with([' ', '{']))
-            .and_then(|l| l.rsplit(' ').next())
-            .and_then(|v| v.parse().ok())
-            .unwrap_or_else(|| panic!("no metric {name} in:\n{text}"))
+        let (status, text) = self.get("/metrics");
+        assert_eq!(status, 200);
+        let scrape = prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_owned())))
+            .expect("/metrics is Prometheus text");
+        let (metric, label) = match name.split_once('{') {
+            Some((m, l)) => {
+                let (k, v) = l.trim_end_matches('}').split_once('=').unwrap();
+                (m, Some((k, v.trim_matches('"'))))
+            }
+            None => (name, None),
+        };
+        assert!(scrape.docs.contains_key(metric), "{metric} has no HELP");
+        let sample = scrape
+            .samples
+            .iter()
+            .find(|s| s.metric == metric && label.is_none_or(|(k, v)| s.labels.get(k) == Some(v)))
+            .unwrap_or_else(|| panic!("no metric {name} in:\n{text}"));
+        match sample.value {
+            prometheus_parse::Value::Counter(v) | prometheus_parse::Value::Gauge(v) => v,
+            _ => panic!("{name} is neither a counter nor a gauge"),
+        }
     }
 
     /// SIGTERM, then wait: the exit code.
@@ -247,29 +263,5 @@ pub fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
     while !done() {
         assert!(Instant::now() < deadline, "timed out waiting for {what}");
         std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-impl Run {
-    /// Run with files limited to `bytes` (RLIMIT_FSIZE) and SIGXFSZ ignored:
-    /// a write that would grow a file past it fails with EFBIG, as a full
-    /// disk fails one with ENOSPC.
-    pub fn file_size_limit(mut self, bytes: u64) -> Run {
-        use std::os::unix::process::CommandExt;
-        // SAFETY: between fork and exec only async-signal-safe calls are made.
-        unsafe {
-            self.cmd.pre_exec(move || {
-                libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
-                let limit = libc::rlimit {
-                    rlim_cur: bytes,
-                    rlim_max: bytes,
-                };
-                if libc::setrlimit(libc::RLIMIT_FSIZE, &limit) != 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
-        self
     }
 }

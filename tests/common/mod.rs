@@ -6,6 +6,7 @@
 mod http;
 mod job;
 pub mod listen;
+pub mod tls;
 
 pub use http::{Req, Resp, Server};
 pub use job::{Job, JobDir};
@@ -137,6 +138,27 @@ impl Run {
             stdout,
             stderr: errors.join().unwrap(),
         }
+    }
+
+    /// Limit the size of any file the run writes to `bytes` (`RLIMIT_FSIZE`,
+    /// with `SIGXFSZ` ignored): a write past it fails as on a full disk.
+    pub fn file_size_limit(mut self, bytes: u64) -> Self {
+        use std::os::unix::process::CommandExt;
+        // SAFETY: only async-signal-safe calls between fork and exec.
+        unsafe {
+            self.cmd.pre_exec(move || {
+                let limit = libc::rlimit {
+                    rlim_cur: bytes,
+                    rlim_max: bytes,
+                };
+                libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+                if libc::setrlimit(libc::RLIMIT_FSIZE, &limit) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        self
     }
 
     /// Start in the background (stdout and stderr inherited).
@@ -284,6 +306,24 @@ impl Scim {
         fail_ids: &[&str],
         write_delay: Duration,
     ) -> Self {
+        Self::serve(agents, fail_ids, write_delay, |_| None)
+    }
+
+    /// As `start`, with `gate` asked first about every request: an answer
+    /// it gives is sent instead of the directory's (a 429, a 401).
+    pub fn start_gated(
+        agents: &[(&str, &str, Option<&str>)],
+        gate: impl Fn(&Req) -> Option<Resp> + Send + Sync + 'static,
+    ) -> Self {
+        Self::serve(agents, &[], Duration::ZERO, gate)
+    }
+
+    fn serve(
+        agents: &[(&str, &str, Option<&str>)],
+        fail_ids: &[&str],
+        write_delay: Duration,
+        gate: impl Fn(&Req) -> Option<Resp> + Send + Sync + 'static,
+    ) -> Self {
         use serde_json::json;
         let users: Vec<_> = agents
             .iter()
@@ -310,6 +350,9 @@ impl Scim {
             let scim = |status: u16, v: serde_json::Value| {
                 Resp::status(status, "application/scim+json", v.to_string())
             };
+            if let Some(answer) = gate(req) {
+                return answer;
+            }
             if req.method != "GET" {
                 std::thread::sleep(write_delay);
             }
