@@ -154,7 +154,10 @@ fn fetch(config: Option<&Path>, pages: Option<u64>, output: Output) -> Result<En
     let client = job.source.endpoint.client();
     let fetched = source::fetch(&job, &client, pages, &progress)?;
     print(output, &FetchView::new(&fetched))?;
-    Ok(Ending::Success)
+    match fetched.nothing_mapped() {
+        Some(why) => Err(anyhow::anyhow!(why)),
+        None => Ok(Ending::Success),
+    }
 }
 
 fn check(config: Option<&Path>, output: Output) -> Result<Ending> {

@@ -58,6 +58,22 @@ impl Fetched {
             }
         )
     }
+
+    /// Why a source that gave no user because its records were skipped (a
+    /// mapping naming fields the records do not have, say) is a failure, as
+    /// `min_users` makes it one for a sync; `None` when a user was mapped or
+    /// nothing was skipped.
+    pub(crate) fn nothing_mapped(&self) -> Option<String> {
+        let first = self.skipped.first().filter(|_| self.users.is_empty())?;
+        Some(format!(
+            "no user was mapped: {} of {} skipped; the first, page {} record {}: {}",
+            self.skipped.len(),
+            crate::term::count(self.records, "record"),
+            first.page,
+            first.index,
+            first.reason
+        ))
+    }
 }
 
 /// Read the source: every page, or the first `sample` pages.
@@ -251,8 +267,13 @@ fn read_page(
     let response = sent
         .and_then(|r| r.error_for_status(&request.method, &request.url))
         .with_context(|| format!("source page {number}"))?;
-    // A page the direct reader cannot take with certainty goes through jq below.
-    if let Some(page) = direct.and_then(|d| d.read(&response.body)) {
+    // A page the direct reader cannot take with certainty goes through jq
+    // below, and so does one with a record that lacks a field: jq's reasons
+    // name the keys such a record has, which the direct walk skips unread.
+    let page = direct
+        .and_then(|d| d.read(&response.body))
+        .filter(|p| !p.skipped.iter().any(|(_, r)| r.ends_with(" is missing")));
+    if let Some(page) = page {
         let pg = &job.pagination;
         let value = |jq: &Jq| {
             if pg.total.as_ref().is_some_and(|t| std::ptr::eq(t, jq)) {
@@ -370,9 +391,11 @@ fn select_records(records: &crate::mapping::Jq, page: &Val) -> Result<Vec<Val>> 
         match value {
             Val::Arr(items) => out.extend(items.iter().cloned()),
             other => bail!(
-                "records `{}` gave {}, not an array of records: the page does not have the expected shape",
+                "records `{}` gave {}, not an array of records: the page does not have the expected shape{}",
                 records.source(),
-                mapping::kind(&other)
+                mapping::kind(&other),
+                mapping::keys_named(page)
+                    .map_or_else(String::new, |k| format!(" (the page has {k})"))
             ),
         }
     }

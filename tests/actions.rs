@@ -83,7 +83,7 @@ fn refused_actions_send_nothing() {
         (
             &["punch", "--agent", "bo@x.com", "--set", "event=in"],
             1,
-            "has no external ID",
+            "agent bo@x.com (k2) has no external ID yet: a sync links it when the source has a user with this email",
         ),
         (
             &["clock-out", "--agent", "di@x.com"],
@@ -97,6 +97,27 @@ fn refused_actions_send_nothing() {
         assert!(out.stderr.contains(message), "{args:?}: {}", out.stderr);
     }
     assert_eq!(clock.request_count(), 0, "a refused action sent a request");
+}
+
+#[test]
+fn an_action_without_a_sink_says_why_it_needs_one() {
+    let clock = clock();
+    let job = Job::source(&clock.base)
+        .records(".users")
+        .action("punch", "path", "/users/{{external_id}}/punch-clock")
+        .write();
+    let out = agentsync(&["action", "punch", "--agent", "a@x.com"])
+        .config(&job)
+        .expect(2);
+    assert!(
+        out.stderr.contains(
+            "action \"punch\" needs a [sink]: the agent directory where each agent's external ID is found"
+        ),
+        "{}",
+        out.stderr
+    );
+    assert!(!out.stderr.contains("nothing to sync"), "{}", out.stderr);
+    assert_eq!(clock.request_count(), 0);
 }
 
 #[test]

@@ -124,6 +124,14 @@ pub(crate) fn run(
     let batch = batch(&declared.spec, name, agent, vars, events)?;
 
     let progress = Progress::new();
+    if job.sink.is_none() {
+        // `open_sink` would speak of syncing: an action needs the directory
+        // for another reason.
+        return Err(exit::usage(format!(
+            "{}: action {name:?} needs a [sink]: the agent directory where each agent's external ID is found",
+            job.path.display()
+        )));
+    }
     let mut sink = engine::open_sink(&mut job)?;
     let agents = agents(sink.as_mut(), agent, &progress)?;
     let directory = AgentsByEmail::new(&agents);

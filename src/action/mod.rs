@@ -94,7 +94,7 @@ impl<'a> AgentsByEmail<'a> {
             Some([agent]) => match agent.external_id.as_deref() {
                 Some(ext) => Ok((agent, ext)),
                 None => bail!(
-                    "agent {} ({}) has no external ID: run a sync first",
+                    "agent {} ({}) has no external ID yet: a sync links it when the source has a user with this email",
                     agent.email,
                     agent.id
                 ),
