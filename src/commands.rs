@@ -187,11 +187,18 @@ fn save_and_print(
 ) -> Result<Ending> {
     plan.write(out, key_dir)?;
     print(output, &run.report)?;
+    // A plan over a limit is saved for review; applying it needs --force.
+    let how = match &run.report.refusal {
+        None => format!("apply it with `agentsync apply {}`", out.display()),
+        Some(_) => format!(
+            "it is over a limit (see `Refused:` above), so a plain apply is refused: once reviewed, apply it with `agentsync apply --force {}`",
+            out.display()
+        ),
+    };
     Progress::new().log(&format!(
-        "saved the plan ({} changes) to {}: apply it with `agentsync apply {}`",
+        "saved the plan ({} changes) to {}: {how}",
         plan.changes.len(),
         out.display(),
-        out.display()
     ));
     Ok(run.ending.clone())
 }

@@ -138,6 +138,9 @@ pub(crate) struct Plan {
     pub conflicts: Vec<Conflict>,
     /// Agents that had an external ID before the run.
     pub linked_agents: usize,
+    /// Agents of the directory whose email no user of the source has, left
+    /// as they are (without `unlink_missing`).
+    pub not_in_source: usize,
 }
 
 impl Plan {
@@ -314,7 +317,10 @@ pub(crate) fn plan(users: &[User], agents: &[Agent], unlink_missing: bool) -> Pl
                 plan.unchanged += 1;
                 continue;
             }
-            (_, None) => continue,
+            (_, None) => {
+                plan.not_in_source += 1;
+                continue;
+            }
         };
         pending.push((kind, email, i, wanted));
     }

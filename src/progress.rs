@@ -258,7 +258,7 @@ fn spinner_style() -> ProgressStyle {
 
 fn bar_style() -> ProgressStyle {
     ProgressStyle::with_template(
-        "{prefix:>16} [{bar:40}] {human_pos:>5}/{human_len:<5} {rate:>8}  ETA {eta}",
+        "{prefix:>16} [{wide_bar}] {human_pos:>5}/{human_len:<5} {rate:>8}  ETA {eta}",
     )
     .map_or_else(
         |_| ProgressStyle::default_bar(),

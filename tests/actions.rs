@@ -100,6 +100,30 @@ fn refused_actions_send_nothing() {
 }
 
 #[test]
+fn a_set_variable_the_action_does_not_use_is_refused_by_name() {
+    let clock = clock();
+    let job = action_job(&clock);
+    let out = agentsync(&["action", "punch"])
+        .config(&job)
+        .args(&[
+            "--agent",
+            "ann@x.com",
+            "--set",
+            "event=in",
+            "--set",
+            "evnt=in",
+        ])
+        .expect(2);
+    assert!(
+        out.stderr
+            .contains("--set evnt: action \"punch\" has no {{var.evnt}} (it uses {{var.event}})"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(clock.request_count(), 0);
+}
+
+#[test]
 fn an_action_without_a_sink_says_why_it_needs_one() {
     let clock = clock();
     let job = Job::source(&clock.base)
@@ -157,6 +181,12 @@ fn an_events_batch_reports_each_line_and_exits_3_on_a_failure() {
         "{}",
         lines[1]
     );
+    // Each result says what it was sent with: a login and a logout differ.
+    let events: Vec<&str> = lines
+        .iter()
+        .map(|l| l["vars"]["event"].as_str().unwrap())
+        .collect();
+    assert_eq!(events, ["login", "login", "login", "logout"]);
     // The unknown agent sent nothing; the other three did.
     assert_eq!(clock.request_count(), 3);
     let last: Value = serde_json::from_str(&clock.requests()[2].body).unwrap();

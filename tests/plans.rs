@@ -291,14 +291,32 @@ fn apply_holds_a_plan_to_the_safety_limits_unless_forced() {
     let (path, plan) = save_plan(&job, "plan.json");
     assert!(planned(&plan).len() > 3);
 
+    // Saving it says a plain apply will be refused.
+    let out = agentsync(&["sync", "--dry-run", "--out", &path])
+        .config(&job)
+        .expect(0);
+    assert!(
+        out.stderr.contains(&format!(
+            "it is over a limit (see `Refused:` above), so a plain apply is refused: once reviewed, apply it with `agentsync apply --force {path}`"
+        )),
+        "{}",
+        out.stderr
+    );
+    let plain = format!("apply it with `agentsync apply {path}`");
+    assert!(!out.stderr.contains(&plain), "{}", out.stderr);
+
     let out = agentsync(&["apply", &path]).state(&job).quiet().expect(4);
     assert!(out.stderr.contains("max_changes"), "{}", out.stderr);
     assert_eq!(external_ids(&mock), before, "a refusal writes nothing");
 
-    agentsync(&["apply", &path, "--force"])
+    let out = agentsync(&["apply", &path, "--force"])
         .state(&job)
         .quiet()
         .expect(0);
+    // A saved plan read no source: its summary names the directory alone.
+    let last = out.stdout.lines().last().unwrap();
+    assert!(last.ends_with(" agents)"), "{last}");
+    assert!(!last.contains("users from"), "{last}");
     let after = external_ids(&mock);
     for (id, new) in planned(&plan) {
         assert_eq!(after[&id], new);
