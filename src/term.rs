@@ -210,7 +210,7 @@ pub(crate) fn stdout_columns() -> Option<usize> {
 }
 
 /// `head`, then `items` joined by `, `, then `tail`, wrapped before a piece
-/// that would pass `columns` (the next line indented by one space); each
+/// that would pass `columns` (the next line indented by two spaces); each
 /// item is a plain text and the style it is painted in.
 pub(crate) fn wrapped_list(
     head: &str,
