@@ -141,7 +141,12 @@ impl Listener {
             for line in BufReader::new(stderr).lines() {
                 let Ok(line) = line else { break };
                 if let Some(at) = line.find("listening on http://") {
-                    let _ = tx.send(line[at + "listening on ".len()..].trim().to_owned());
+                    // In text or in a JSON line's message.
+                    let url = line[at + "listening on ".len()..]
+                        .split(['"', ' '])
+                        .next()
+                        .unwrap_or_default();
+                    let _ = tx.send(url.to_owned());
                 }
                 let mut log = lines.lock().unwrap();
                 log.push_str(&line);
