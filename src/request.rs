@@ -55,6 +55,9 @@ pub(crate) fn render_url(base: &Url, spec: &RequestSpec, values: &Values) -> Res
             .collect::<Result<Vec<_>>>()?;
         let mut pairs = url.query_pairs_mut();
         for (k, v) in rendered {
+            if v.is_empty() && spec.omit_empty_query {
+                continue;
+            }
             pairs.append_pair(k, &v);
         }
     }
@@ -98,7 +101,7 @@ pub(crate) fn render_request(spec: &RequestSpec, url: Url, values: &Values) -> R
         url,
         headers,
         body: body.map(String::into_bytes),
-        idempotent: is_idempotent(&spec.method),
+        idempotent: spec.repeatable || is_idempotent(&spec.method),
         secret_headers,
     })
 }

@@ -3,14 +3,13 @@
 
 use std::time::Duration;
 
-use secrecy::ExposeSecret;
 use toml::Spanned;
 use url::Url;
 
+use super::auth::auth_from_raw;
 use super::ctx::{ConfigError, Ctx};
-use super::raw::{ClientAuth, RawAuth, RawEndpoint};
-use crate::http::{self, Auth, OAuth2};
-use crate::redact;
+use super::raw::RawEndpoint;
+use crate::http::{self, Auth};
 
 /// Where requests go and how they behave.
 #[derive(Debug)]
@@ -72,39 +71,52 @@ impl Endpoint {
                 ),
             ));
         }
-        if let Some(rate) = raw.rate_limit
-            && !(rate.get_ref().is_finite() && *rate.get_ref() >= 0.0)
-        {
-            return Err(ctx.err_at(
-                rate,
-                format!("[{table}] rate_limit must be 0 or a positive number"),
-            ));
-        }
-        if let Some(c) = raw.concurrency
-            && *c.get_ref() == 0
-        {
-            return Err(ctx.err_at(c, format!("[{table}] concurrency must be at least 1")));
-        }
+        let rate_limit = match raw.rate_limit {
+            Some(rate) => {
+                let r = *rate.get_ref();
+                if !(r == 0.0 || (MIN_RATE..=MAX_RATE).contains(&r)) {
+                    return Err(ctx.err_at(
+                        rate,
+                        format!(
+                            "[{table}] rate_limit must be 0 (no limit) or between {MIN_RATE} and {MAX_RATE} requests per second, not {r:?}"
+                        ),
+                    ));
+                }
+                r
+            }
+            None => 0.0,
+        };
+        let key = |name: &str| format!("[{table}] {name}");
+        let concurrency = bounded(&key("concurrency"), raw.concurrency, 1..=256, ctx)?.unwrap_or(4);
+        let timeout_secs = bounded(&key("timeout_secs"), raw.timeout_secs, 1..=86_400, ctx)?;
+        let retries = bounded(&key("retries"), raw.retries, 0..=100, ctx)?;
+        let max_retry_wait_secs = bounded(
+            &key("max_retry_wait_secs"),
+            raw.max_retry_wait_secs,
+            0..=3600,
+            ctx,
+        )?;
+        let max_response_mb = bounded(&key("max_response_mb"), raw.max_response_mb, 1..=4096, ctx)?;
         let extra_roots = match raw.ca_file {
             Some(file) => ca_file(&format!("[{table}] ca_file"), file, ctx)?,
             None => Vec::new(),
         };
+        let client_cert = client_identity(table, raw.client_cert_file, raw.client_key_file, ctx)?;
         let defaults = http::Settings::default();
         Ok(Some(Endpoint {
             base_url: base,
             settings: http::Settings {
-                timeout: raw
-                    .timeout_secs
-                    .map_or(defaults.timeout, Duration::from_secs),
-                retries: raw.retries.unwrap_or(defaults.retries),
-                max_retry_wait: raw
-                    .max_retry_wait_secs
+                timeout: timeout_secs.map_or(defaults.timeout, Duration::from_secs),
+                retries: retries.unwrap_or(defaults.retries),
+                max_retry_wait: max_retry_wait_secs
                     .map_or(defaults.max_retry_wait, Duration::from_secs),
-                rate_limit: raw.rate_limit.map_or(0.0, |r| *r.get_ref()),
+                rate_limit,
                 extra_roots,
+                client_cert,
+                max_body: max_response_mb.map_or(defaults.max_body, |mb| mb * 1024 * 1024),
                 ..defaults
             },
-            concurrency: raw.concurrency.map_or(4, |c| *c.get_ref()),
+            concurrency,
             auth,
             allow_insecure_http,
             follow_other_origins: false,
@@ -112,87 +124,87 @@ impl Endpoint {
     }
 }
 
-/// The credentials of table `key`, read from the environment.
-fn auth_from_raw(key: &str, raw: &Spanned<RawAuth>, ctx: &Ctx) -> Result<Auth, ConfigError> {
-    let at = raw.span();
-    Ok(match raw.get_ref() {
-        RawAuth::Bearer { token_env } => Auth::Bearer(ctx.env_secret(at, token_env, key)?),
-        RawAuth::Basic {
-            username_env,
-            password_env,
-        } => {
-            let username = ctx.env_secret(at.clone(), username_env, key)?;
-            let password = ctx.env_secret(at, password_env, key)?;
-            redact::register_basic(username.expose_secret(), password.expose_secret());
-            Auth::Basic {
-                username: username.expose_secret().to_owned(),
-                password,
-            }
+/// The slowest and fastest `rate_limit` accepted, in requests per second:
+/// one request in 1000 s, a million a second.
+const MIN_RATE: f64 = 0.001;
+const MAX_RATE: f64 = 1_000_000.0;
+
+/// A number within `range`, or a config error naming the key and the range.
+pub(super) fn bounded<T>(
+    key: &str,
+    value: Option<&Spanned<T>>,
+    range: std::ops::RangeInclusive<T>,
+    ctx: &Ctx,
+) -> Result<Option<T>, ConfigError>
+where
+    T: Copy + PartialOrd + std::fmt::Display,
+{
+    let Some(value) = value else { return Ok(None) };
+    let v = *value.get_ref();
+    if range.contains(&v) {
+        Ok(Some(v))
+    } else {
+        Err(ctx.err_at(
+            value,
+            format!(
+                "{key} must be between {} and {}, not {v}",
+                range.start(),
+                range.end()
+            ),
+        ))
+    }
+}
+
+/// The client certificate of mutual TLS, from `cert` and `key` (both or
+/// neither), checked to be PEM and to belong together.
+fn client_identity(
+    table: &str,
+    cert: Option<&Spanned<String>>,
+    key: Option<&Spanned<String>>,
+    ctx: &Ctx,
+) -> Result<Option<ureq::tls::ClientCert>, ConfigError> {
+    let (cert, key) = match (cert, key) {
+        (None, None) => return Ok(None),
+        (Some(cert), Some(key)) => (cert, key),
+        (Some(cert), None) => {
+            return Err(ctx.err_at(
+                cert,
+                format!("[{table}] client_cert_file needs client_key_file, the certificate's private key"),
+            ));
         }
-        RawAuth::Header { name, value_env } => {
-            if ureq::http::HeaderName::from_bytes(name.as_bytes()).is_err() {
-                return Err(ctx.error(
-                    Some(at),
-                    format!("{key}: {name:?} is not a valid header name"),
-                ));
-            }
-            Auth::Header {
-                name: name.clone(),
-                value: ctx.env_secret(at, value_env, key)?,
-            }
+        (None, Some(key)) => {
+            return Err(ctx.err_at(
+                key,
+                format!("[{table}] client_key_file needs client_cert_file, the certificate it belongs to"),
+            ));
         }
-        RawAuth::Oauth2 {
-            token_url,
-            client_id_env,
-            client_secret_env,
-            scope,
-            client_auth,
-            token_prefix,
-            token_params,
-        } => {
-            // The grant's own fields are agentsync's to send.
-            if let Some(name) = token_params.keys().find(|k| {
-                ["grant_type", "client_id", "client_secret", "scope"].contains(&k.as_str())
-            }) {
-                return Err(ctx.error(
-                    Some(at),
-                    format!("{key}.token_params: {name} is set by agentsync, not here"),
-                ));
+    };
+    let read = |name: &str, file: &Spanned<String>| {
+        let path = super::relative_to_config(ctx.path(), file.get_ref());
+        std::fs::read(&path).map_err(|e| {
+            ctx.err_at(
+                file,
+                format!("[{table}] {name}: cannot read {}: {e}", path.display()),
+            )
+        })
+    };
+    let cert_pem = read("client_cert_file", cert)?;
+    let key_pem = read("client_key_file", key)?;
+    http::client_identity(&cert_pem, &key_pem)
+        .map(Some)
+        .map_err(|e| {
+            let (name, file) = match e.file {
+                http::IdentityFile::Certificate => ("client_cert_file", cert),
+                http::IdentityFile::Key => ("client_key_file", key),
+            };
+            let path = super::relative_to_config(ctx.path(), file.get_ref());
+            let mut message = format!("[{table}] {name}: {} {}", path.display(), e.message);
+            if e.message == http::KEY_MISMATCH {
+                let cert_path = super::relative_to_config(ctx.path(), cert.get_ref());
+                message.push_str(&format!(" in {}", cert_path.display()));
             }
-            let token_prefix = token_prefix.clone().unwrap_or_else(|| "Bearer".into());
-            if token_prefix.contains(|c: char| c.is_whitespace() || c.is_control()) {
-                return Err(ctx.error(
-                    Some(at),
-                    format!("{key}.token_prefix must be one word, like \"Bearer\", or \"\""),
-                ));
-            }
-            let token_url = ctx.url(
-                &format!("{key}.token_url"),
-                &Spanned::new(at.clone(), token_url.clone()),
-            )?;
-            let client_id = ctx.env_secret(at.clone(), client_id_env, key)?;
-            let client_secret = ctx.env_secret(at, client_secret_env, key)?;
-            // The client's Basic header holds both form-encoded (RFC 6749 §2.3.1).
-            let enc =
-                |s: &str| url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
-            redact::register_basic(
-                &enc(client_id.expose_secret()),
-                &enc(client_secret.expose_secret()),
-            );
-            Auth::OAuth2(OAuth2 {
-                token_url,
-                client_id: client_id.expose_secret().to_owned(),
-                client_secret,
-                scope: scope.clone(),
-                basic_client_auth: !matches!(client_auth, Some(ClientAuth::Body)),
-                token_prefix,
-                token_params: token_params
-                    .iter()
-                    .map(|(k, v)| (k.clone(), v.clone()))
-                    .collect(),
-            })
-        }
-    })
+            ctx.err_at(file, message)
+        })
 }
 
 /// The certificates of the PEM bundle `file` (relative to the config file):

@@ -3,6 +3,7 @@
 //! every `{{placeholder}}` known, every secret read from the environment — built
 //! part by part before any request is sent. Every error names the file, line and column.
 
+mod auth;
 mod ctx;
 mod endpoint;
 mod job;

@@ -46,20 +46,26 @@ pub(super) struct RawRequest<'a> {
     pub query: &'a BTreeMap<String, Spanned<Scalar>>,
     pub headers: &'a BTreeMap<String, Spanned<Scalar>>,
     pub body: Option<&'a Spanned<String>>,
+    pub omit_empty_query: Option<bool>,
+    /// A POST (or PATCH) that only reads: safe to send again.
+    pub retry_post: Option<bool>,
 }
 
 /// The keys of one endpoint, borrowed from the table that declared them.
 #[derive(Debug, Clone, Copy)]
 pub(super) struct RawEndpoint<'a> {
     pub base_url: Option<&'a Spanned<String>>,
-    pub timeout_secs: Option<u64>,
-    pub retries: Option<u32>,
-    pub max_retry_wait_secs: Option<u64>,
+    pub timeout_secs: Option<&'a Spanned<u64>>,
+    pub retries: Option<&'a Spanned<u32>>,
+    pub max_retry_wait_secs: Option<&'a Spanned<u64>>,
     pub rate_limit: Option<&'a Spanned<f64>>,
     pub concurrency: Option<&'a Spanned<usize>>,
     pub allow_insecure_http: Option<bool>,
     pub auth: Option<&'a Spanned<RawAuth>>,
     pub ca_file: Option<&'a Spanned<String>>,
+    pub client_cert_file: Option<&'a Spanned<String>>,
+    pub client_key_file: Option<&'a Spanned<String>>,
+    pub max_response_mb: Option<&'a Spanned<u64>>,
 }
 
 impl RawEndpoint<'_> {
@@ -75,6 +81,9 @@ impl RawEndpoint<'_> {
             ("allow_insecure_http", self.allow_insecure_http.is_some()),
             ("auth", self.auth.is_some()),
             ("ca_file", self.ca_file.is_some()),
+            ("client_cert_file", self.client_cert_file.is_some()),
+            ("client_key_file", self.client_key_file.is_some()),
+            ("max_response_mb", self.max_response_mb.is_some()),
         ]
         .into_iter()
         .find_map(|(key, set)| set.then_some(key))
@@ -100,17 +109,20 @@ macro_rules! endpoint_table {
             /// Where requests go: an http:// or https:// URL; a path in it is kept (`https://h/api` + `/users`).
             #[schemars(with = "Option<String>")]
             pub base_url: Option<Spanned<String>>,
-            /// Whole-request timeout in seconds (default 30).
-            pub timeout_secs: Option<u64>,
-            /// Retries on connect errors, timeouts, 429, 502, 503, 504; `Retry-After` is honoured (default 3).
-            pub retries: Option<u32>,
-            /// Cap in seconds on any one wait between tries (default 60).
-            pub max_retry_wait_secs: Option<u64>,
-            /// Requests per second, no bursts above it; 0 = no limit (default 0).
+            /// Whole-request timeout in seconds, 1 to 86400 (default 30).
+            #[schemars(with = "Option<u64>", range(min = 1, max = 86400))]
+            pub timeout_secs: Option<Spanned<u64>>,
+            /// Retries on connect errors, timeouts, 429, 502, 503, 504, 0 to 100; `Retry-After` and the rate-limit reset headers are honoured; 429s are retried for up to `max_retry_wait_secs` × `retries` in all (default 3).
+            #[schemars(with = "Option<u32>", range(max = 100))]
+            pub retries: Option<Spanned<u32>>,
+            /// Cap in seconds on any one wait between tries, 0 to 3600 (default 60).
+            #[schemars(with = "Option<u64>", range(max = 3600))]
+            pub max_retry_wait_secs: Option<Spanned<u64>>,
+            /// Requests per second, no bursts above it: 0 = no limit, else 0.001 to 1000000 (default 0).
             #[schemars(with = "Option<f64>")]
             pub rate_limit: Option<Spanned<f64>>,
-            /// Requests in flight at once; 1 = sequential (default 4).
-            #[schemars(with = "Option<usize>")]
+            /// Requests in flight at once, 1 to 256; 1 = sequential (default 4).
+            #[schemars(with = "Option<usize>", range(min = 1, max = 256))]
             pub concurrency: Option<Spanned<usize>>,
             /// Allow credentials over http:// to a host that is not loopback (default false).
             pub allow_insecure_http: Option<bool>,
@@ -120,6 +132,15 @@ macro_rules! endpoint_table {
             /// A PEM bundle of extra trusted roots, beside the system's and the bundled ones; relative to the config file (default none).
             #[schemars(with = "Option<String>")]
             pub ca_file: Option<Spanned<String>>,
+            /// Mutual TLS: the client certificate (PEM, the client's own first, then any intermediates), shown to this endpoint and its OAuth2 token endpoint; relative to the config file; needs `client_key_file` (default none).
+            #[schemars(with = "Option<String>")]
+            pub client_cert_file: Option<Spanned<String>>,
+            /// Mutual TLS: the private key of `client_cert_file` (PEM: PKCS#8, RSA or EC, unencrypted); relative to the config file (default none).
+            #[schemars(with = "Option<String>")]
+            pub client_key_file: Option<Spanned<String>>,
+            /// The largest response body read, in MiB, 1 to 4096 (default 64).
+            #[schemars(with = "Option<u64>", range(min = 1, max = 4096))]
+            pub max_response_mb: Option<Spanned<u64>>,
             $($(#[$field_meta])* pub $field: $ty,)*
         }
 
@@ -128,14 +149,17 @@ macro_rules! endpoint_table {
             pub(super) fn endpoint(&self) -> RawEndpoint<'_> {
                 RawEndpoint {
                     base_url: self.base_url.as_ref(),
-                    timeout_secs: self.timeout_secs,
-                    retries: self.retries,
-                    max_retry_wait_secs: self.max_retry_wait_secs,
+                    timeout_secs: self.timeout_secs.as_ref(),
+                    retries: self.retries.as_ref(),
+                    max_retry_wait_secs: self.max_retry_wait_secs.as_ref(),
                     rate_limit: self.rate_limit.as_ref(),
                     concurrency: self.concurrency.as_ref(),
                     allow_insecure_http: self.allow_insecure_http,
                     auth: self.auth.as_ref(),
                     ca_file: self.ca_file.as_ref(),
+                    client_cert_file: self.client_cert_file.as_ref(),
+                    client_key_file: self.client_key_file.as_ref(),
+                    max_response_mb: self.max_response_mb.as_ref(),
                 }
             }
         }
@@ -194,6 +218,10 @@ endpoint_table! {
         /// jq on a page: the array of records in it (default `.`).
         #[schemars(with = "Option<String>")]
         records: Option<Spanned<String>>,
+        /// Leave out a query parameter whose value renders empty, e.g. `pageToken = "{{cursor}}"` on the first page (default false: sent as `pageToken=`).
+        omit_empty_query: Option<bool>,
+        /// The listing request only reads, so a POST (e.g. a search or query endpoint) is retried like a GET (default false).
+        retry_post: Option<bool>,
     }
 }
 
@@ -205,6 +233,8 @@ impl RawSource {
             query: &self.query,
             headers: &self.headers,
             body: self.body.as_ref(),
+            omit_empty_query: self.omit_empty_query,
+            retry_post: self.retry_post,
         }
     }
 }
@@ -284,6 +314,8 @@ endpoint_table! {
         /// JSON body template; values are JSON-escaped (default none).
         #[schemars(with = "Option<String>")]
         body: Option<Spanned<String>>,
+        /// Leave out a query parameter whose value renders empty (default false).
+        omit_empty_query: Option<bool>,
     }
 }
 
@@ -295,6 +327,8 @@ impl RawAction {
             query: &self.query,
             headers: &self.headers,
             body: self.body.as_ref(),
+            omit_empty_query: self.omit_empty_query,
+            retry_post: None,
         }
     }
 }
@@ -303,6 +337,8 @@ impl RawAction {
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
 #[schemars(rename = "Auth")]
+// Read once per endpoint from the file: its size does not matter.
+#[allow(clippy::large_enum_variant)]
 pub(super) enum RawAuth {
     /// `Authorization: Bearer <token>`.
     Bearer {
@@ -313,8 +349,8 @@ pub(super) enum RawAuth {
     Basic {
         /// The environment variable holding the user name.
         username_env: String,
-        /// The environment variable holding the password.
-        password_env: String,
+        /// The environment variable holding the password (default none: `user:` is sent, for APIs that take a key as the user name).
+        password_env: Option<String>,
     },
     /// One header holding a secret, e.g. `X-Api-Key`.
     Header {
@@ -323,24 +359,46 @@ pub(super) enum RawAuth {
         /// The environment variable holding the header's value.
         value_env: String,
     },
-    /// An OAuth2 client-credentials grant.
+    /// An OAuth2 token: client credentials, or a JWT bearer assertion (RFC 7523).
     Oauth2 {
-        /// The token endpoint.
-        token_url: String,
-        /// The environment variable holding the client ID.
-        client_id_env: String,
-        /// The environment variable holding the client secret.
-        client_secret_env: String,
-        /// The scope asked for (default none).
+        /// `client_credentials` or `jwt_bearer` (default `client_credentials`).
+        grant: Option<Grant>,
+        /// The token endpoint (required, but for `jwt_bearer` with `service_account_file`, whose `token_uri` is the default).
+        token_url: Option<String>,
+        /// client_credentials: the environment variable holding the client ID.
+        client_id_env: Option<String>,
+        /// client_credentials: the environment variable holding the client secret.
+        client_secret_env: Option<String>,
+        /// The scope asked for; jwt_bearer with `service_account_file`: put into the assertion, as Google asks (default none).
         scope: Option<String>,
-        /// `basic` sends the client credentials as HTTP Basic, `body` in the form body (default `basic`).
+        /// client_credentials: `basic` sends the client credentials as HTTP Basic, `body` in the form body (default `basic`).
         client_auth: Option<ClientAuth>,
         /// The word before the token in `Authorization`; "" sends the token alone (default `Bearer`).
         token_prefix: Option<String>,
         /// Extra form fields of the token request, e.g. `{ token_type = "opaque" }` (default none).
         #[serde(default)]
         token_params: BTreeMap<String, String>,
+        /// jwt_bearer: a Google service-account key (JSON with `client_email`, `private_key`, `token_uri`), relative to the config file; keep it readable by agentsync's user only.
+        service_account_file: Option<String>,
+        /// jwt_bearer: the private key that signs the assertion (PEM: RSA for RS256, EC P-256 in PKCS#8 for ES256), relative to the config file; with `issuer` and `audience`.
+        private_key_file: Option<String>,
+        /// jwt_bearer: the assertion's `iss`, the client (default with `service_account_file`: its `client_email`).
+        issuer: Option<String>,
+        /// jwt_bearer: the assertion's `sub`, the user to act as, e.g. for Google's domain-wide delegation (default none).
+        subject: Option<String>,
+        /// jwt_bearer: the assertion's `aud` (default with `service_account_file`: the token URL).
+        audience: Option<String>,
     },
+}
+
+/// How an OAuth2 token is asked for.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub(super) enum Grant {
+    /// Client ID and secret (RFC 6749 §4.4).
+    ClientCredentials,
+    /// A signed JWT assertion (RFC 7523).
+    JwtBearer,
 }
 
 /// Where a Talkdesk account lives.

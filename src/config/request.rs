@@ -17,6 +17,10 @@ pub(crate) struct RequestSpec {
     pub query: Vec<(String, Template)>,
     pub headers: Vec<(String, Template)>,
     pub body: Option<Template>,
+    /// Leave out query parameters that render empty.
+    pub omit_empty_query: bool,
+    /// The request only reads: sent again like a GET whatever its method.
+    pub repeatable: bool,
 }
 
 impl RequestSpec {
@@ -84,6 +88,8 @@ impl RequestSpec {
             query,
             headers,
             body,
+            omit_empty_query: raw.omit_empty_query == Some(true),
+            repeatable: raw.retry_post == Some(true),
         })
     }
 }

@@ -173,13 +173,19 @@ fn talkdesk_endpoint(s: &RawSink, ctx: &Ctx) -> Result<Option<Endpoint>, ConfigE
             Some(Spanned::new(
                 at,
                 RawAuth::Oauth2 {
-                    token_url,
-                    client_id_env: TALKDESK_CLIENT_ID_ENV.into(),
-                    client_secret_env: TALKDESK_CLIENT_SECRET_ENV.into(),
+                    grant: None,
+                    token_url: Some(token_url),
+                    client_id_env: Some(TALKDESK_CLIENT_ID_ENV.into()),
+                    client_secret_env: Some(TALKDESK_CLIENT_SECRET_ENV.into()),
                     scope: None,
                     client_auth: None,
                     token_prefix: Some(String::new()),
                     token_params: [("token_type".to_owned(), "opaque".to_owned())].into(),
+                    service_account_file: None,
+                    private_key_file: None,
+                    issuer: None,
+                    subject: None,
+                    audience: None,
                 },
             ))
         }
@@ -238,8 +244,16 @@ mod tests {
             oauth.token_url.as_str(),
             "https://acme.talkdeskid.eu/oauth/token"
         );
-        assert_eq!(oauth.client_id, "cid");
-        assert!(oauth.basic_client_auth);
+        let crate::http::Grant::ClientCredentials {
+            client_id,
+            basic_client_auth,
+            ..
+        } = &oauth.grant
+        else {
+            panic!("not client credentials");
+        };
+        assert_eq!(client_id, "cid");
+        assert!(basic_client_auth);
         assert_eq!(oauth.token_prefix, "");
         assert_eq!(
             oauth.token_params,

@@ -22,19 +22,22 @@ use url::Url;
 use crate::redact;
 
 mod auth;
+mod jwt;
 mod origin;
 mod resolve;
 mod tls;
 
-use auth::CachedToken;
-pub(crate) use auth::{Auth, OAuth2};
+use auth::TokenState;
+pub(crate) use auth::{Auth, Grant, OAuth2, TokenRefused, header_value_flaw};
+pub(crate) use jwt::{JwtBearer, SigningKey};
 use origin::MAX_REDIRECTS;
 pub(crate) use origin::{Binding, is_loopback};
 use resolve::CachingResolver;
-pub(crate) use tls::refuse_socks_proxy;
 use tls::trusted_roots;
+pub(crate) use tls::{IdentityFile, KEY_MISMATCH, client_identity, refuse_socks_proxy};
 
-/// Largest response body read into memory.
+/// Largest response body read into memory, unless an endpoint's
+/// `max_response_mb` says otherwise.
 pub(crate) const MAX_BODY_BYTES: u64 = 64 * 1024 * 1024;
 
 /// Per-endpoint behaviour from the config.
@@ -49,6 +52,11 @@ pub(crate) struct Settings {
     pub backoff_base: Duration,
     /// Roots trusted besides the bundled and the system ones (`ca_file`).
     pub extra_roots: Vec<ureq::tls::Certificate<'static>>,
+    /// The certificate shown to servers that ask for one (mutual TLS), on
+    /// every request of the endpoint and its token requests.
+    pub client_cert: Option<ureq::tls::ClientCert>,
+    /// The largest response body read, in bytes.
+    pub max_body: u64,
 }
 
 impl Default for Settings {
@@ -60,6 +68,8 @@ impl Default for Settings {
             rate_limit: 0.0,
             backoff_base: Duration::from_millis(500),
             extra_roots: Vec::new(),
+            client_cert: None,
+            max_body: MAX_BODY_BYTES,
         }
     }
 }
@@ -196,7 +206,7 @@ pub(crate) struct Client {
     binding: Option<Binding>,
     /// The earliest instant the next request may start (rate limit, no burst).
     next_slot: Mutex<Instant>,
-    token: Mutex<Option<CachedToken>>,
+    token: Mutex<TokenState>,
 }
 
 /// With `-v`, one line per request sent: method, URL (redacted), what came
@@ -238,6 +248,21 @@ fn is_certificate_error(err: &ureq::Error) -> bool {
     }
 }
 
+/// A transport error in words, with the fix where one is known.
+pub(crate) fn transport_reason(err: &ureq::Error) -> String {
+    let text = err.to_string();
+    match err {
+        ureq::Error::ConnectionFailed => "connection failed".to_owned(),
+        other if is_certificate_error(other) => format!(
+            "{other} (a server certificate from a private or inspecting CA? add the CA with ca_file)"
+        ),
+        _ if text.contains("CertificateRequired") => format!(
+            "{text} (the server asks for a client certificate: set client_cert_file and client_key_file)"
+        ),
+        _ => text,
+    }
+}
+
 /// Why an attempt failed, and whether another try may help.
 enum Attempt {
     Done(Response),
@@ -261,6 +286,7 @@ impl Client {
             .tls_config(
                 ureq::tls::TlsConfig::builder()
                     .root_certs(trusted_roots(&settings.extra_roots))
+                    .client_cert(settings.client_cert.clone())
                     .build(),
             )
             .build();
@@ -274,7 +300,7 @@ impl Client {
             auth,
             binding: None,
             next_slot: Mutex::new(Instant::now()),
-            token: Mutex::new(None),
+            token: Mutex::new(TokenState::default()),
         }
     }
 
@@ -443,7 +469,7 @@ impl Client {
         let body = match resp
             .body_mut()
             .with_config()
-            .limit(MAX_BODY_BYTES)
+            .limit(self.settings.max_body)
             .read_to_vec()
         {
             Ok(body) => body,
@@ -502,11 +528,7 @@ impl Client {
             ureq::Error::Timeout(_) => {
                 format!("timed out after {}s", self.settings.timeout.as_secs_f64())
             }
-            ureq::Error::ConnectionFailed => "connection failed".to_owned(),
-            other if is_certificate_error(other) => format!(
-                "{other} (a server certificate from a private or inspecting CA? add the CA with ca_file)"
-            ),
-            other => other.to_string(),
+            other => transport_reason(other),
         };
         // A certificate the trust store refuses is refused again: no retry.
         let transient = !matches!(

@@ -77,7 +77,9 @@ impl std::fmt::Display for Refusal {
 
 impl std::error::Error for Refusal {}
 
-/// Is `err` a [`Refusal`]?
+/// Is `err` a [`Refusal`], or a token endpoint's refusal of the client (no
+/// write can succeed without a token)?
 pub(crate) fn is_refusal(err: &anyhow::Error) -> bool {
     err.downcast_ref::<Refusal>().is_some()
+        || err.downcast_ref::<crate::http::TokenRefused>().is_some()
 }

@@ -1,0 +1,636 @@
+//! How agentsync proves who it is to systems that ask for more than a token:
+//! a client certificate (mutual TLS, on the API and its token endpoint) and
+//! the OAuth2 JWT bearer grant (RFC 7523), against servers made here that
+//! check them.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use base64::Engine as _;
+use common::{Job, Req, Resp, Server, agentsync, fetch, fixture};
+
+const USERS: &str = r#"{"users": [{"id": "7", "email": "a@x.com"}]}"#;
+
+/// A CA made for one test, a server certificate for 127.0.0.1, and a client
+/// certificate it signed (with a second key that belongs to nothing).
+struct Pki {
+    ca_pem: String,
+    ca_der: rustls::pki_types::CertificateDer<'static>,
+    server_chain: Vec<rustls::pki_types::CertificateDer<'static>>,
+    server_key: rustls::pki_types::PrivateKeyDer<'static>,
+    client_cert_pem: String,
+    client_key_pem: String,
+    other_key_pem: String,
+}
+
+impl Pki {
+    fn new() -> Self {
+        let ca_key = rcgen::KeyPair::generate().unwrap();
+        let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        ca_params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "agentsync test CA");
+        let ca = rcgen::CertifiedIssuer::self_signed(ca_params, ca_key).unwrap();
+        let server_key = rcgen::KeyPair::generate().unwrap();
+        let server = rcgen::CertificateParams::new(vec!["127.0.0.1".to_owned()])
+            .unwrap()
+            .signed_by(&server_key, &ca)
+            .unwrap();
+        let client_key = rcgen::KeyPair::generate().unwrap();
+        let mut client_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        client_params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "agentsync client");
+        let client = client_params.signed_by(&client_key, &ca).unwrap();
+        Pki {
+            ca_pem: ca.pem(),
+            ca_der: ca.der().clone(),
+            server_chain: vec![server.der().clone()],
+            server_key: rustls::pki_types::PrivatePkcs8KeyDer::from(server_key.serialize_der())
+                .into(),
+            client_cert_pem: client.pem(),
+            client_key_pem: client_key.serialize_pem(),
+            other_key_pem: rcgen::KeyPair::generate().unwrap().serialize_pem(),
+        }
+    }
+}
+
+type TlsHandler = dyn Fn(&str, &str) -> (u16, String) + Send + Sync;
+
+/// An HTTPS server on 127.0.0.1 that requires a client certificate signed
+/// by the test CA; `handler(request head, body)` answers. Stopped on drop.
+struct MtlsServer {
+    addr: SocketAddr,
+    stop: Arc<AtomicBool>,
+    served: Arc<Mutex<Vec<String>>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl MtlsServer {
+    fn start(pki: &Pki, handler: Box<TlsHandler>) -> Self {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(pki.ca_der.clone()).unwrap();
+        let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+            roots.into(),
+            provider.clone(),
+        )
+        .build()
+        .unwrap();
+        let config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_client_cert_verifier(verifier)
+            .with_single_cert(pki.server_chain.clone(), pki.server_key.clone_key())
+            .unwrap();
+        let config = Arc::new(config);
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let served = Arc::new(Mutex::new(Vec::new()));
+        let handler: Arc<TlsHandler> = Arc::from(handler);
+        let thread = {
+            let (stop, served) = (stop.clone(), served.clone());
+            std::thread::spawn(move || {
+                for tcp in listener.incoming() {
+                    if stop.load(Ordering::SeqCst) {
+                        break;
+                    }
+                    let Ok(tcp) = tcp else { continue };
+                    let (config, served, handler) =
+                        (config.clone(), served.clone(), handler.clone());
+                    std::thread::spawn(move || {
+                        // A refused handshake ends that connection only.
+                        let _ = serve(&config, tcp, &*handler, &served);
+                    });
+                }
+            })
+        };
+        MtlsServer {
+            addr,
+            stop,
+            served,
+            thread: Some(thread),
+        }
+    }
+
+    fn base(&self) -> String {
+        format!("https://{}", self.addr)
+    }
+
+    /// The request lines answered (after a completed handshake).
+    fn served(&self) -> Vec<String> {
+        self.served.lock().unwrap().clone()
+    }
+}
+
+fn serve(
+    config: &Arc<rustls::ServerConfig>,
+    tcp: TcpStream,
+    handler: &TlsHandler,
+    served: &Mutex<Vec<String>>,
+) -> std::io::Result<()> {
+    tcp.set_read_timeout(Some(Duration::from_secs(10)))?;
+    let conn = rustls::ServerConnection::new(config.clone()).map_err(std::io::Error::other)?;
+    let mut tls = rustls::StreamOwned::new(conn, tcp);
+    let mut request = Vec::new();
+    let mut buf = [0; 4096];
+    let head_end = loop {
+        if let Some(i) = request.windows(4).position(|w| w == b"\r\n\r\n") {
+            break i + 4;
+        }
+        if request.len() > 64 * 1024 {
+            return Ok(());
+        }
+        let n = tls.read(&mut buf)?;
+        if n == 0 {
+            return Ok(());
+        }
+        request.extend_from_slice(&buf[..n]);
+    };
+    let head = String::from_utf8_lossy(&request[..head_end]).into_owned();
+    let length = head
+        .lines()
+        .find_map(|l| {
+            let (name, value) = l.split_once(':')?;
+            name.eq_ignore_ascii_case("content-length")
+                .then(|| value.trim().parse::<usize>().ok())?
+        })
+        .unwrap_or(0)
+        .min(1024 * 1024);
+    while request.len() < head_end + length {
+        let n = tls.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        request.extend_from_slice(&buf[..n]);
+    }
+    let body = String::from_utf8_lossy(&request[head_end..]).into_owned();
+    served
+        .lock()
+        .unwrap()
+        .push(head.lines().next().unwrap_or("").to_owned());
+    let (status, answer) = handler(&head, &body);
+    write!(
+        tls,
+        "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{answer}",
+        answer.len()
+    )?;
+    tls.conn.send_close_notify();
+    tls.flush()
+}
+
+impl Drop for MtlsServer {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        let _ = TcpStream::connect(self.addr);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// The API of a system like ADP's: a token endpoint and the users, both
+/// behind mutual TLS; the users only with the token.
+fn adp_like(pki: &Pki) -> MtlsServer {
+    MtlsServer::start(
+        pki,
+        Box::new(|head: &str, body: &str| {
+            let line = head.lines().next().unwrap_or("");
+            if line.starts_with("POST /auth/oauth/v2/token ") {
+                if body.contains("grant_type=client_credentials") {
+                    return (
+                        200,
+                        r#"{"access_token": "adp-tok-1", "expires_in": 3600}"#.into(),
+                    );
+                }
+                return (400, r#"{"error": "unsupported_grant_type"}"#.into());
+            }
+            if line.starts_with("GET /users ") {
+                if head.contains("Bearer adp-tok-1") {
+                    return (200, USERS.into());
+                }
+                return (401, r#"{"error": "no token"}"#.into());
+            }
+            (404, "{}".into())
+        }),
+    )
+}
+
+/// A job reading `server`'s users with the token request, trusting the test
+/// CA; the client certificate keys are added by the test.
+fn adp_job(server: &MtlsServer) -> Job {
+    Job::source(&server.base())
+        .path("/users")
+        .records(".users")
+        .set("retries", 0)
+        .set("ca_file", "ca.pem")
+        .auth("kind", "oauth2")
+        .auth(
+            "token_url",
+            format!("{}/auth/oauth/v2/token", server.base()),
+        )
+        .auth("client_id_env", "ADP_ID")
+        .auth("client_secret_env", "ADP_SECRET")
+}
+
+fn with_secrets(run: common::Run) -> common::Run {
+    run.env("ADP_ID", "adp-client")
+        .env("ADP_SECRET", "adp-secret-1")
+}
+
+#[test]
+fn mutual_tls_shows_the_client_certificate_to_the_api_and_its_token_endpoint() {
+    let pki = Pki::new();
+    let server = adp_like(&pki);
+    let dir = adp_job(&server)
+        .set("client_cert_file", "certs/client.pem")
+        .set("client_key_file", "certs/client.key")
+        .write();
+    dir.write("ca.pem", &pki.ca_pem);
+    std::fs::create_dir(dir.path("certs")).unwrap();
+    dir.write("certs/client.pem", &pki.client_cert_pem);
+    dir.write("certs/client.key", &pki.client_key_pem);
+    let out = with_secrets(fetch(&dir)).output_json().expect(0);
+    assert_eq!(
+        out.json()["users"],
+        serde_json::json!([{"id": "7", "email": "a@x.com"}])
+    );
+    let served = server.served();
+    assert!(
+        served[0].starts_with("POST /auth/oauth/v2/token"),
+        "{served:?}"
+    );
+    assert!(served[1].starts_with("GET /users"), "{served:?}");
+}
+
+#[test]
+fn mutual_tls_without_a_client_certificate_is_refused_by_the_server_and_the_fix_named() {
+    let pki = Pki::new();
+    let server = adp_like(&pki);
+    let dir = adp_job(&server).write();
+    dir.write("ca.pem", &pki.ca_pem);
+    let out = with_secrets(fetch(&dir)).run();
+    out.expect(1);
+    assert!(
+        out.stderr.contains("client_cert_file"),
+        "the fix is named: {}",
+        out.stderr
+    );
+    assert!(server.served().is_empty(), "{:?}", server.served());
+}
+
+#[test]
+fn client_certificate_files_that_cannot_work_are_config_errors_naming_the_file() {
+    let pki = Pki::new();
+    let cases: [(&str, &str, &str, &str); 6] = [
+        (
+            "missing.pem",
+            "client.key",
+            "client_cert_file",
+            "cannot read",
+        ),
+        ("junk.pem", "client.key", "client_cert_file", "is not PEM"),
+        (
+            "client.key",
+            "client.key",
+            "client_cert_file",
+            "holds no certificate",
+        ),
+        (
+            "client.pem",
+            "client.pem",
+            "client_key_file",
+            "holds no private key",
+        ),
+        ("client.pem", "junk.pem", "client_key_file", "is not PEM"),
+        (
+            "client.pem",
+            "other.key",
+            "client_key_file",
+            "does not match the certificate",
+        ),
+    ];
+    for (cert, key, named, what) in cases {
+        let dir = Job::source("https://127.0.0.1:9")
+            .path("/users")
+            .records(".users")
+            .set("client_cert_file", cert)
+            .set("client_key_file", key)
+            .write();
+        dir.write("client.pem", &pki.client_cert_pem);
+        dir.write("client.key", &pki.client_key_pem);
+        dir.write("other.key", &pki.other_key_pem);
+        dir.write("junk.pem", "this is not a certificate\n");
+        let out = agentsync(&["check"]).config(&dir).expect(2);
+        let file = if named == "client_cert_file" {
+            cert
+        } else {
+            key
+        };
+        assert!(
+            out.stderr.contains(&format!("[source] {named}:")) && out.stderr.contains(file),
+            "{cert} + {key}: {}",
+            out.stderr
+        );
+        assert!(out.stderr.contains(what), "{cert} + {key}: {}", out.stderr);
+        if what.starts_with("does not match") {
+            assert!(out.stderr.contains("client.pem"), "{}", out.stderr);
+        }
+        // No line of a key is ever shown.
+        for line in pki
+            .client_key_pem
+            .lines()
+            .filter(|l| !l.starts_with("-----"))
+        {
+            assert!(!out.stderr.contains(line), "{}", out.stderr);
+        }
+    }
+    // One of the two alone is an error too.
+    let dir = Job::source("https://127.0.0.1:9")
+        .set("client_cert_file", "client.pem")
+        .write();
+    let out = agentsync(&["check"]).config(&dir).expect(2);
+    assert!(
+        out.stderr.contains("needs client_key_file"),
+        "{}",
+        out.stderr
+    );
+}
+
+/// The fields of a JWT, decoded, and whether its RS256 signature verifies
+/// with `public_key` (PKCS#1 DER).
+fn decode_jwt(jwt: &str, public_key: &[u8]) -> (serde_json::Value, serde_json::Value, bool) {
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let parts: Vec<&str> = jwt.split('.').collect();
+    if parts.len() != 3 {
+        return (serde_json::Value::Null, serde_json::Value::Null, false);
+    }
+    let json = |p: &str| {
+        b64.decode(p)
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or(serde_json::Value::Null)
+    };
+    let signature = b64.decode(parts[2]).unwrap_or_default();
+    let verified = ring::signature::UnparsedPublicKey::new(
+        &ring::signature::RSA_PKCS1_2048_8192_SHA256,
+        public_key,
+    )
+    .verify(format!("{}.{}", parts[0], parts[1]).as_bytes(), &signature)
+    .is_ok();
+    (json(parts[0]), json(parts[1]), verified)
+}
+
+/// The public half of the test key, as the authorization server holds it.
+fn test_public_key() -> Vec<u8> {
+    let pem = fixture("jwt/test-rsa-key.pem");
+    let der = pem
+        .lines()
+        .filter(|l| !l.starts_with("-----") && !l.contains(' '))
+        .collect::<String>();
+    let der = base64::engine::general_purpose::STANDARD
+        .decode(der)
+        .unwrap();
+    let pair = ring::signature::RsaKeyPair::from_pkcs8(&der).unwrap();
+    ring::signature::KeyPair::public_key(&pair)
+        .as_ref()
+        .to_vec()
+}
+
+fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+/// A token endpoint that grants `granted` only for an assertion whose RS256
+/// signature verifies, and an API that wants that token.
+fn jwt_server(issuer: &'static str, audience_path: &'static str) -> Server {
+    let public = test_public_key();
+    Server::start(move |req: &Req| {
+        if req.path() == audience_path && req.method == "POST" {
+            let form: Vec<(String, String)> = url::form_urlencoded::parse(req.body.as_bytes())
+                .into_owned()
+                .collect();
+            let get = |k: &str| form.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+            if get("grant_type").as_deref() != Some("urn:ietf:params:oauth:grant-type:jwt-bearer") {
+                return Resp::status(
+                    400,
+                    "application/json",
+                    r#"{"error":"unsupported_grant_type"}"#,
+                );
+            }
+            let (header, claims, verified) =
+                decode_jwt(&get("assertion").unwrap_or_default(), &public);
+            let t = now();
+            let fresh = claims["iat"].as_u64().is_some_and(|iat| iat <= t + 5)
+                && claims["exp"]
+                    .as_u64()
+                    .is_some_and(|exp| exp > t && exp <= t + 3600);
+            if verified && header["alg"] == "RS256" && claims["iss"] == issuer && fresh {
+                return Resp::json(
+                    r#"{"access_token": "jwt-granted-1", "expires_in": 3600, "token_type": "Bearer"}"#,
+                );
+            }
+            return Resp::status(400, "application/json", r#"{"error":"invalid_grant"}"#);
+        }
+        if req.path() == "/users" {
+            if req.header("authorization") == Some("Bearer jwt-granted-1") {
+                return Resp::json(USERS);
+            }
+            return Resp::status(401, "application/json", "{}");
+        }
+        Resp::status(404, "application/json", "{}")
+    })
+}
+
+#[test]
+fn the_jwt_bearer_grant_signs_an_rs256_assertion_the_token_endpoint_verifies() {
+    let server = jwt_server("sync@acme.example", "/services/oauth2/token");
+    let token_url = format!("{}/services/oauth2/token", server.base);
+    let dir = Job::source(&server.base)
+        .path("/users")
+        .records(".users")
+        .auth("kind", "oauth2")
+        .auth("grant", "jwt_bearer")
+        .auth("token_url", token_url.as_str())
+        .auth("private_key_file", "keys/sync.pem")
+        .auth("issuer", "sync@acme.example")
+        .auth("subject", "admin@acme.example")
+        .auth("audience", "https://login.acme.example")
+        .auth("scope", "users.read")
+        .write();
+    std::fs::create_dir(dir.path("keys")).unwrap();
+    dir.write("keys/sync.pem", &fixture("jwt/test-rsa-key.pem"));
+    let out = fetch(&dir).output_json().expect(0);
+    assert_eq!(out.json()["users"][0]["id"], "7");
+
+    let token_req = &server.requests()[0];
+    let form: Vec<(String, String)> = url::form_urlencoded::parse(token_req.body.as_bytes())
+        .into_owned()
+        .collect();
+    let assertion = &form.iter().find(|(k, _)| k == "assertion").unwrap().1;
+    let (header, claims, verified) = decode_jwt(assertion, &test_public_key());
+    assert!(verified, "the RS256 signature verifies with the public key");
+    assert_eq!(header["alg"], "RS256");
+    assert_eq!(claims["iss"], "sync@acme.example");
+    assert_eq!(claims["sub"], "admin@acme.example");
+    assert_eq!(claims["aud"], "https://login.acme.example");
+    let (iat, exp) = (
+        claims["iat"].as_u64().unwrap(),
+        claims["exp"].as_u64().unwrap(),
+    );
+    assert!(exp > iat && exp - iat <= 3600, "short-lived: {iat}..{exp}");
+    assert!(claims["jti"].as_str().is_some_and(|j| j.len() >= 16));
+    // RFC 7523's form: the scope is a form field, not a claim.
+    assert!(form.contains(&("scope".to_owned(), "users.read".to_owned())));
+    assert!(claims.get("scope").is_none());
+    // The key never shows, and neither does the assertion, even with -v.
+    let verbose = fetch(&dir).arg("-v").expect(0);
+    let key = fixture("jwt/test-rsa-key.pem");
+    for line in key
+        .lines()
+        .filter(|l| !l.starts_with("-----") && !l.contains(' '))
+    {
+        assert!(!verbose.stderr.contains(line), "{}", verbose.stderr);
+    }
+    assert!(
+        !verbose.stderr.contains(&assertion[..40]),
+        "{}",
+        verbose.stderr
+    );
+}
+
+#[test]
+fn a_google_service_account_key_gives_issuer_audience_scope_and_token_url() {
+    let server = jwt_server("agentsync@acme-project.iam.gserviceaccount.com", "/token");
+    let account = serde_json::json!({
+        "type": "service_account",
+        "project_id": "acme-project",
+        "private_key_id": "0123abcd",
+        "private_key": fixture("jwt/test-rsa-key.pem"),
+        "client_email": "agentsync@acme-project.iam.gserviceaccount.com",
+        "client_id": "1234567890",
+        "token_uri": format!("{}/token", server.base),
+    });
+    let dir = Job::source(&server.base)
+        .path("/users")
+        .records(".users")
+        .auth("kind", "oauth2")
+        .auth("grant", "jwt_bearer")
+        .auth("service_account_file", "sa.json")
+        .auth("subject", "admin@acme.example")
+        .auth(
+            "scope",
+            "https://www.googleapis.com/auth/admin.directory.user.readonly",
+        )
+        .write();
+    dir.write("sa.json", &account.to_string());
+    let out = fetch(&dir).output_json().expect(0);
+    assert_eq!(out.json()["users"][0]["email"], "a@x.com");
+
+    let form: Vec<(String, String)> =
+        url::form_urlencoded::parse(server.requests()[0].body.as_bytes())
+            .into_owned()
+            .collect();
+    let assertion = &form.iter().find(|(k, _)| k == "assertion").unwrap().1;
+    let (header, claims, verified) = decode_jwt(assertion, &test_public_key());
+    assert!(verified);
+    assert_eq!(header["kid"], "0123abcd");
+    assert_eq!(claims["aud"], format!("{}/token", server.base));
+    assert_eq!(claims["sub"], "admin@acme.example");
+    assert_eq!(
+        claims["scope"],
+        "https://www.googleapis.com/auth/admin.directory.user.readonly"
+    );
+    assert!(
+        form.iter().all(|(k, _)| k != "scope"),
+        "Google's form: scope in the claims"
+    );
+}
+
+#[test]
+fn jwt_bearer_key_files_that_cannot_work_are_config_errors() {
+    let key = fixture("jwt/test-rsa-key.pem");
+    let cases: [(&str, &str, &str); 5] = [
+        ("private_key_file", "missing.pem", "cannot read"),
+        ("private_key_file", "junk.pem", "is not PEM"),
+        ("service_account_file", "junk.pem", "is not JSON"),
+        (
+            "service_account_file",
+            "no-key.json",
+            "has no \"private_key\"",
+        ),
+        (
+            "service_account_file",
+            "bad-key.json",
+            "private_key is not PEM",
+        ),
+    ];
+    for (name, file, what) in cases {
+        let mut job = Job::source("https://127.0.0.1:9")
+            .path("/users")
+            .auth("kind", "oauth2")
+            .auth("grant", "jwt_bearer")
+            .auth(name, file);
+        if name == "private_key_file" {
+            job = job
+                .auth("token_url", "https://127.0.0.1:9/token")
+                .auth("issuer", "i")
+                .auth("audience", "a");
+        }
+        let dir = job.write();
+        dir.write("junk.pem", "junk\n");
+        dir.write(
+            "no-key.json",
+            r#"{"client_email": "a@b.c", "token_uri": "https://127.0.0.1:9/t"}"#,
+        );
+        dir.write(
+            "bad-key.json",
+            &serde_json::json!({"client_email": "a@b.c", "token_uri": "https://127.0.0.1:9/t", "private_key": "not a key"}).to_string(),
+        );
+        let out = agentsync(&["check"]).config(&dir).expect(2);
+        assert!(
+            out.stderr.contains(&format!("[source.auth].{name}")) || out.stderr.contains(name),
+            "{file}: {}",
+            out.stderr
+        );
+        assert!(out.stderr.contains(file), "{file}: {}", out.stderr);
+        assert!(out.stderr.contains(what), "{file}: {}", out.stderr);
+    }
+    // A grant needs its key; the client-credentials keys do not fit it.
+    let dir = Job::source("https://127.0.0.1:9")
+        .auth("kind", "oauth2")
+        .auth("grant", "jwt_bearer")
+        .auth("token_url", "https://127.0.0.1:9/token")
+        .write();
+    let out = agentsync(&["check"]).config(&dir).expect(2);
+    assert!(
+        out.stderr.contains("needs service_account_file"),
+        "{}",
+        out.stderr
+    );
+    let dir = Job::source("https://127.0.0.1:9")
+        .auth("kind", "oauth2")
+        .auth("grant", "jwt_bearer")
+        .auth("private_key_file", "k.pem")
+        .auth("client_id_env", "X")
+        .write();
+    dir.write("k.pem", &key);
+    let out = agentsync(&["check"]).config(&dir).expect(2);
+    assert!(
+        out.stderr
+            .contains("client_id_env is for the client_credentials grant"),
+        "{}",
+        out.stderr
+    );
+}
