@@ -97,7 +97,12 @@ pub(crate) fn describe(job: &Job) -> Description {
     if pg.kind == crate::paginate::Kind::LinkHeader {
         stops.push("no Link rel=\"next\"".into());
     }
-    if pg.stop_on_empty {
+    if pg.stop_on_empty
+        && matches!(
+            pg.kind,
+            crate::paginate::Kind::Page { .. } | crate::paginate::Kind::Offset { .. }
+        )
+    {
         stops.push("an empty page".into());
     }
     Description {

@@ -204,9 +204,9 @@ fn planned(
                     page: start + i,
                     offset: i * first.count,
                 },
-                Kind::Offset { start, limit } => Position::Numbered {
+                Kind::Offset { start, .. } => Position::Numbered {
                     page: n,
-                    offset: start + i * limit.unwrap_or(first.count),
+                    offset: start + i * first.count,
                 },
                 _ => unreachable!("only numbered pages are planned"),
             };
@@ -251,6 +251,24 @@ fn read_page(
     let response = sent
         .and_then(|r| r.error_for_status(&request.method, &request.url))
         .with_context(|| format!("source page {number}"))?;
+    // Numbered pages past the end may come back as 204 No Content or with no
+    // body at all (e.g. ADP's `$skip` beyond the last record): the listing ends.
+    if matches!(job.pagination.kind, Kind::Page { .. } | Kind::Offset { .. })
+        && (response.status == 204 || response.body.iter().all(u8::is_ascii_whitespace))
+    {
+        crate::progress::debug(&format!(
+            "source page {number}: HTTP {} with no body ({url_shown}): the listing ends here",
+            response.status
+        ));
+        return Ok(PageOut {
+            observed: Observed {
+                has_more: Some(false),
+                ..Observed::default()
+            },
+            users: Vec::new(),
+            skipped: Vec::new(),
+        });
+    }
     // A page the direct reader cannot take with certainty goes through jq below.
     if let Some(page) = direct.and_then(|d| d.read(&response.body)) {
         let pg = &job.pagination;

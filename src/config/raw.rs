@@ -473,7 +473,9 @@ pub(super) struct RawPagination {
     /// jq on the page: the next page's URL, absolute or relative; null stops (required for `kind = "next_url"`).
     #[schemars(with = "Option<String>")]
     pub next_url: Option<Spanned<String>>,
-    /// An empty page stops (default true).
+    /// `page`/`offset`: an empty page stops (default true). `cursor`, `next_url`,
+    /// `link_header`: an empty page that still names a next page is followed;
+    /// they stop only when there is no next.
     pub stop_on_empty: Option<bool>,
     /// Pages read at most; reaching it with pages left is an error, never a silent cut (default 10000).
     #[schemars(with = "Option<u64>")]
