@@ -15,6 +15,7 @@ pub const RECIPE: Recipe = Recipe {
         ("GRAPH_CLIENT_ID", "7f3c0a52-graph-client"),
         ("GRAPH_CLIENT_SECRET", "graph~secret.value"),
     ],
+    beside: None,
 };
 
 const TOKEN: &str = "eyJ0eXAiOiJKV1QiLCJub25jZSI6ImdyYXBoIn0.app-only";

@@ -15,6 +15,7 @@ use super::{Recipe, assert_same_users, json_status, sorted};
 pub const RECIPE: Recipe = Recipe {
     file: "okta.toml",
     secrets: &[("OKTA_API_TOKEN", "00aBcD-okta-api-token")],
+    beside: None,
 };
 
 const USERS: usize = 450;

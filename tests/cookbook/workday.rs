@@ -15,6 +15,7 @@ pub const RECIPE: Recipe = Recipe {
         ("WORKDAY_USER", "ISU_agentsync@acme"),
         ("WORKDAY_PASSWORD", "workday isu password"),
     ],
+    beside: None,
 };
 
 const WORKERS: usize = 3000;
