@@ -82,7 +82,7 @@ fn the_schema_says_what_each_key_is() {
     }
     assert_eq!(
         defs["Source"]["properties"]["timeout_secs"]["description"],
-        "Whole-request timeout in seconds (default 30)."
+        "Whole-request timeout in seconds, 1 to 86400 (default 30)."
     );
     // Enums are the strings written in the file.
     assert_eq!(
