@@ -74,6 +74,27 @@ pub(crate) fn register_basic(user: &str, pass: &str) {
         .collect());
 }
 
+/// What a query key or value keeps as written: RFC 3986's unreserved
+/// characters, `*` (as form encoding keeps it) and `$ , : @ / ?`, which a
+/// query may hold (OData's `$top`, a `since=2024-01-01T00:00:00Z`, a path in
+/// a value); `& = + # ;` and the rest are percent-encoded.
+const QUERY_COMPONENT: &AsciiSet = &COMPONENT
+    .remove(b'*')
+    .remove(b'$')
+    .remove(b',')
+    .remove(b':')
+    .remove(b'@')
+    .remove(b'/')
+    .remove(b'?');
+
+/// A query key or value as agentsync sends it: percent-encoded but for the
+/// characters a query may hold as they are, a space as `+`.
+pub(crate) fn query_component(value: &str) -> String {
+    utf8_percent_encode(value, QUERY_COMPONENT)
+        .to_string()
+        .replace("%20", "+")
+}
+
 /// The forms of `secret` on the wire and in output.
 fn forms(secret: &str) -> Vec<String> {
     let mut out = vec![secret.to_owned()];
@@ -92,6 +113,7 @@ fn forms(secret: &str) -> Vec<String> {
     }
     // Query components and form bodies: `+` for a space, `%2B` for a plus.
     out.push(url::form_urlencoded::byte_serialize(secret.as_bytes()).collect());
+    out.push(query_component(secret));
     // Servers that echo a URL may write the hex digits in lower case.
     let lower: Vec<String> = out.iter().filter_map(|f| lower_hex(f)).collect();
     out.extend(lower);

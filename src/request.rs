@@ -8,6 +8,7 @@ use url::Url;
 
 use crate::config::RequestSpec;
 use crate::http::Request;
+use crate::redact;
 use crate::template::{Encoding, Values};
 
 /// Join a base URL and a rendered path: `https://h/scim/v2` + `/Users` keeps the
@@ -53,13 +54,19 @@ pub(crate) fn render_url(base: &Url, spec: &RequestSpec, values: &Values) -> Res
             .iter()
             .map(|(k, t)| Ok((k, t.render(values, Encoding::Raw)?)))
             .collect::<Result<Vec<_>>>()?;
-        let mut pairs = url.query_pairs_mut();
+        let mut query = url.query().unwrap_or("").to_owned();
         for (k, v) in rendered {
             if v.is_empty() && spec.omit_empty_query {
                 continue;
             }
-            pairs.append_pair(k, &v);
+            if !query.is_empty() {
+                query.push('&');
+            }
+            query.push_str(&redact::query_component(k));
+            query.push('=');
+            query.push_str(&redact::query_component(&v));
         }
+        url.set_query((!query.is_empty()).then_some(query.as_str()));
     }
     Ok(url)
 }

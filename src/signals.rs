@@ -35,6 +35,8 @@ impl Watch {
             let number = usize::try_from(signal).expect("signal numbers are positive");
             flag::register_usize(signal, caught.clone(), number)
                 .context("installing a signal handler")?;
+            flag::register_usize(signal, process_flag().clone(), number)
+                .context("installing a signal handler")?;
             flag::register(signal, armed.clone()).context("installing a signal handler")?;
         }
         Ok(Watch { caught, armed })
@@ -60,6 +62,25 @@ impl Drop for Watch {
         // Unregistering would leave signal-hook's handler doing nothing: the
         // signal ignored. Arming the exit keeps "a signal ends the run".
         self.armed.store(true, Ordering::SeqCst);
+        // From now on a signal ends the process itself: no wait needs to
+        // look for it (and a request after the writes, a ping, still goes).
+        process_flag().store(0, Ordering::SeqCst);
+    }
+}
+
+/// The signal caught while a [`Watch`] was installed, until it is dropped:
+/// what the waits of the HTTP client look at.
+fn process_flag() -> &'static Arc<AtomicUsize> {
+    static CAUGHT: std::sync::OnceLock<Arc<AtomicUsize>> = std::sync::OnceLock::new();
+    CAUGHT.get_or_init(|| Arc::new(AtomicUsize::new(0)))
+}
+
+/// The signal caught while a [`Watch`] was installed, if any: a wait for a
+/// retry or a rate-limit slot ends at once then.
+pub(crate) fn interrupted() -> Option<i32> {
+    match process_flag().load(Ordering::SeqCst) {
+        0 => None,
+        n => i32::try_from(n).ok(),
     }
 }
 

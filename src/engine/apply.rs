@@ -108,22 +108,42 @@ pub(crate) fn apply(
                     change.status = Status::Applied;
                     streak = None;
                 }
+                Err(e)
+                    if e.downcast_ref::<crate::http::Interrupted>()
+                        .is_some_and(|i| !i.may_have_landed) =>
+                {
+                    // A signal ended its wait before it was sent: not
+                    // attempted, skipped below like the writes never taken.
+                    continue;
+                }
                 Err(e) => {
                     change.fail(&e);
                     applied.failed += 1;
                     if crate::sink::is_refusal(&e) {
                         let message = change.error.clone().unwrap_or_default();
+                        // Every refused token request is one refusal, whatever
+                        // its answer said.
+                        let token = e.downcast_ref::<crate::http::TokenRefused>().is_some();
+                        let key = if token {
+                            "token".to_owned()
+                        } else {
+                            message.clone()
+                        };
                         let count = match &streak {
-                            Some((m, n)) if *m == message => n + 1,
+                            Some((k, n)) if *k == key => n + 1,
                             _ => 1,
                         };
                         if count >= REFUSALS_BEFORE_STOP && applied.stopped.is_none() {
-                            applied.stopped = Some(format!(
-                                "the directory refused {count} writes in a row: {message}"
-                            ));
+                            applied.stopped = Some(if token {
+                                format!(
+                                    "the token endpoint refused {count} token requests in a row: {message}"
+                                )
+                            } else {
+                                format!("the directory refused {count} writes in a row: {message}")
+                            });
                             halt.store(true, Ordering::SeqCst);
                         }
-                        streak = Some((message, count));
+                        streak = Some((key, count));
                     } else {
                         streak = None;
                     }

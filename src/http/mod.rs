@@ -25,6 +25,7 @@ mod auth;
 mod jwt;
 mod origin;
 mod resolve;
+mod retry;
 mod tls;
 
 use auth::TokenState;
@@ -33,6 +34,8 @@ pub(crate) use jwt::{JwtBearer, SigningKey};
 use origin::MAX_REDIRECTS;
 pub(crate) use origin::{Binding, is_loopback};
 use resolve::CachingResolver;
+pub(crate) use retry::Interrupted;
+use retry::Pacing;
 use tls::trusted_roots;
 pub(crate) use tls::{IdentityFile, KEY_MISMATCH, client_identity, refuse_socks_proxy};
 
@@ -204,8 +207,8 @@ pub(crate) struct Client {
     auth: Option<Auth>,
     /// The origin of the credentials; a client without one sends none.
     binding: Option<Binding>,
-    /// The earliest instant the next request may start (rate limit, no burst).
-    next_slot: Mutex<Instant>,
+    /// When the next request may leave: rate limit and 429 pauses.
+    pacing: Pacing,
     token: Mutex<TokenState>,
 }
 
@@ -270,7 +273,22 @@ enum Attempt {
         reason: String,
         wait: Option<Duration>,
         last: Option<Response>,
+        /// The server may have applied it (a lost answer, a gateway's error).
+        landed: bool,
     },
+}
+
+/// The error of a request whose wait a signal ended.
+fn interrupted(req: &Request, signal: i32, may_have_landed: bool) -> anyhow::Error {
+    anyhow::Error::new(Interrupted {
+        may_have_landed,
+        message: format!(
+            "{} {}: not sent: {} came while it waited for its turn",
+            req.method,
+            display_url(&req.url),
+            crate::signals::name(signal)
+        ),
+    })
 }
 
 impl Client {
@@ -296,10 +314,10 @@ impl Client {
                 ureq::unversioned::transport::DefaultConnector::default(),
                 CachingResolver::default(),
             ),
+            pacing: Pacing::new(settings.rate_limit),
             settings,
             auth,
             binding: None,
-            next_slot: Mutex::new(Instant::now()),
             token: Mutex::new(TokenState::default()),
         }
     }
@@ -331,20 +349,35 @@ impl Client {
     }
 
     /// One request (no redirects), retried as its method allows; with the
-    /// auth and secret headers when `credentials`.
+    /// auth and secret headers when `credentials`. A 429 pauses every request
+    /// of this client until the time the server named, and is retried for up
+    /// to `max_retry_wait` × `retries` in all; other failures up to `retries`
+    /// times. A signal ends any wait: the request is not sent (again).
     fn send_once(&self, req: &Request, credentials: bool) -> Result<Response> {
         let mut refreshed_token = false;
         let mut attempt = 0u32;
+        let mut throttled = 0u32;
+        let mut throttled_for = Duration::ZERO;
+        let throttle_budget = self
+            .settings
+            .max_retry_wait
+            .saturating_mul(self.settings.retries);
+        // Whether an earlier try may have been applied by the server.
+        let mut may_have_landed = false;
         loop {
+            self.pacing
+                .wait_turn()
+                .map_err(|signal| interrupted(req, signal, may_have_landed))?;
+            // After the wait: a token that lives a second is still fresh when
+            // the request leaves.
             let auth_header = if credentials {
                 self.auth_header()?
             } else {
                 None
             };
-            self.wait_for_slot();
             let started = Instant::now();
             let outcome = self.attempt(req, auth_header.as_ref(), credentials);
-            log_request(req, &outcome, started.elapsed(), attempt + 1);
+            log_request(req, &outcome, started.elapsed(), attempt + throttled + 1);
             match outcome? {
                 Attempt::Done(resp) => {
                     if resp.status == 401
@@ -360,63 +393,55 @@ impl Client {
                     }
                     return Ok(resp);
                 }
-                Attempt::Retry { reason, wait, last } => {
-                    if attempt >= self.settings.retries {
+                Attempt::Retry {
+                    reason,
+                    wait,
+                    last,
+                    landed,
+                } => {
+                    may_have_landed |= landed;
+                    let slow_down = last.as_ref().is_some_and(|r| r.status == 429);
+                    let cap = self.settings.max_retry_wait;
+                    let step = if slow_down { throttled } else { attempt };
+                    let wait = wait
+                        .unwrap_or_else(|| retry::backoff(self.settings.backoff_base, step, cap))
+                        .min(cap);
+                    let spent = if slow_down {
+                        self.settings.retries == 0 || throttled_for + wait > throttle_budget
+                    } else {
+                        attempt >= self.settings.retries
+                    };
+                    if spent {
                         if let Some(resp) = last {
                             return Ok(resp);
                         }
+                        let tries = attempt + throttled + 1;
                         bail!(
-                            "{} {}: {reason} (after {} attempt{})",
+                            "{} {}: {reason} (after {tries} attempt{})",
                             req.method,
                             display_url(&req.url),
-                            attempt + 1,
-                            if attempt == 0 { "" } else { "s" }
+                            if tries == 1 { "" } else { "s" }
                         );
                     }
-                    let wait = wait
-                        .unwrap_or_else(|| self.backoff(attempt))
-                        .min(self.settings.max_retry_wait);
                     crate::progress::debug(&format!(
                         "{} {}: {reason}; retrying in {:.1}s",
                         req.method,
                         display_url(&req.url),
                         wait.as_secs_f64()
                     ));
-                    std::thread::sleep(wait);
-                    attempt += 1;
+                    if slow_down {
+                        // The server asked this client to slow down, not this
+                        // request: every worker waits with it (in `wait_turn`).
+                        self.pacing.pause_for(wait);
+                        throttled += 1;
+                        throttled_for += wait;
+                    } else {
+                        retry::sleep(wait)
+                            .map_err(|signal| interrupted(req, signal, may_have_landed))?;
+                        attempt += 1;
+                    }
                 }
             }
-        }
-    }
-
-    /// Exponential backoff with full jitter: a random wait in [0, base·2^n].
-    fn backoff(&self, attempt: u32) -> Duration {
-        let ceiling = self
-            .settings
-            .backoff_base
-            .saturating_mul(1u32 << attempt.min(16))
-            .min(self.settings.max_retry_wait);
-        ceiling.mul_f64(fastrand::f64().max(0.05))
-    }
-
-    fn wait_for_slot(&self) {
-        if self.settings.rate_limit <= 0.0 {
-            return;
-        }
-        let interval = Duration::from_secs_f64(1.0 / self.settings.rate_limit);
-        let start = {
-            let mut next = self
-                .next_slot
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            let now = Instant::now();
-            let start = (*next).max(now);
-            *next = start + interval;
-            start
-        };
-        let now = Instant::now();
-        if start > now {
-            std::thread::sleep(start - now);
         }
     }
 
@@ -491,6 +516,7 @@ impl Client {
                     reason: format!("response body could not be read (HTTP {status}): {err}"),
                     wait: None,
                     last: None,
+                    landed: true,
                 });
             }
         };
@@ -507,12 +533,16 @@ impl Client {
         if !retryable {
             return Ok(Attempt::Done(resp));
         }
-        let wait = resp
-            .header("retry-after")
-            .and_then(|v| parse_retry_after(v, SystemTime::now()));
+        let wait = retry::wait_hint(
+            |name| resp.header(name).map(str::to_owned),
+            SystemTime::now(),
+        );
         Ok(Attempt::Retry {
             reason: format!("HTTP {status}"),
             wait,
+            // 429 and 503 say the request was not processed (RFC 6585 §4,
+            // RFC 9110 §15.6.4); a gateway's 502 or 504 says nothing of it.
+            landed: !matches!(status, 429 | 503),
             last: Some(resp),
         })
     }
@@ -544,52 +574,10 @@ impl Client {
                 reason,
                 wait: None,
                 last: None,
+                landed: !never_sent,
             })
         } else {
             bail!("{} {}: {reason}", req.method, display_url(&req.url))
-        }
-    }
-}
-
-/// `Retry-After` as delta-seconds or an HTTP date (RFC 9110 §10.2.3).
-pub(crate) fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
-    let value = value.trim();
-    if let Ok(secs) = value.parse::<u64>() {
-        return Some(Duration::from_secs(secs));
-    }
-    let at = httpdate::parse_http_date(value).ok()?;
-    Some(at.duration_since(now).unwrap_or(Duration::ZERO))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn retry_after_seconds_and_date() {
-        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
-        assert_eq!(parse_retry_after("7", now), Some(Duration::from_secs(7)));
-        let later = httpdate::fmt_http_date(now + Duration::from_secs(12));
-        assert_eq!(
-            parse_retry_after(&later, now),
-            Some(Duration::from_secs(12))
-        );
-        let past = httpdate::fmt_http_date(now - Duration::from_secs(12));
-        assert_eq!(parse_retry_after(&past, now), Some(Duration::ZERO));
-        assert_eq!(parse_retry_after("soon", now), None);
-    }
-
-    #[test]
-    fn backoff_stays_under_the_cap() {
-        let client = Client::new(
-            Settings {
-                max_retry_wait: Duration::from_secs(2),
-                ..Settings::default()
-            },
-            None,
-        );
-        for n in 0..20 {
-            assert!(client.backoff(n) <= Duration::from_secs(2));
         }
     }
 }

@@ -146,6 +146,11 @@ impl Job {
         self.key("sink", key, value)
     }
 
+    /// Any `[sink.auth]` key.
+    pub fn sink_auth(self, key: &str, value: impl Toml) -> Self {
+        self.key("sink.auth", key, value)
+    }
+
     /// Any `[sync]` key.
     pub fn sync(self, key: &str, value: impl Toml) -> Self {
         self.key("sync", key, value)

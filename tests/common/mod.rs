@@ -283,6 +283,24 @@ impl Scim {
         fail_ids: &[&str],
         write_delay: Duration,
     ) -> Self {
+        Self::serve(agents, fail_ids, write_delay, |_| None)
+    }
+
+    /// As `start`, with `gate` asked first about every request: an answer
+    /// it gives is sent instead of the directory's (a 429, a 401).
+    pub fn start_gated(
+        agents: &[(&str, &str, Option<&str>)],
+        gate: impl Fn(&Req) -> Option<Resp> + Send + Sync + 'static,
+    ) -> Self {
+        Self::serve(agents, &[], Duration::ZERO, gate)
+    }
+
+    fn serve(
+        agents: &[(&str, &str, Option<&str>)],
+        fail_ids: &[&str],
+        write_delay: Duration,
+        gate: impl Fn(&Req) -> Option<Resp> + Send + Sync + 'static,
+    ) -> Self {
         use serde_json::json;
         let users: Vec<_> = agents
             .iter()
@@ -309,6 +327,9 @@ impl Scim {
             let scim = |status: u16, v: serde_json::Value| {
                 Resp::status(status, "application/scim+json", v.to_string())
             };
+            if let Some(answer) = gate(req) {
+                return answer;
+            }
             if req.method != "GET" {
                 std::thread::sleep(write_delay);
             }
