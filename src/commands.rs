@@ -14,7 +14,7 @@ use crate::action;
 use crate::cli::MockArgs;
 use crate::cli::{Cli, Command, Output, SyncArgs};
 use crate::config::{self, Job};
-use crate::engine::{self, RunOptions};
+use crate::engine::{self, Reverted, RunOptions};
 use crate::exit::{self, Ending};
 #[cfg(feature = "mock")]
 use crate::mock;
@@ -22,7 +22,8 @@ use crate::output::{self, Render};
 use crate::progress::Progress;
 use crate::saved::{self, SavedPlan};
 use crate::source::{self, FetchView};
-use crate::state::{HistoryView, journal};
+use crate::state::runs::NothingToUndo;
+use crate::state::{HistoryView, NothingView};
 
 pub(crate) fn dispatch(cli: Cli) -> Result<Ending> {
     let output = cli.global.output;
@@ -164,19 +165,21 @@ fn sync(config: Option<&Path>, args: &SyncArgs, output: Output) -> Result<Ending
     };
     let (job, config) = saved::load_config(path)?;
     let name = job.name.clone();
+    let key_dir = saved::key_dir(&job)?;
     let run = engine::sync(job, run_options(args), &Progress::new())?;
     let plan = SavedPlan::new(config, &name, "sync", &run.report.changes);
-    save_and_print(&plan, out, &run, output)
+    save_and_print(&plan, &key_dir, out, &run, output)
 }
 
 /// Save a dry run's plan to `out`, then print its report.
 fn save_and_print(
     plan: &SavedPlan,
+    key_dir: &Path,
     out: &Path,
     run: &engine::Run,
     output: Output,
 ) -> Result<Ending> {
-    plan.write(out)?;
+    plan.write(out, key_dir)?;
     print(output, &run.report)?;
     Progress::new().log(&format!(
         "saved the plan ({} changes) to {}: apply it with `agentsync apply {}`",
@@ -218,7 +221,7 @@ fn journal_path(job: &Job) -> Result<&Path> {
 fn history(config: Option<&Path>, output: Output) -> Result<Ending> {
     let job = load(config)?;
     let path = journal_path(&job)?;
-    let entries = journal::read(path)?;
+    let entries = engine::history(&job)?;
     print(output, &HistoryView::new(&entries, path))?;
     Ok(Ending::Success)
 }
@@ -237,19 +240,32 @@ fn revert(
         ..RunOptions::default()
     };
     let Some(out) = out else {
-        let run = engine::revert(load(config)?, run_id, options, &Progress::new())?;
-        return print_run(run, output);
+        return match engine::revert(load(config)?, run_id, options, &Progress::new())? {
+            Reverted::Ran { run, .. } => print_run(*run, output),
+            Reverted::Nothing(nothing) => nothing_to_revert(&nothing, output),
+        };
     };
     let (job, config) = saved::load_config(config_path(config)?)?;
-    // The plan names the run itself, not `last` or a prefix.
-    let run_id = journal::find(&journal::read(journal_path(&job)?)?, run_id)?
-        .run
-        .clone();
     let name = job.name.clone();
-    let run = engine::revert(job, &run_id, options, &Progress::new())?;
-    let kind = format!("revert of {run_id}");
+    let key_dir = saved::key_dir(&job)?;
+    let (run, of) = match engine::revert(job, run_id, options, &Progress::new())? {
+        Reverted::Ran { run, of } => (*run, of),
+        Reverted::Nothing(nothing) => return nothing_to_revert(&nothing, output),
+    };
+    // The plan names the run itself, not `last` or a prefix.
+    let kind = format!("revert of {of}");
     let plan = SavedPlan::new(config, &name, &kind, &run.report.changes);
-    save_and_print(&plan, out, &run, output)
+    save_and_print(&plan, &key_dir, out, &run, output)
+}
+
+/// `revert last` with nothing to undo: said on stderr (and as JSON on
+/// stdout), nothing written, exit 0.
+fn nothing_to_revert(nothing: &NothingToUndo, output: Output) -> Result<Ending> {
+    crate::progress::warn(&nothing.message());
+    if output == Output::Json {
+        print(output, &NothingView(nothing))?;
+    }
+    Ok(Ending::Success)
 }
 
 /// Apply a saved plan, after refusing one of another format, of a changed or
@@ -261,7 +277,11 @@ fn apply(
     force: bool,
     output: Output,
 ) -> Result<Ending> {
-    let plan = SavedPlan::read(plan_path)?;
+    // The key that seals plans is in the state directory, which the
+    // environment names (not the plan, not its config).
+    let key_dir = crate::state::state_dir(&|name| std::env::var(name).ok())
+        .ok_or_else(engine::no_state_dir)?;
+    let plan = SavedPlan::read(plan_path, &key_dir)?;
     let config_path = plan.config_path(config)?;
     plan.check_age(max_age, SystemTime::now())?;
     let (job, config) = saved::load_config(&config_path)?;

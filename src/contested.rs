@@ -1,8 +1,9 @@
 //! Contested agents: those whose external ID is no longer what agentsync's
 //! own last applied run set it to. Someone else writes that field too (often
 //! an identity provider that maps its own `externalId`), and a nightly sync
-//! would only take turns with it. Found from the journal; reported, and with
-//! `on_contested = "skip"` left out of the plan.
+//! would only take turns with it. Found from the journal; reported, with
+//! `on_contested = "skip"` left out of the plan, and with `"refuse"` a reason
+//! to refuse the run as a safety limit does.
 
 use std::collections::HashMap;
 
@@ -65,6 +66,51 @@ pub(crate) fn mark(
     contested
 }
 
+/// How many of `plan`'s changes write a contested agent.
+fn overwritten(contested: &[Contested], plan: &Plan) -> usize {
+    if contested.is_empty() {
+        return 0;
+    }
+    let ids: std::collections::HashSet<&str> =
+        contested.iter().map(|c| c.agent_id.as_str()).collect();
+    plan.changes
+        .iter()
+        .filter(|c| ids.contains(c.agent_id.as_str()))
+        .count()
+}
+
+/// With `refuse`, why a plan that overwrites contested agents is held back
+/// (exit 4; `--force` writes): another writer sets them too, and overwriting
+/// them again only takes another turn.
+pub(crate) fn refusal(policy: OnContested, contested: &[Contested], plan: &Plan) -> Option<String> {
+    if policy != OnContested::Refuse {
+        return None;
+    }
+    let n = overwritten(contested, plan);
+    (n > 0).then(|| {
+        format!(
+            "the plan overwrites {} (someone else changed their external ID since agentsync set it; on_contested = \"refuse\"): settle which writer owns them, or --force",
+            crate::term::count(n as u64, "contested agent")
+        )
+    })
+}
+
+/// What a run tells on stderr about the contested agents it found.
+pub(crate) fn warning(policy: OnContested, contested: &[Contested], plan: &Plan) -> Option<String> {
+    let n = overwritten(contested, plan);
+    match policy {
+        OnContested::Warn if n > 0 => Some(format!(
+            "the plan sets {} back: someone else changed their external ID since agentsync set it, and two writers take turns on every run (on_contested = \"skip\" or \"refuse\" stops that)",
+            crate::term::count(n as u64, "contested agent")
+        )),
+        OnContested::Skip if !contested.is_empty() => Some(format!(
+            "{} left as another writer set them (on_contested = \"skip\"): the directory and the source disagree on them until one writer stops",
+            crate::term::count(contested.len() as u64, "contested agent")
+        )),
+        _ => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -89,6 +135,11 @@ mod tests {
             summary: Default::default(),
             users: None,
             error: None,
+            job: None,
+            reverted_by: None,
+            reverted: None,
+            writing: true,
+            ended: true,
             changes: changes
                 .iter()
                 .map(|(id, new, status)| {
@@ -152,5 +203,14 @@ mod tests {
             .map(|c| (c.kind, c.agent_id.as_str()))
             .collect();
         assert_eq!(left, [(ChangeKind::Update, "d")]);
+        let mut plan = plan_with();
+        let found = mark(&mut plan, &agents, &entries, OnContested::Refuse);
+        assert_eq!(plan.changes.len(), 2, "refuse plans as warn does");
+        let why = refusal(OnContested::Refuse, &found, &plan).unwrap();
+        assert!(why.contains("overwrites 1 contested agent "), "{why}");
+        assert_eq!(refusal(OnContested::Warn, &found, &plan), None);
+        // A plan that leaves the contested agent alone is not refused.
+        plan.changes.retain(|c| c.agent_id != "b");
+        assert_eq!(refusal(OnContested::Refuse, &found, &plan), None);
     }
 }

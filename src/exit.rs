@@ -27,6 +27,9 @@ pub(crate) enum Ending {
 pub(crate) enum Error {
     /// Invalid usage: exit 2, nothing fetched or written.
     Usage(String),
+    /// Invalid usage told with a list under it (each malformed line of a
+    /// file): exit 2, as [`Error::Usage`].
+    Listed(Listed),
     /// Invalid input a module checked (the config): exit 2, told on stderr
     /// by the error itself.
     Invalid(Box<dyn Invalid>),
@@ -45,6 +48,7 @@ impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Error::Usage(message) => f.write_str(message),
+            Error::Listed(listed) => listed.fmt(f),
             Error::Invalid(error) => error.fmt(f),
         }
     }
@@ -60,6 +64,50 @@ pub(crate) fn invalid(error: impl Invalid) -> anyhow::Error {
 /// A usage error, ready for `?`.
 pub(crate) fn usage(message: impl Into<String>) -> anyhow::Error {
     Error::Usage(message.into()).into()
+}
+
+/// A message and the lines under it. The line breaks between them are
+/// agentsync's own and are printed as line breaks; the text of each line
+/// (which may quote a file or a server) is escaped on its own, so that a
+/// line break inside it still cannot start a line of its own.
+#[derive(Debug)]
+pub(crate) struct Listed {
+    pub(crate) summary: String,
+    pub(crate) lines: Vec<String>,
+}
+
+impl fmt::Display for Listed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.summary)?;
+        self.lines.iter().try_for_each(|l| write!(f, "\n  {l}"))
+    }
+}
+
+/// A usage error with lines under its message, ready for `?`.
+pub(crate) fn usage_listed(summary: impl Into<String>, lines: Vec<String>) -> anyhow::Error {
+    Error::Listed(Listed {
+        summary: summary.into(),
+        lines,
+    })
+    .into()
+}
+
+/// What an error tells people: its chain joined by `: ` (as `{:#}` does),
+/// and apart from it the lines of a [`Listed`] error in the chain, for the
+/// printer to put on lines of their own.
+pub(crate) fn message(err: &anyhow::Error) -> (String, Vec<String>) {
+    let mut lines = Vec::new();
+    let parts: Vec<String> = err
+        .chain()
+        .map(|e| match e.downcast_ref::<Error>() {
+            Some(Error::Listed(listed)) if lines.is_empty() => {
+                lines.clone_from(&listed.lines);
+                listed.summary.clone()
+            }
+            _ => e.to_string(),
+        })
+        .collect();
+    (parts.join(": "), lines)
 }
 
 /// Whether a write of data to stdout reached a reader. A reader that went
@@ -91,7 +139,7 @@ pub(crate) fn code(result: &anyhow::Result<Ending>) -> u8 {
         Err(err) => {
             if matches!(
                 err.downcast_ref::<Error>(),
-                Some(Error::Usage(_) | Error::Invalid(_))
+                Some(Error::Usage(_) | Error::Listed(_) | Error::Invalid(_))
             ) {
                 2
             } else {
@@ -141,6 +189,23 @@ mod tests {
         assert_eq!(code(&Err(err)), 2);
         let wrapped = Err(invalid(BadInput).context("while loading"));
         assert_eq!(code(&wrapped), 2, "the kind survives added context");
+    }
+
+    #[test]
+    fn listed_lines_stay_apart_from_the_message_under_any_context() {
+        let err = usage_listed("2 bad lines", vec!["a: line 1".into(), "a: line 2".into()])
+            .context("action \"punch\"");
+        assert_eq!(code(&Err(usage("x"))), 2);
+        let (summary, lines) = message(&err);
+        assert_eq!(summary, "action \"punch\": 2 bad lines");
+        assert_eq!(lines, ["a: line 1", "a: line 2"]);
+        assert_eq!(
+            format!("{err:#}"),
+            "action \"punch\": 2 bad lines\n  a: line 1\n  a: line 2"
+        );
+        assert_eq!(code(&Err(err)), 2);
+        let plain = anyhow::anyhow!("one\ntwo").context("ctx");
+        assert_eq!(message(&plain), ("ctx: one\ntwo".to_owned(), vec![]));
     }
 
     #[test]

@@ -73,7 +73,10 @@ pub fn main() -> ExitCode {
         Ok(exit::Ending::Refused(why)) => progress::error(&exit::refusal_message(why), code),
         Err(err) => match err.downcast_ref::<exit::Error>() {
             Some(exit::Error::Invalid(invalid)) => invalid.report(code),
-            _ => progress::error(&format!("{err:#}"), code),
+            _ => {
+                let (message, lines) = exit::message(err);
+                progress::error_listed(&message, &lines, code);
+            }
         },
         Ok(_) => {}
     }

@@ -52,6 +52,9 @@ pub(crate) enum Status {
     Skipped,
     /// A saved plan's agent changed since the plan; not written.
     Stale,
+    /// The write's answer was lost and reading the agent back could not
+    /// tell whether it landed; `error` says what was read.
+    Unknown,
 }
 
 /// One write: planned here, applied by the engine, printed in the report and
@@ -98,6 +101,12 @@ impl Change {
     /// Mark the change failed with `err`, secrets masked.
     pub(crate) fn fail(&mut self, err: &anyhow::Error) {
         self.status = Status::Failed;
+        self.error = Some(crate::redact::redact(&format!("{err:#}")));
+    }
+
+    /// Mark the change's outcome unknown, with what was read back.
+    pub(crate) fn unknown(&mut self, err: &anyhow::Error) {
+        self.status = Status::Unknown;
         self.error = Some(crate::redact::redact(&format!("{err:#}")));
     }
 
@@ -325,8 +334,8 @@ pub(crate) fn plan(users: &[User], agents: &[Agent], unlink_missing: bool) -> Pl
 }
 
 /// The plan that undoes run `run`, whose journaled changes are `changes`: each
-/// applied change is set back, unless its agent is gone or changed since (then
-/// it is a conflict and left alone).
+/// applied change is set back, unless its agent is gone or changed since (a
+/// conflict, left alone) or holds its old value already (set back before).
 pub(crate) fn revert(run: &str, changes: &[Change], agents: &[Agent]) -> Plan {
     let by_id: HashMap<&str, &Agent> = agents.iter().map(|a| (a.id.as_str(), a)).collect();
     let mut plan = Plan {
@@ -348,7 +357,15 @@ pub(crate) fn revert(run: &str, changes: &[Change], agents: &[Agent]) -> Plan {
             )));
             continue;
         };
+        if agent.external_id == change.old_external_id {
+            plan.unchanged += 1;
+            continue;
+        }
         if agent.external_id != change.new_external_id {
+            if agent.external_id == change.old_external_id {
+                // Already as it was before the run: nothing to undo.
+                continue;
+            }
             plan.conflicts.push(conflict(format!(
                 "changed since run {run}: external ID is now {}, not {}",
                 agent.external_id.as_deref().unwrap_or("(none)"),

@@ -98,11 +98,21 @@ fn bars() -> Option<&'static MultiProgress> {
 /// terminal; in JSON, one object with `time`, `level`, `message` and `fields`.
 /// Written whole, above any bar.
 pub(crate) fn line(level: Level, message: &str, fields: &[(&str, Value)]) {
+    listed_line(level, message, &[], fields);
+}
+
+/// [`line`] with lines under the message, each indented on a line of its
+/// own and escaped on its own (in JSON, the message holds them all).
+fn listed_line(level: Level, message: &str, under: &[String], fields: &[(&str, Value)]) {
     if !level.shown() {
         return;
     }
-    let message = redact(message);
+    let mut message = redact(message);
     let text = if json() {
+        for l in under {
+            message.push_str("\n  ");
+            message.push_str(&redact(l));
+        }
         let mut object = Map::new();
         object.insert("time".into(), stamp().into());
         object.insert("level".into(), level.as_str().into());
@@ -112,7 +122,11 @@ pub(crate) fn line(level: Level, message: &str, fields: &[(&str, Value)]) {
         }
         Value::Object(object).to_string()
     } else {
-        let message = escape(&message);
+        let mut message = escape(&message).into_owned();
+        for l in under {
+            message.push_str("\n  ");
+            message.push_str(&escape(&redact(l)));
+        }
         let paint = term::color_stderr();
         let tag = |style, word: &str| {
             if paint {
@@ -126,7 +140,7 @@ pub(crate) fn line(level: Level, message: &str, fields: &[(&str, Value)]) {
             Level::Warn => format!("{} {} {message}", stamp(), tag(style::WARN, "warning:")),
             Level::Debug => format!("{} {} {message}", stamp(), tag(style::DIM, "debug:")),
             // With bars on, the bars stand for the time.
-            Level::Info if bars().is_some() => message.into_owned(),
+            Level::Info if bars().is_some() => message,
             Level::Info => format!("{} {message}", stamp()),
         }
     };
@@ -152,6 +166,12 @@ pub(crate) fn warn(msg: &str) {
 /// The error that ends the command (always shown).
 pub(crate) fn error(msg: &str, exit_code: u8) {
     line(Level::Error, msg, &[("exit_code", exit_code.into())]);
+}
+
+/// The error that ends the command, with lines of its own under it (each
+/// malformed line of a file, say).
+pub(crate) fn error_listed(msg: &str, under: &[String], exit_code: u8) {
+    listed_line(Level::Error, msg, under, &[("exit_code", exit_code.into())]);
 }
 
 /// Text that belongs to the error just told (the config's line with a caret

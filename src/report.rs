@@ -25,6 +25,10 @@ pub(crate) struct SinkReport {
     pub agents: usize,
 }
 
+/// The report's counts. `link`, `update` and `unlink` count the changes
+/// applied (planned, in a dry run or a refused run, where nothing is
+/// written); `failed`, `skipped`, `stale` and `unknown` count the rest, so
+/// that every change is counted once.
 #[derive(Debug, Default, Serialize)]
 pub(crate) struct Summary {
     pub link: usize,
@@ -35,6 +39,9 @@ pub(crate) struct Summary {
     pub conflict: usize,
     pub contested: usize,
     pub failed: usize,
+    pub skipped: usize,
+    pub stale: usize,
+    pub unknown: usize,
 }
 
 /// The report of a sync, as the contract spells it.
@@ -58,6 +65,9 @@ pub(crate) struct Report {
     /// Agents whose external ID someone else changed since agentsync set it.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub contested: Vec<Contested>,
+    /// The signal that stopped the writes, if one did.
+    #[serde(skip)]
+    pub interrupted: Option<&'static str>,
 }
 
 /// `changes` without their versions: the contract's change object.
@@ -87,16 +97,12 @@ impl Report {
     /// The report of a plan before anything is applied.
     pub(crate) fn new(dry_run: bool, fetched: &Fetched, agents: usize, plan: Plan) -> Self {
         let summary = Summary {
-            link: plan.count(ChangeKind::Link),
-            update: plan.count(ChangeKind::Update),
-            unlink: plan.count(ChangeKind::Unlink),
             unchanged: plan.unchanged,
             unmatched: plan.unmatched.len(),
             conflict: plan.conflicts.len(),
-            contested: 0,
-            failed: 0,
+            ..Summary::default()
         };
-        Report {
+        let mut report = Report {
             dry_run,
             refusal: None,
             plan: None,
@@ -112,7 +118,47 @@ impl Report {
             unmatched: plan.unmatched,
             conflicts: plan.conflicts,
             contested: Vec::new(),
+            interrupted: None,
+        };
+        report.count_outcomes();
+        report
+    }
+
+    /// Count the changes by outcome into the summary: applied (or planned,
+    /// where nothing is written) by kind, and the rest by status.
+    pub(crate) fn count_outcomes(&mut self) {
+        let s = &mut self.summary;
+        (s.link, s.update, s.unlink) = (0, 0, 0);
+        (s.failed, s.skipped, s.stale, s.unknown) = (0, 0, 0, 0);
+        for c in &self.changes {
+            let slot = match c.status {
+                Status::Planned | Status::Applied => match c.kind {
+                    ChangeKind::Link => &mut s.link,
+                    ChangeKind::Update => &mut s.update,
+                    ChangeKind::Unlink => &mut s.unlink,
+                },
+                Status::Failed => &mut s.failed,
+                Status::Skipped => &mut s.skipped,
+                Status::Stale => &mut s.stale,
+                Status::Unknown => &mut s.unknown,
+            };
+            *slot += 1;
         }
+    }
+
+    /// The contested agents whose change was applied (planned, where nothing
+    /// is written): overwritten by this run.
+    pub(crate) fn contested_overwritten(&self) -> usize {
+        if self.contested.is_empty() {
+            return 0;
+        }
+        let ids: std::collections::HashSet<&str> =
+            self.contested.iter().map(|c| c.agent_id.as_str()).collect();
+        self.changes
+            .iter()
+            .filter(|c| matches!(c.status, Status::Applied | Status::Planned))
+            .filter(|c| ids.contains(c.agent_id.as_str()))
+            .count()
     }
 
     /// Add the contested agents (see [`crate::contested`]).
@@ -173,6 +219,7 @@ impl Report {
                     Status::Failed => Some(("FAILED", style::FAILED)),
                     Status::Skipped => Some(("SKIPPED", style::WARN)),
                     Status::Stale => Some(("STALE", style::WARN)),
+                    Status::Unknown => Some(("UNKNOWN", style::ATTENTION)),
                     Status::Planned | Status::Applied => None,
                 };
                 let outcome = match (outcome, &c.error) {
@@ -273,16 +320,19 @@ impl Report {
     /// Why the run was refused (if it was), then the one summary line.
     fn human_summary(&self, out: &mut dyn Write) -> io::Result<()> {
         let s = &self.summary;
-        let verb = if self.dry_run {
-            "Plan"
-        } else if self
+        let written = self
             .changes
             .iter()
-            .any(|c| matches!(c.status, Status::Applied | Status::Failed))
-        {
-            "Applied"
-        } else {
-            "Nothing applied"
+            .any(|c| matches!(c.status, Status::Applied | Status::Failed | Status::Unknown));
+        let verb = match self.interrupted {
+            _ if self.dry_run => "Plan".to_owned(),
+            Some(signal) => format!(
+                "Interrupted by {signal}, {} not attempted",
+                count(s.skipped as u64, "change")
+            ),
+            None if written => "Applied".to_owned(),
+            None if self.refusal.is_some() => "Nothing applied, planned".to_owned(),
+            None => "Nothing applied".to_owned(),
         };
         if let Some(why) = &self.refusal {
             writeln!(out, "Refused: {why}")?;
@@ -290,8 +340,29 @@ impl Report {
         if self.changes.is_empty() && self.dry_run {
             writeln!(out, "No changes: the directory matches the source.")?;
         }
-        // The counts are per kind of the plan, named as in the JSON summary.
+        // The counts are named as in the JSON summary; those of outcomes
+        // other than applied are shown when there are any.
         let failed = format!("{} failed", s.failed);
+        let mut rest = String::new();
+        for (n, what) in [
+            (s.skipped, "skipped"),
+            (s.stale, "stale"),
+            (s.unknown, "unknown"),
+        ] {
+            if n > 0 {
+                rest.push_str(&format!(", {n} {what}"));
+            }
+        }
+        if s.contested > 0 {
+            let overwritten = self.contested_overwritten();
+            rest.push_str(&match overwritten {
+                0 => format!(", {} contested (left as they are)", s.contested),
+                n if self.dry_run || !written => {
+                    format!(", {} contested ({n} to overwrite)", s.contested)
+                }
+                n => format!(", {} contested ({n} overwritten)", s.contested),
+            });
+        }
         writeln!(
             out,
             "{}: {} link, {} update, {} unlink, {} unchanged, {} unmatched, {} conflict, {}{} ({} from {}, {})",
@@ -307,11 +378,7 @@ impl Report {
             } else {
                 Paint(style::PLAIN, failed)
             },
-            if s.contested > 0 {
-                format!(", {} contested", s.contested)
-            } else {
-                String::new()
-            },
+            rest,
             count(self.source.users as u64, "user"),
             count(self.source.pages, "page"),
             count(self.sink.agents as u64, "agent"),
@@ -380,6 +447,7 @@ mod tests {
                 reason: "2 ids in the source: 7, 9".into(),
             }],
             contested: Vec::new(),
+            interrupted: None,
         }
     }
 

@@ -3,6 +3,9 @@
 //! and the SHA-256 of its bytes) and when, so that `apply` writes exactly those
 //! changes or refuses. Before writing, each change is checked again against the
 //! directory: an agent changed since the plan is left alone as `stale`.
+//! A plan carries a seal: an HMAC-SHA256 of its whole content keyed by a
+//! secret of the state directory ([`seal`]), so that a plan edited after it
+//! was saved is refused, naming what was edited.
 
 use std::collections::{HashMap, HashSet};
 use std::io::Write;
@@ -18,8 +21,14 @@ use crate::exit;
 use crate::plan::{Change, ChangeKind, Status, normalize};
 use crate::sink::Agent;
 
+mod seal;
+
+use seal::Seal;
+pub(crate) use seal::key_dir;
+
 /// The version of the file's layout; another is refused, never guessed at.
-pub(crate) const FORMAT: u64 = 1;
+/// Format 2 added the seal.
+pub(crate) const FORMAT: u64 = 2;
 
 /// How far in the future a plan's time may be (clocks drift) before the plan
 /// is refused.
@@ -39,6 +48,9 @@ pub(crate) struct SavedPlan {
     pub name: String,
     /// Every change, `planned`, as the directory was when the plan was made.
     pub changes: Vec<Change>,
+    /// The check of everything above; absent only while it is made.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seal: Option<Seal>,
 }
 
 /// The config a plan was made from.
@@ -108,12 +120,18 @@ impl SavedPlan {
             config,
             name: name.to_owned(),
             changes: changes.to_vec(),
+            seal: None,
         }
     }
 
     /// Write the plan to `path` atomically (a reader sees the old file or the
-    /// whole new one), readable by its owner only: it holds emails.
-    pub(crate) fn write(&self, path: &Path) -> Result<()> {
+    /// whole new one), readable by its owner only: it holds emails; sealed
+    /// with the key in `key_dir` (made there on first use).
+    pub(crate) fn write(&self, path: &Path, key_dir: &Path) -> Result<()> {
+        let key = seal::key(key_dir, true)?;
+        let mut sealed = self.clone();
+        sealed.seal = None;
+        sealed.seal = Some(Seal::of(&sealed, &key)?);
         let dir = match path.parent() {
             Some(p) if !p.as_os_str().is_empty() => p,
             _ => Path::new("."),
@@ -130,7 +148,7 @@ impl SavedPlan {
                 .set_permissions(std::fs::Permissions::from_mode(0o600))
                 .with_context(context)?;
         }
-        serde_json::to_writer_pretty(&mut file, self).with_context(context)?;
+        serde_json::to_writer_pretty(&mut file, &sealed).with_context(context)?;
         file.write_all(b"\n")
             .and_then(|()| file.as_file().sync_all())
             .with_context(context)?;
@@ -140,12 +158,19 @@ impl SavedPlan {
         Ok(())
     }
 
-    /// Read a saved plan. A file that is not one, or of another format, is a
-    /// usage error (exit 2): nothing is applied.
-    pub(crate) fn read(path: &Path) -> Result<Self> {
+    /// Read a saved plan and check its seal with the key in `key_dir`. A
+    /// file that is not one, of another format, edited since it was saved,
+    /// or that another user could have written, is a usage error (exit 2):
+    /// nothing is applied.
+    pub(crate) fn read(path: &Path, key_dir: &Path) -> Result<Self> {
         let name = path.display();
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| exit::usage(format!("cannot read the plan {name}: {e}")))?;
+        let unreadable =
+            |e: std::io::Error| exit::usage(format!("cannot read the plan {name}: {e}"));
+        // Checked and read through one handle: the file checked is the file read.
+        let mut file = std::fs::File::open(path).map_err(unreadable)?;
+        seal::check_file(&file, path)?;
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut file, &mut text).map_err(unreadable)?;
         let value: serde_json::Value = serde_json::from_str(&text)
             .map_err(|e| exit::usage(format!("{name} is not a saved plan (not JSON: {e})")))?;
         match value.get("format").and_then(serde_json::Value::as_u64) {
@@ -163,6 +188,8 @@ impl SavedPlan {
         }
         let mut plan: SavedPlan = serde_json::from_value(value)
             .map_err(|e| exit::usage(format!("{name} is not a saved plan: {e}")))?;
+        let key = seal::key(key_dir, false)?;
+        seal::verify(&plan, &key).map_err(|why| exit::usage(format!("{name}: {why}: refused")))?;
         plan.validate()
             .map_err(|why| exit::usage(format!("{name} is not a valid plan: {why}")))?;
         for change in &mut plan.changes {
@@ -258,10 +285,34 @@ impl SavedPlan {
         Ok(())
     }
 
-    /// Plans that undo a run are not held to the safety limits, as `revert`
-    /// itself is not.
-    pub(crate) fn is_revert(&self) -> bool {
-        self.kind.starts_with("revert of ")
+    /// The run of `past` this plan undoes: its kind says `revert of RUN`, RUN
+    /// is in the journal, and every change of the plan sets one of RUN's
+    /// applied changes back (its old value RUN's new one and the other way
+    /// round). Only such a plan is a revert, lifting the safety limits as
+    /// `revert` does; the kind alone lifts nothing.
+    pub(crate) fn inverse_of<'a>(
+        &self,
+        past: &'a [crate::state::journal::Entry],
+    ) -> Option<&'a str> {
+        let run = self.kind.strip_prefix("revert of ")?;
+        let entry = past.iter().rev().find(|e| e.run == run)?;
+        let done: HashMap<&str, &Change> = entry
+            .changes
+            .iter()
+            .filter(|c| {
+                matches!(
+                    c.status,
+                    Status::Applied | Status::Planned | Status::Unknown
+                )
+            })
+            .map(|c| (c.agent_id.as_str(), c))
+            .collect();
+        let inverse = self.changes.iter().all(|c| {
+            done.get(c.agent_id.as_str()).is_some_and(|d| {
+                d.new_external_id == c.old_external_id && d.old_external_id == c.new_external_id
+            })
+        });
+        inverse.then_some(entry.run.as_str())
     }
 }
 
@@ -333,6 +384,7 @@ mod tests {
             },
             name: "job".into(),
             changes,
+            seal: None,
         }
     }
 
@@ -405,9 +457,10 @@ mod tests {
         let path = dir.path().join("plan.json");
         let a = agent("1", "a@x.com", None);
         let p = plan(vec![Change::setting(&a, Some("7".into()))]);
-        p.write(&path).unwrap();
-        p.write(&path).unwrap();
-        let back = SavedPlan::read(&path).unwrap();
+        let keys = dir.path().join("state");
+        p.write(&path, &keys).unwrap();
+        p.write(&path, &keys).unwrap();
+        let back = SavedPlan::read(&path, &keys).unwrap();
         assert_eq!(back.changes, p.changes);
         #[cfg(unix)]
         {
@@ -416,11 +469,14 @@ mod tests {
             assert_eq!(mode & 0o777, 0o600);
         }
         let leftovers = std::fs::read_dir(dir.path()).unwrap().count();
-        assert_eq!(leftovers, 1, "no temporary file is left behind");
+        assert_eq!(
+            leftovers, 2,
+            "the plan and the key's folder, no temporary file"
+        );
 
-        std::fs::write(&path, r#"{"format": 2, "changes": []}"#).unwrap();
-        let err = SavedPlan::read(&path).unwrap_err();
-        assert!(err.to_string().contains("format 2"), "{err}");
+        std::fs::write(&path, r#"{"format": 9, "changes": []}"#).unwrap();
+        let err = SavedPlan::read(&path, &keys).unwrap_err();
+        assert!(err.to_string().contains("format 9"), "{err}");
         assert_eq!(exit::code(&Err(err)), 2);
     }
 }

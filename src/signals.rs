@@ -1,18 +1,64 @@
 //! SIGINT and SIGTERM while writing: the first asks the apply to stop — the
 //! writes in flight finish, no new one starts, the run is journaled as
 //! interrupted and its report printed (exit 130 / 143) — and a second one ends
-//! the process at once. Outside the apply the default disposition holds: a
-//! signal ends the run where it stands, before anything was written.
+//! the process at once. Before the apply of a run ([`before_writes`]) a signal
+//! ends the run where it stands, saying that nothing was written (exit 130 /
+//! 143); elsewhere the default disposition holds.
 //!
 //! The handlers only store into atomics (via `signal-hook`), which is all a
 //! signal handler may safely do.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Once};
 
 use anyhow::{Context, Result};
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::flag;
+
+/// Set once the apply catches signals itself: from then on the watcher of
+/// [`before_writes`] leaves them to it.
+static WRITING: AtomicBool = AtomicBool::new(false);
+
+/// From now until the apply begins, SIGINT or SIGTERM ends the process with
+/// `interrupted by SIGINT before any write: nothing was written` and 130 /
+/// 143. The journal then shows the run with no end record and no result.
+pub(crate) fn before_writes() {
+    static STARTED: Once = Once::new();
+    STARTED.call_once(|| {
+        let Ok(mut caught) = signal_hook::iterator::Signals::new([SIGINT, SIGTERM]) else {
+            // The default disposition still ends the run, silently.
+            return;
+        };
+        let started = std::thread::Builder::new()
+            .name("signals".into())
+            .spawn(move || {
+                for signal in caught.forever() {
+                    if WRITING.load(Ordering::SeqCst) {
+                        continue;
+                    }
+                    let code = 128 + signal;
+                    crate::progress::error(
+                        &format!(
+                            "interrupted by {} before any write: nothing was written",
+                            name(signal)
+                        ),
+                        u8::try_from(code).unwrap_or(u8::MAX),
+                    );
+                    std::process::exit(code);
+                }
+            });
+        if started.is_err() {
+            // The handler stays registered: make a signal end the run still.
+            for signal in [SIGINT, SIGTERM] {
+                let _ = flag::register_conditional_shutdown(
+                    signal,
+                    128 + signal,
+                    Arc::new(AtomicBool::new(true)),
+                );
+            }
+        }
+    });
+}
 
 /// The handlers of one apply. Dropping it does not bring the first signal's
 /// grace back: from then on a signal ends the process at once, with its code.
@@ -24,6 +70,7 @@ pub(crate) struct Watch {
 impl Watch {
     /// Catch SIGINT and SIGTERM from now on.
     pub(crate) fn install() -> Result<Watch> {
+        WRITING.store(true, Ordering::SeqCst);
         let caught = Arc::new(AtomicUsize::new(0));
         let armed = Arc::new(AtomicBool::new(false));
         for signal in [SIGINT, SIGTERM] {

@@ -312,11 +312,20 @@ pub(crate) struct TemplateError {
 
 /// Refuse a value that would not stay the one path segment it fills: `..`
 /// climbs out of its place (`/users/../punch-clock` is `/punch-clock`), `.`
-/// and the empty string drop it (`/Users/.` is `/Users`). `what` names the value.
+/// and the empty string drop it (`/Users/.` is `/Users`), and a control
+/// character is no part of any identifier — the URL parser drops tabs and line
+/// breaks, so `"\t.."` would reach the server as `..`. Every value put into a
+/// path segment (a template's, a SCIM agent id) passes here first. `what` names
+/// the value.
 pub(crate) fn check_path_segment(what: &str, value: &str) -> Result<()> {
     if matches!(value, "" | "." | "..") {
         bail!(
             "{what} {value:?} cannot be put into a URL path: an empty, `.` or `..` segment would change the endpoint; nothing was sent"
+        );
+    }
+    if value.chars().any(char::is_control) {
+        bail!(
+            "{what} {value:?} cannot be put into a URL path: it holds a control character; nothing was sent"
         );
     }
     Ok(())
@@ -362,7 +371,7 @@ mod tests {
     fn dot_segments_and_empty_values_are_refused_in_paths() {
         let t =
             Template::parse("/users/{{external_id}}/punch-clock", Scope::Action, &no_env).unwrap();
-        for bad in ["..", ".", ""] {
+        for bad in ["..", ".", "", "\t..", "..\n", ".\r.", "a\u{7f}b"] {
             let v = Values {
                 external_id: Some(bad),
                 ..Values::default()

@@ -159,6 +159,59 @@ fn a_bad_events_line_is_refused_before_anything_is_sent() {
     assert_eq!(clock.request_count(), 0);
 }
 
+#[test]
+fn a_list_of_bad_lines_keeps_its_line_breaks_and_escapes_what_the_file_said() {
+    let clock = clock();
+    let job = action_job(&clock);
+    let events = job.write(
+        "events.jsonl",
+        "{\"email\": \"ann@x.com\", \"vars\": {\"event\": \"in\"}}\nnot json\n{\"email\": 1}\n",
+    );
+    let out = agentsync(&["action", "punch"])
+        .config(&job)
+        .args(&["--events", events.to_str().unwrap()])
+        .expect(2);
+    let name = events.to_str().unwrap();
+    assert!(
+        out.stderr.contains(&format!(
+            "agentsync: error: 2 malformed events; nothing was sent:\n  {name}: line 2: not JSON"
+        )),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr.contains(&format!(
+            "\n  {name}: line 3: \"email\" is a number, not a string\n"
+        )),
+        "{}",
+        out.stderr
+    );
+    // An email from the file with a line break in it: still one line.
+    let forged = job.write(
+        "forged.jsonl",
+        "{\"email\": \"a@x.com\\nagentsync: error: forged\"}\n",
+    );
+    let out = agentsync(&["action", "punch"])
+        .config(&job)
+        .args(&["--events", forged.to_str().unwrap()])
+        .expect(2);
+    let lines: Vec<&str> = out.stderr.lines().collect();
+    assert_eq!(lines.len(), 2, "{}", out.stderr);
+    assert!(
+        lines[0].starts_with(
+            "agentsync: error: action \"punch\": 1 incomplete event; nothing was sent:"
+        ),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        lines[1].contains(": line 1: a@x.com\\nagentsync: error: forged has no vars.event"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(clock.request_count(), 0);
+}
+
 /// A sync to `scim` from a source of these users.
 fn sync_job(users: &[(&str, &str)], scim: &Scim) -> (Server, JobDir) {
     let users: Vec<Value> = users
@@ -270,10 +323,11 @@ fn revert_refuses_an_agent_changed_since() {
     sync(&job).quiet().expect(0);
     // Someone relinks a2 by hand after the run.
     scim.set_external_id("a2", "manual");
+    // An agent of the run left changed: the revert is incomplete (exit 3).
     let report = agentsync(&["revert", "last"])
         .config(&job)
         .output_json()
-        .expect(0)
+        .expect(3)
         .json();
     assert_eq!(report["summary"]["unlink"], 1);
     assert_eq!(report["summary"]["conflict"], 1);

@@ -321,3 +321,76 @@ base_url = "http://127.0.0.1:9/scim/v2"
         assert!(err.contains(said), "{said}: {err}");
     }
 }
+
+#[test]
+fn a_newcomers_config_mistakes_are_said_in_plain_words_at_their_key() {
+    let config = |base_url: &str, max_pages: &str| {
+        Job::raw(format!(
+            r#"[source]
+base_url = "{base_url}"
+path = "/users"
+records = ".users"
+
+[source.auth]
+kind = "bearer"
+token_env = "NEWCOMER_TOKEN"
+
+[pagination]
+kind = "page"
+max_pages = {max_pages}
+"#
+        ))
+        .write()
+    };
+    let job = config("http://127.0.0.1:9", "\"10\"");
+    let out = agentsync(&["check"])
+        .config(&job)
+        .env("NEWCOMER_TOKEN", "t")
+        .expect(2);
+    assert!(
+        out.stderr.contains(
+            "max_pages must be a whole number, not the string \"10\" (write it without quotes)"
+        ),
+        "{}",
+        out.stderr
+    );
+    assert!(!out.stderr.contains("u64"), "{}", out.stderr);
+    assert!(out.stderr.contains("1 error in"), "{}", out.stderr);
+
+    // One rule for every URL without http:// or https://.
+    for host in ["127.0.0.1:8787", "localhost:8787"] {
+        let job = config(host, "10");
+        let out = agentsync(&["check"])
+            .config(&job)
+            .env("NEWCOMER_TOKEN", "t")
+            .expect(2);
+        let said = format!(
+            "[source] base_url: the URL must be http:// or https:// (did you mean \"http://{host}\"?)"
+        );
+        assert!(out.stderr.contains(&said), "{host}: {}", out.stderr);
+    }
+
+    // An empty secret is told as empty, at the key that names it.
+    let job = config("http://127.0.0.1:9", "10");
+    let out = agentsync(&["check"])
+        .config(&job)
+        .env("NEWCOMER_TOKEN", "")
+        .expect(2);
+    assert_eq!(places(&out.stderr), [(8, 13)], "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains("[source.auth] token_env: environment variable NEWCOMER_TOKEN is empty"),
+        "{}",
+        out.stderr
+    );
+    let out = agentsync(&["check"])
+        .config(&job)
+        .env_remove("NEWCOMER_TOKEN")
+        .expect(2);
+    assert_eq!(places(&out.stderr), [(8, 13)], "{}", out.stderr);
+    assert!(
+        out.stderr.contains("NEWCOMER_TOKEN is not set"),
+        "{}",
+        out.stderr
+    );
+}

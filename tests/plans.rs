@@ -73,7 +73,7 @@ fn a_saved_plan_is_applied_as_reviewed_leaving_agents_changed_since_stale() {
     let before = external_ids(&mock);
     let (path, plan) = save_plan(&job, "plan.json");
 
-    assert_eq!(plan["format"], 1);
+    assert_eq!(plan["format"], 2);
     assert_eq!(plan["kind"], "sync");
     let config = std::fs::canonicalize(&job.config).unwrap();
     assert_eq!(plan["config"]["path"], config.to_str().unwrap());
@@ -164,13 +164,22 @@ fn a_saved_plan_is_applied_as_reviewed_leaving_agents_changed_since_stale() {
     );
     assert_eq!(journal[1]["kind"], format!("apply of {path}"));
 
+    // The newest run wrote nothing: `revert last` leaves it, naming the run
+    // to give instead.
+    let applied = external_ids(&mock);
+    let first = journal[0]["run"].as_str().unwrap();
+    let out = agentsync(&["revert", "last"]).config(&job).expect(0);
+    assert!(
+        out.stderr.contains("wrote nothing")
+            && out.stderr.contains(&format!("agentsync revert {first}")),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(external_ids(&mock), applied, "nothing was written");
     // What the plan applied can be undone; the hand-set ID stays. Undoing 15
-    // links unlinks more than max_unlink_percent: a revert is held to the
-    // limits like a sync, so it is forced.
-    agentsync(&["revert", "last", "--force"])
-        .config(&job)
-        .quiet()
-        .expect(0);
+    // links unlinks more than max_unlink_percent: a revert is not held to the
+    // limits.
+    agentsync(&["revert", first]).config(&job).quiet().expect(0);
     let reverted = external_ids(&mock);
     for (id, was) in &before {
         if *id == moved {
@@ -237,24 +246,26 @@ fn a_plan_older_than_max_age_or_of_another_format_is_refused() {
     let before = external_ids(&mock);
     let (path, mut plan) = save_plan(&job, "plan.json");
 
+    // The plan's time is second-precise: after a wait it is over a second old.
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let out = agentsync(&["apply", &path, "--max-age", "1s"])
+        .state(&job)
+        .quiet()
+        .expect(2);
+    assert!(out.stderr.contains("--max-age"), "{}", out.stderr);
+
+    // An older time written into the plan is an edit.
+    let saved = plan.clone();
     plan["made"] = "2020-01-01T00:00:00Z".into();
     std::fs::write(&path, plan.to_string()).unwrap();
-    for max_age in [None, Some("1s"), Some("30days")] {
-        let mut run = agentsync(&["apply", &path]).state(&job).quiet();
-        if let Some(age) = max_age {
-            run = run.args(&["--max-age", age]);
-        }
-        let out = run.expect(2);
-        assert!(out.stderr.contains("--max-age"), "{}", out.stderr);
-    }
+    let out = agentsync(&["apply", &path]).state(&job).quiet().expect(2);
+    assert!(out.stderr.contains("edited: \"made\""), "{}", out.stderr);
 
-    plan["made"] = humantime::format_rfc3339_seconds(std::time::SystemTime::now())
-        .to_string()
-        .into();
-    plan["format"] = 2.into();
+    plan = saved;
+    plan["format"] = 3.into();
     std::fs::write(&path, plan.to_string()).unwrap();
     let out = agentsync(&["apply", &path]).state(&job).quiet().expect(2);
-    assert!(out.stderr.contains("plan format 2"), "{}", out.stderr);
+    assert!(out.stderr.contains("plan format 3"), "{}", out.stderr);
 
     let not_a_plan = job.write("notes.json", "{\"changes\": []}");
     agentsync(&["apply", not_a_plan.to_str().unwrap()])
@@ -318,8 +329,13 @@ fn a_saved_revert_is_applied_like_any_plan() {
 
     agentsync(&["apply", path]).state(&job).quiet().expect(0);
     assert_eq!(external_ids(&mock), before);
+    // The plan undoes the journal's run: it is journaled as its revert.
     let journal = job.journal();
-    assert_eq!(journal.last().unwrap()["kind"], format!("apply of {path}"));
+    assert_eq!(
+        journal.last().unwrap()["kind"],
+        format!("revert of {run} (plan {path})")
+    );
+    assert_eq!(journal[0]["reverted_by"], journal[1]["run"]);
 }
 
 #[test]
@@ -332,10 +348,13 @@ fn a_closed_stdout_ends_the_command_quietly() {
         .replace("[sync]\n", "[sync]\njournal = \"job.journal.jsonl\"\n");
     job.write("job.toml", &text);
     // A journal longer than a pipe holds.
+    // Runs of an older version, which name their config by its real path.
+    let config = std::fs::canonicalize(&job.config).unwrap();
+    let config = config.to_str().unwrap();
     let mut journal = String::new();
     for i in 0..3000 {
         journal.push_str(&format!(
-            "{{\"run\":\"20260101-000000-{i:04x}\",\"time\":\"2026-01-01T00:00:00Z\",\"config\":\"job.toml\",\"name\":\"punch-clock\",\"kind\":\"sync\",\"summary\":{{\"link\":1,\"update\":0,\"unlink\":0,\"failed\":0}},\"changes\":[]}}\n"
+            "{{\"run\":\"20260101-000000-{i:04x}\",\"time\":\"2026-01-01T00:00:00Z\",\"config\":\"{config}\",\"name\":\"punch-clock\",\"kind\":\"sync\",\"summary\":{{\"link\":1,\"update\":0,\"unlink\":0,\"failed\":0}},\"changes\":[]}}\n"
         ));
     }
     job.write("job.journal.jsonl", &journal);
@@ -511,4 +530,90 @@ fn an_agent_whose_version_moved_since_the_plan_is_stale() {
         change["old_external_id"].as_str(),
         "the stale agent was not written"
     );
+}
+
+#[test]
+fn a_saved_plan_edited_after_it_was_saved_is_refused_naming_the_edit() {
+    let mock = Mock::start(&[]);
+    let job = mock.punch_job();
+    let text = job
+        .read("job.toml")
+        .replace("max_changes = 500", "max_changes = 5");
+    job.write("job.toml", &text);
+    let before = external_ids(&mock);
+    let (path, saved) = save_plan(&job, "plan.json");
+    assert!(planned(&saved).len() > 5);
+    let refused = |plan: &Value, says: &str| {
+        std::fs::write(&path, plan.to_string()).unwrap();
+        let out = agentsync(&["apply", &path]).state(&job).quiet().expect(2);
+        assert!(out.stderr.contains(says), "{says}: {}", out.stderr);
+        assert_eq!(external_ids(&mock), before, "nothing was written");
+    };
+
+    // A kind that would lift the safety limits.
+    let mut plan = saved.clone();
+    plan["kind"] = "revert of anything".into();
+    refused(
+        &plan,
+        "the plan was edited after it was saved (edited: \"kind\")",
+    );
+    // Another external ID for one agent.
+    let mut plan = saved.clone();
+    plan["changes"][3]["new_external_id"] = "ATTACKER-ID".into();
+    let agent = plan["changes"][3]["agent_id"].as_str().unwrap().to_owned();
+    refused(&plan, &format!("edited: changes[3] (agent {agent})"));
+    // A change taken out.
+    let mut plan = saved.clone();
+    plan["changes"].as_array_mut().unwrap().remove(0);
+    refused(&plan, "changes, ");
+    // No seal at all.
+    let mut plan = saved.clone();
+    plan.as_object_mut().unwrap().remove("seal");
+    refused(&plan, "the plan has no seal");
+
+    // Left as saved, it is applied (over the limit: `--force`).
+    std::fs::write(&path, saved.to_string()).unwrap();
+    agentsync(&["apply", &path, "--force"])
+        .state(&job)
+        .quiet()
+        .expect(0);
+    assert_ne!(external_ids(&mock), before);
+}
+
+#[test]
+fn a_plan_file_others_can_write_or_a_key_others_can_read_is_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    let mock = Mock::start(&[]);
+    let job = mock.punch_job();
+    let before = external_ids(&mock);
+    let (path, _) = save_plan(&job, "plan.json");
+    let key = job.state_dir().join("plans.key");
+    let mode = std::fs::metadata(&key).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600, "the key is private");
+
+    for mode in [0o666, 0o620] {
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+        let out = agentsync(&["apply", &path]).state(&job).quiet().expect(2);
+        assert!(
+            out.stderr.contains(&format!(
+                "has mode {mode:04o}: others could have written it"
+            )),
+            "{}",
+            out.stderr
+        );
+    }
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let out = agentsync(&["apply", &path]).state(&job).quiet().expect(2);
+    assert!(out.stderr.contains("plans' key"), "{}", out.stderr);
+    assert_eq!(external_ids(&mock), before, "nothing was written");
+    // A plan saved with another state directory's key is refused.
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let other = tempfile::tempdir().unwrap();
+    let out = agentsync(&["apply", &path])
+        .env("AGENTSYNC_STATE_DIR", other.path().to_str().unwrap())
+        .quiet()
+        .expect(2);
+    assert!(out.stderr.contains("plans' key"), "{}", out.stderr);
+    assert_eq!(external_ids(&mock), before, "nothing was written");
 }

@@ -387,7 +387,6 @@ fn contested_agents_are_reported_and_skipped_when_asked() {
         ("1".into(), "a@x.com".into()),
         ("2".into(), "b@x.com".into()),
     ]);
-    // A journal beside each config, so that the second job can be given a copy.
     let job = scim_job(&src, &scim.base()).sync("journal", "job.journal.jsonl");
     let warn = job.clone().write();
     sync(&warn).quiet().expect(0);
@@ -406,13 +405,11 @@ fn contested_agents_are_reported_and_skipped_when_asked() {
     let human = sync(&warn).dry_run().expect(0);
     assert!(human.stdout.contains("1 contested"), "{}", human.stdout);
 
-    // The same journal, on_contested = "skip": the agent is left alone.
-    let skip = job.sync("on_contested", "skip").write();
-    std::fs::copy(
-        warn.path("job.journal.jsonl"),
-        skip.path("job.journal.jsonl"),
-    )
-    .unwrap();
+    // The same job, now with on_contested = "skip": the agent is left alone.
+    // (Another config reading this journal would not see the job's runs.)
+    let skip = warn;
+    let text = job.sync("on_contested", "skip").text();
+    std::fs::write(&skip.config, text).unwrap();
     let report = sync(&skip).output_json().expect(0).json();
     assert_eq!(report["summary"]["contested"], 1);
     assert!(report["changes"].as_array().unwrap().is_empty(), "{report}");

@@ -398,26 +398,6 @@ fn a_journal_over_the_sink_file_or_the_config_is_a_config_error() {
 }
 
 #[test]
-fn revert_obeys_the_safety_limits() {
-    let src = Source::start(&people(4));
-    let scim = directory(4, Duration::ZERO);
-    let job = job(&src, &scim).sync("max_changes", 3).write();
-    sync(&job).quiet().arg("--force").expect(0);
-    assert_eq!(linked(&scim, 4), 4);
-    let out = agentsync(&["revert", "last"])
-        .config(&job)
-        .quiet()
-        .expect(4);
-    assert!(out.stderr.contains("max_changes = 3"), "{}", out.stderr);
-    assert_eq!(linked(&scim, 4), 4);
-    agentsync(&["revert", "last", "--force"])
-        .config(&job)
-        .quiet()
-        .expect(0);
-    assert_eq!(linked(&scim, 4), 0);
-}
-
-#[test]
 fn a_csv_sink_converges_on_a_padded_id() {
     let src = Source::start(&[(" 42 ".into(), "u1@x.com".into())]);
     let job = Job::source(&src.server.base)

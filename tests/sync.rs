@@ -60,7 +60,8 @@ fn dry_run_prints_the_exact_plan_and_writes_nothing() {
     assert_eq!(report["sink"], json!({"agents": 7}));
     assert_eq!(
         report["summary"],
-        json!({"link": 1, "update": 1, "unlink": 0, "unchanged": 1, "unmatched": 1, "conflict": 2, "contested": 0, "failed": 0})
+        json!({"link": 1, "update": 1, "unlink": 0, "unchanged": 1, "unmatched": 1, "conflict": 2, "contested": 0,
+               "failed": 0, "skipped": 0, "stale": 0, "unknown": 0})
     );
     assert_eq!(
         report["changes"],
@@ -427,7 +428,10 @@ fn the_json_report_has_the_contract_shape() {
             "contested",
             "failed",
             "link",
+            "skipped",
+            "stale",
             "unchanged",
+            "unknown",
             "unlink",
             "unmatched",
             "update"

@@ -182,48 +182,126 @@ fn scrub(value: &mut serde_json::Value) {
 /// At most this many malformed lines are listed; the rest are counted.
 const LINE_ERRORS_SHOWN: usize = 20;
 
+/// The longest line of a batch, in bytes. An event is an email and a few
+/// variables; a longer line is refused as it is read, never held whole.
+pub(crate) const MAX_EVENT_LINE: usize = 64 * 1024;
+
+/// The errors of a batch's lines: the first few kept, the rest counted, so
+/// that a file of any size is told in bounded memory.
+#[derive(Default)]
+struct LineErrors {
+    shown: Vec<String>,
+    total: usize,
+}
+
+impl LineErrors {
+    fn push(&mut self, error: impl FnOnce() -> String) {
+        self.total += 1;
+        if self.shown.len() < LINE_ERRORS_SHOWN {
+            self.shown.push(error());
+        }
+    }
+
+    /// `Ok` when there were none, else a usage error listing them: `what`
+    /// the lines are, and the `outcome`.
+    fn into_result(mut self, what: &str, outcome: &str) -> Result<()> {
+        if self.total == 0 {
+            return Ok(());
+        }
+        if self.total > self.shown.len() {
+            let more = self.total - self.shown.len();
+            self.shown.push(format!("… and {more} more"));
+        }
+        let s = if self.total == 1 { "" } else { "s" };
+        Err(exit::usage_listed(
+            format!("{} {what} event{s}; {outcome}:", self.total),
+            self.shown,
+        ))
+    }
+}
+
+/// The next line of `reader` into `buf` (without its `\n` or `\r\n`), never
+/// more than [`MAX_EVENT_LINE`] bytes of it: `None` at the end, else whether
+/// the line was longer (its bytes are then read and dropped).
+fn next_line(reader: &mut impl BufRead, buf: &mut Vec<u8>) -> std::io::Result<Option<bool>> {
+    buf.clear();
+    let (mut any, mut too_long) = (false, false);
+    loop {
+        let chunk = match reader.fill_buf() {
+            Ok(chunk) => chunk,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        if chunk.is_empty() {
+            break;
+        }
+        any = true;
+        let newline = chunk.iter().position(|&b| b == b'\n');
+        let part = &chunk[..newline.unwrap_or(chunk.len())];
+        if !too_long && buf.len() + part.len() > MAX_EVENT_LINE + 1 {
+            too_long = true;
+            buf.clear();
+        }
+        if !too_long {
+            buf.extend_from_slice(part);
+        }
+        let used = newline.map_or(chunk.len(), |i| i + 1);
+        reader.consume(used);
+        if newline.is_some() {
+            break;
+        }
+    }
+    if buf.last() == Some(&b'\r') {
+        buf.pop();
+    }
+    too_long |= buf.len() > MAX_EVENT_LINE;
+    Ok(any.then_some(too_long))
+}
+
 /// Read the events of a batch from `reader` (called `name` in errors). Every
-/// line is checked before anything is sent: a file with malformed lines is a
-/// usage error that names each line (up to 20) and what is wrong with it.
-pub(crate) fn read_events(reader: impl BufRead, name: &str) -> Result<Vec<Event>> {
+/// line is checked before anything is sent: a file with malformed lines (not
+/// JSON, not UTF-8, longer than [`MAX_EVENT_LINE`]) is a usage error that
+/// names each line (up to 20) and what is wrong with it.
+pub(crate) fn read_events(mut reader: impl BufRead, name: &str) -> Result<Vec<Event>> {
     let mut events = Vec::new();
-    let mut errors = Vec::new();
-    for (i, line) in reader.lines().enumerate() {
-        let line = line.with_context(|| format!("reading {name}"))?;
+    let mut errors = LineErrors::default();
+    let mut buf = Vec::new();
+    let mut number = 0;
+    while let Some(too_long) =
+        next_line(&mut reader, &mut buf).with_context(|| format!("reading {name}"))?
+    {
+        number += 1;
+        if too_long {
+            errors.push(|| {
+                format!(
+                    "{name}: line {number}: longer than {} KiB, the most an event may have",
+                    MAX_EVENT_LINE / 1024
+                )
+            });
+            continue;
+        }
+        let line = match std::str::from_utf8(&buf) {
+            Ok(line) => line,
+            Err(e) => {
+                let at = e.valid_up_to() + 1;
+                errors.push(|| format!("{name}: line {number}: not UTF-8 text (byte {at})"));
+                continue;
+            }
+        };
         if line.trim().is_empty() {
             continue;
         }
-        match parse_event(&line) {
+        match parse_event(line) {
             Ok((email, vars)) => events.push(Event {
-                line: i + 1,
+                line: number,
                 email,
                 vars,
             }),
-            Err(why) => errors.push(format!("{name}: line {}: {why}", i + 1)),
+            Err(why) => errors.push(|| format!("{name}: line {number}: {why}")),
         }
     }
-    if errors.is_empty() {
-        return Ok(events);
-    }
-    Err(exit::usage(lines_message(
-        errors,
-        "malformed",
-        "nothing was sent",
-    )))
-}
-
-/// Many line errors as one message: one line each, the first few shown.
-fn lines_message(mut errors: Vec<String>, what: &str, outcome: &str) -> String {
-    let total = errors.len();
-    if total > LINE_ERRORS_SHOWN {
-        errors.truncate(LINE_ERRORS_SHOWN);
-        errors.push(format!("… and {} more", total - LINE_ERRORS_SHOWN));
-    }
-    let s = if total == 1 { "" } else { "s" };
-    format!(
-        "{total} {what} event{s}; {outcome}:\n  {}",
-        errors.join("\n  ")
-    )
+    errors.into_result("malformed", "nothing was sent")?;
+    Ok(events)
 }
 
 /// One line's email and vars, or what is wrong with it.
@@ -295,29 +373,26 @@ pub(crate) fn check_vars(
     events: &[Event],
     name: &str,
 ) -> Result<()> {
-    let errors: Vec<String> = events
-        .iter()
-        .filter_map(|e| {
-            let missing = missing_vars(spec, &e.vars);
-            (!missing.is_empty()).then(|| {
-                let names: Vec<_> = missing.iter().map(|k| format!("vars.{k}")).collect();
-                format!(
-                    "{name}: line {}: {} has no {} (put it in the line's vars, or pass --set {}=VALUE for every event)",
-                    e.line,
-                    e.email,
-                    names.join(", "),
-                    missing[0]
-                )
-            })
-        })
-        .collect();
-    if errors.is_empty() {
-        return Ok(());
+    let mut errors = LineErrors::default();
+    for e in events {
+        let missing = missing_vars(spec, &e.vars);
+        if missing.is_empty() {
+            continue;
+        }
+        errors.push(|| {
+            let names: Vec<_> = missing.iter().map(|k| format!("vars.{k}")).collect();
+            format!(
+                "{name}: line {}: {} has no {} (put it in the line's vars, or pass --set {}=VALUE for every event)",
+                e.line,
+                e.email,
+                names.join(", "),
+                missing[0]
+            )
+        });
     }
-    Err(exit::usage(format!(
-        "action {action:?}: {}",
-        lines_message(errors, "incomplete", "nothing was sent")
-    )))
+    errors
+        .into_result("incomplete", "nothing was sent")
+        .with_context(|| format!("action {action:?}"))
 }
 
 #[cfg(test)]

@@ -23,7 +23,7 @@ pub(super) fn auth_from_raw(
     let at = raw.span();
     Ok(match raw.get_ref() {
         RawAuth::Bearer { token_env } => {
-            let token = ctx.env_secret(at.clone(), token_env, key)?;
+            let token = ctx.env_secret(at.clone(), Some("token_env"), token_env, key)?;
             header_safe(key, token_env, token.expose_secret(), at, ctx)?;
             Auth::Bearer(token)
         }
@@ -31,9 +31,9 @@ pub(super) fn auth_from_raw(
             username_env,
             password_env,
         } => {
-            let username = ctx.env_secret(at.clone(), username_env, key)?;
+            let username = ctx.env_secret(at.clone(), Some("username_env"), username_env, key)?;
             let password = match password_env {
-                Some(var) => ctx.env_secret(at, var, key)?,
+                Some(var) => ctx.env_secret(at, Some("password_env"), var, key)?,
                 None => String::new().into(),
             };
             redact::register_basic(username.expose_secret(), password.expose_secret());
@@ -49,7 +49,7 @@ pub(super) fn auth_from_raw(
                     format!("{key}: {name:?} is not a valid header name"),
                 ));
             }
-            let value = ctx.env_secret(at.clone(), value_env, key)?;
+            let value = ctx.env_secret(at.clone(), Some("value_env"), value_env, key)?;
             header_safe(key, value_env, value.expose_secret(), at, ctx)?;
             Auth::Header {
                 name: name.clone(),
@@ -145,8 +145,9 @@ fn oauth2(key: &str, raw: &Spanned<RawAuth>, ctx: &Ctx) -> Result<OAuth2, Config
                 ));
             };
             let token_url = url(token_url)?;
-            let client_id = ctx.env_secret(at.clone(), id_env, key)?;
-            let client_secret = ctx.env_secret(at.clone(), secret_env, key)?;
+            let client_id = ctx.env_secret(at.clone(), Some("client_id_env"), id_env, key)?;
+            let client_secret =
+                ctx.env_secret(at.clone(), Some("client_secret_env"), secret_env, key)?;
             // The client's Basic header holds both form-encoded (RFC 6749 §2.3.1).
             let enc =
                 |s: &str| url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();

@@ -65,6 +65,12 @@ impl ConfigError {
         Some(format!("{gutter} |\n{number} | {text}\n{gutter} | {pad}^"))
     }
 
+    /// `3 errors in FILE` (`1 error` too: the last line says how many).
+    fn count_line(&self) -> String {
+        let n = u64::try_from(self.more.len()).map_or(u64::MAX, |n| n.saturating_add(1));
+        format!("{} in {}", crate::term::count(n, "error"), self.file)
+    }
+
     fn fmt_one(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.headline())?;
         match self.snippet() {
@@ -85,12 +91,7 @@ impl crate::exit::Invalid for ConfigError {
                 crate::progress::error_detail(&snippet);
             }
         }
-        if !self.more.is_empty() {
-            crate::progress::error(
-                &format!("{} errors in {}", self.more.len() + 1, self.file),
-                exit_code,
-            );
-        }
+        crate::progress::error(&self.count_line(), exit_code);
     }
 }
 
@@ -101,10 +102,7 @@ impl fmt::Display for ConfigError {
             writeln!(f)?;
             other.fmt_one(f)?;
         }
-        if !self.more.is_empty() {
-            write!(f, "\n{} errors in {}", self.more.len() + 1, self.file)?;
-        }
-        Ok(())
+        write!(f, "\n{}", self.count_line())
     }
 }
 
@@ -223,10 +221,14 @@ impl<'a> Ctx<'a> {
             .map_err(|e| self.err_inside(value, e.offset, format!("{key}: {}", e.message)))
     }
 
-    /// The secret in environment variable `var`, named by `what` when missing.
+    /// The secret in environment variable `var`, which the key `key` of the
+    /// table at `table` names (`None`: a preset names it); an error at that
+    /// key's value when the variable is not set or is empty. `what` names
+    /// the table in the message.
     pub(super) fn env_secret(
         &self,
-        at: Range<usize>,
+        table: Range<usize>,
+        key: Option<&str>,
         var: &str,
         what: &str,
     ) -> Result<SecretString, ConfigError> {
@@ -235,15 +237,72 @@ impl<'a> Ctx<'a> {
                 redact::register(&v);
                 Ok(v.into())
             }
-            _ => Err(self.error(
-                Some(at),
-                format!("{what}: environment variable {var} is not set"),
-            )),
+            found => {
+                let state = if found.is_some() {
+                    "is empty"
+                } else {
+                    "is not set"
+                };
+                let at = key.and_then(|k| self.value_of_key(&table, k));
+                let what = key.map_or_else(|| what.to_owned(), |k| format!("{what} {k}"));
+                Err(self.error(
+                    Some(at.unwrap_or(table)),
+                    format!("{what}: environment variable {var} {state}"),
+                ))
+            }
         }
     }
 
+    /// Where the value of `key` is written in the table whose span is
+    /// `table` (a `[table]` header, which runs to the next header, or an
+    /// inline `{ … }`): the place of an error about that value when it has
+    /// no span of its own (serde keeps none inside a tagged enum).
+    fn value_of_key(&self, table: &Range<usize>, key: &str) -> Option<Range<usize>> {
+        let rest = self.text.get(table.start..)?;
+        let next_header = rest
+            .get(1..)
+            .and_then(|r| r.find("\n["))
+            .map_or(rest.len(), |i| i + 1);
+        let end = next_header
+            .max(table.end.saturating_sub(table.start))
+            .min(rest.len());
+        let body = rest.get(..end)?;
+        let mut from = 0;
+        while let Some(i) = body.get(from..)?.find(key) {
+            let start = from + i;
+            let before = body[..start].trim_end_matches([' ', '\t']);
+            let after = body[start + key.len()..].trim_start_matches([' ', '\t']);
+            if before.ends_with(['\n', '{', ',']) && after.starts_with('=') {
+                let value = after[1..].trim_start_matches([' ', '\t']);
+                let offset = table.start + body.len() - value.len();
+                return Some(offset..offset + 1);
+            }
+            from = start + key.len();
+        }
+        None
+    }
+
+    /// The http:// or https:// URL of `key`. The scheme is checked first, so
+    /// that every URL without one (`localhost:8787`, `127.0.0.1:8787`) gets
+    /// the same answer, whatever the URL parser makes of the rest.
     pub(super) fn url(&self, key: &str, value: &Spanned<String>) -> Result<Url, ConfigError> {
-        let url = Url::parse(value.get_ref().trim()).map_err(|e| {
+        let text = value.get_ref().trim();
+        let has_scheme = |scheme: &str| {
+            text.get(..scheme.len())
+                .is_some_and(|s| s.eq_ignore_ascii_case(scheme))
+        };
+        if !has_scheme("http://") && !has_scheme("https://") {
+            let hint = if text.contains("://") {
+                String::new()
+            } else {
+                format!(" (did you mean \"http://{text}\"?)")
+            };
+            return Err(self.err_at(
+                value,
+                format!("{key}: the URL must be http:// or https://{hint}"),
+            ));
+        }
+        let url = Url::parse(text).map_err(|e| {
             self.err_at(
                 value,
                 format!("{key}: invalid URL {:?}: {e}", value.get_ref()),

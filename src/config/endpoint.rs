@@ -252,9 +252,14 @@ mod tests {
         );
         let err = parse_str(&text).unwrap_err();
         assert!(
-            err.message.contains("environment variable NOPE is not set"),
+            err.message
+                .contains("token_env: environment variable NOPE is not set"),
             "{err}"
         );
+        // The caret is under the variable's name, inside the inline table.
+        let line = "auth = { kind = \"bearer\", token_env = \"NOPE\" }";
+        assert_eq!(err.source_line.as_deref(), Some(line));
+        assert_eq!(err.at.map(|a| a.1), line.find("\"NOPE\"").map(|c| c + 1));
     }
 
     #[test]

@@ -76,6 +76,16 @@ pub(crate) struct Job {
 }
 
 impl Job {
+    /// The roots the job's `ca_file`s add, source's and sink's: what a
+    /// request of the job's own (a ping) trusts besides the system's.
+    pub(crate) fn extra_roots(&self) -> Vec<ureq::tls::Certificate<'static>> {
+        let mut roots = self.source.endpoint.settings.extra_roots.clone();
+        if let Some(SinkSpec::Scim { endpoint, .. }) = &self.sink {
+            roots.extend(endpoint.settings.extra_roots.iter().cloned());
+        }
+        roots
+    }
+
     /// The job of the config file at `path`.
     pub(super) fn from_raw(raw: &RawConfig, path: &Path, ctx: &Ctx) -> Result<Self, ConfigError> {
         // Each part is checked even when one before it failed, so that `check`
@@ -96,13 +106,18 @@ impl Job {
             None => Ok(Jq::compile("{id: .id, email: .email}").expect("default mapping compiles")),
         });
         let jq_timeout = errors.keep(
-            match raw.mapping.as_ref().and_then(|m| m.timeout_secs.as_ref()) {
-                Some(t) if *t.get_ref() == 0 => {
-                    Err(ctx.err_at(t, "[mapping] timeout_secs must be at least 1"))
-                }
-                Some(t) => Ok(std::time::Duration::from_secs(*t.get_ref())),
-                None => Ok(crate::jq_budget::DEFAULT_TIMEOUT),
-            },
+            super::endpoint::bounded(
+                "[mapping] timeout_secs",
+                raw.mapping.as_ref().and_then(|m| m.timeout_secs.as_ref()),
+                1..=3600,
+                ctx,
+            )
+            .map(|t| {
+                t.map_or(
+                    crate::jq_budget::DEFAULT_TIMEOUT,
+                    std::time::Duration::from_secs,
+                )
+            }),
         );
         let sink = errors.keep(
             raw.sink

@@ -14,6 +14,7 @@ mod request;
 pub(crate) mod schema;
 mod sink;
 mod sync;
+mod words;
 
 use std::path::{Path, PathBuf};
 
@@ -44,7 +45,10 @@ pub(crate) fn load(path: &Path) -> anyhow::Result<Job> {
 pub(crate) fn parse(text: &str, path: &Path, env: EnvLookup) -> Result<Job, ConfigError> {
     let ctx = ctx::Ctx::new(text, path.display().to_string(), env);
     let raw: raw::RawConfig = toml::from_str(text).map_err(|e| {
-        let first = ctx.error(e.span(), e.message().trim_end().to_owned());
+        let message = e.message().trim_end();
+        let message = words::plain(message, text, e.span().map(|s| s.start))
+            .unwrap_or_else(|| message.to_owned());
+        let first = ctx.error(e.span(), message);
         // serde stops at the first unknown key: look for all of them.
         if first.message.starts_with("unknown field") {
             keys::unknown(text, &ctx).unwrap_or(first)

@@ -108,27 +108,29 @@ impl PaginationSpec {
             ));
         }
         check_request_moves(kind, request, source, ctx)?;
-        let max_pages = match &p.max_pages {
-            Some(m) if *m.get_ref() == 0 => {
-                return Err(ctx.err_at(m, "[pagination] max_pages must be at least 1"));
-            }
-            Some(m) => *m.get_ref(),
-            None => 10_000,
-        };
-        let limit = match &p.limit {
-            Some(l) if *l.get_ref() == 0 => {
-                return Err(ctx.err_at(l, "[pagination] limit must be at least 1"));
-            }
-            l => l.as_ref().map(|l| *l.get_ref()),
-        };
+        let max_pages = super::endpoint::bounded(
+            "[pagination] max_pages",
+            p.max_pages.as_ref(),
+            1..=10_000_000,
+            ctx,
+        )?
+        .unwrap_or(10_000);
+        let limit =
+            super::endpoint::bounded("[pagination] limit", p.limit.as_ref(), 1..=1_000_000, ctx)?;
+        let start = super::endpoint::bounded(
+            "[pagination] start",
+            p.start.as_ref(),
+            0..=1_000_000_000_000,
+            ctx,
+        )?;
         Ok(PaginationSpec {
             kind: match kind {
                 K::None => paginate::Kind::None,
                 K::Page => paginate::Kind::Page {
-                    start: p.start.unwrap_or(1),
+                    start: start.unwrap_or(1),
                 },
                 K::Offset => paginate::Kind::Offset {
-                    start: p.start.unwrap_or(0),
+                    start: start.unwrap_or(0),
                     limit,
                 },
                 K::Cursor => paginate::Kind::Cursor,

@@ -271,11 +271,11 @@ endpoint_table! {
         /// `kind = "file"`: the `.json` (array of objects) or `.csv` (header row) file, relative to the config.
         #[schemars(with = "Option<String>")]
         path: Option<Spanned<String>>,
-        /// SCIM listing page size, capped at the directory's maximum (default 100).
-        #[schemars(with = "Option<usize>")]
+        /// SCIM listing page size, 1 to 10000, capped at the directory's maximum (default 100).
+        #[schemars(with = "Option<usize>", range(min = 1, max = 10_000))]
         page_size: Option<Spanned<usize>>,
-        /// Listing pages read at most; a directory that needs more is an error (default 10000).
-        #[schemars(with = "Option<u64>")]
+        /// Listing pages read at most, 1 to 10000000; a directory that needs more is an error (default 10000).
+        #[schemars(with = "Option<u64>", range(min = 1, max = 10_000_000))]
         max_pages: Option<Spanned<u64>>,
         /// How an external ID is written: `auto` (PATCH where the directory has it, else PUT), `put` or `patch` (default `auto`; `put` for talkdesk).
         update: Option<UpdateMode>,
@@ -453,10 +453,11 @@ pub(super) struct RawPagination {
     /// `none`, `page`, `offset`, `cursor`, `next_url` or `link_header`.
     #[schemars(with = "RawPageKind")]
     pub kind: Spanned<RawPageKind>,
-    /// The first page number (page, default 1) or offset (offset, default 0).
-    pub start: Option<u64>,
-    /// `kind = "offset"`: the page size; fills `{{limit}}` and steps the offset (default none).
-    #[schemars(with = "Option<u64>")]
+    /// The first page number (page, default 1) or offset (offset, default 0), 0 to 10^12.
+    #[schemars(with = "Option<u64>", range(max = 1_000_000_000_000u64))]
+    pub start: Option<Spanned<u64>>,
+    /// `kind = "offset"`: the page size, 1 to 1000000; fills `{{limit}}` and steps the offset (default none).
+    #[schemars(with = "Option<u64>", range(min = 1, max = 1_000_000))]
     pub limit: Option<Spanned<u64>>,
     /// jq on the page: the total number of records; stop when that many were read (default none).
     #[schemars(with = "Option<String>")]
@@ -477,8 +478,8 @@ pub(super) struct RawPagination {
     /// `link_header`: an empty page that still names a next page is followed;
     /// they stop only when there is no next.
     pub stop_on_empty: Option<bool>,
-    /// Pages read at most; reaching it with pages left is an error, never a silent cut (default 10000).
-    #[schemars(with = "Option<u64>")]
+    /// Pages read at most, 1 to 10000000; reaching it with pages left is an error, never a silent cut (default 10000).
+    #[schemars(with = "Option<u64>", range(min = 1, max = 10_000_000))]
     pub max_pages: Option<Spanned<u64>>,
     /// A next URL on another origin: an error (false) or followed without credentials (true) (default false).
     pub follow_other_origins: Option<bool>,
@@ -492,8 +493,8 @@ pub(super) struct RawMapping {
     /// jq run once per record, giving `{id, email}`; zero outputs drop the record (default `{id: .id, email: .email}`).
     #[schemars(with = "Option<String>")]
     pub jq: Option<Spanned<String>>,
-    /// Seconds the config's jq may take on one page; over it the run stops with exit 1 (default 5).
-    #[schemars(with = "Option<u64>")]
+    /// Seconds the config's jq may take on one page, 1 to 3600; over it the run stops with exit 1 (default 5).
+    #[schemars(with = "Option<u64>", range(min = 1, max = 3600))]
     pub timeout_secs: Option<Spanned<u64>>,
 }
 
@@ -504,28 +505,30 @@ pub(super) struct RawMapping {
 pub(super) struct RawSync {
     /// Clear the external ID of agents whose email is not in the source (default false).
     pub unlink_missing: Option<bool>,
-    /// Refuse (exit 4) when link + update + unlink exceed it (default 500).
-    pub max_changes: Option<u64>,
+    /// Refuse (exit 4) when link + update + unlink exceed it, 0 to 1000000000 (default 500).
+    #[schemars(with = "Option<u64>", range(max = 1_000_000_000))]
+    pub max_changes: Option<Spanned<u64>>,
     /// Refuse when unlinks exceed this percentage of the linked agents (default 20).
     #[schemars(with = "Option<f64>")]
     pub max_unlink_percent: Option<Spanned<f64>>,
-    /// Fewer users from the source is an error, exit 1; `--force` does not pass it (default 1).
-    pub min_users: Option<u64>,
+    /// Fewer users from the source is an error, exit 1; `--force` does not pass it; 0 to 1000000000 (default 1).
+    #[schemars(with = "Option<u64>", range(max = 1_000_000_000))]
+    pub min_users: Option<Spanned<u64>>,
     /// Refuse (exit 4) when the mapping skipped more than this percentage of the records (default 10).
     #[schemars(with = "Option<f64>")]
     pub max_skipped_percent: Option<Spanned<f64>>,
     /// Refuse (exit 4) when the source has fewer users than the last successful run by more than this percentage (default 50).
     #[schemars(with = "Option<f64>")]
     pub max_source_drop_percent: Option<Spanned<f64>>,
-    /// The write-ahead journal, relative to the config (default: in the state directory).
+    /// The write-ahead journal, relative to the config (default: in the state directory); neither the config nor the file sink's path.
     #[schemars(with = "Option<String>")]
     pub journal: Option<Spanned<String>>,
-    /// A Prometheus text-format file written after every run that is not a dry run (default none).
+    /// A Prometheus text-format file written after every run that is not a dry run (default none); neither the config, the file sink's path, the journal nor the lock.
     #[schemars(with = "Option<String>")]
     pub metrics_file: Option<Spanned<String>>,
     /// Health-check URL: `/start` before a run, the URL on success, `/fail` on failure (default none).
     #[schemars(with = "Option<String>")]
     pub ping_url: Option<Spanned<String>>,
-    /// Agents whose external ID someone else changed since our last write: `warn` writes as planned, `skip` leaves them (default `warn`).
+    /// Agents whose external ID someone else changed since our last write: `warn` writes as planned, `skip` leaves them, `refuse` refuses a run that would overwrite one like a safety limit (exit 4; `--force` writes) (default `warn`).
     pub on_contested: Option<OnContested>,
 }

@@ -66,20 +66,20 @@ impl SinkSpec {
                 let Some(endpoint) = endpoint else {
                     return Err(ctx.err_at(&s.kind, "[sink] kind = \"scim\" needs base_url"));
                 };
-                let page_size = match &s.page_size {
-                    Some(p) if *p.get_ref() == 0 => {
-                        return Err(ctx.err_at(p, "[sink] page_size must be at least 1"));
-                    }
-                    Some(p) => *p.get_ref(),
-                    None => 100,
-                };
-                let max_pages = match &s.max_pages {
-                    Some(p) if *p.get_ref() == 0 => {
-                        return Err(ctx.err_at(p, "[sink] max_pages must be at least 1"));
-                    }
-                    Some(p) => *p.get_ref(),
-                    None => 10_000,
-                };
+                let page_size = super::endpoint::bounded(
+                    "[sink] page_size",
+                    s.page_size.as_ref(),
+                    1..=10_000,
+                    ctx,
+                )?
+                .unwrap_or(100);
+                let max_pages = super::endpoint::bounded(
+                    "[sink] max_pages",
+                    s.max_pages.as_ref(),
+                    1..=10_000_000,
+                    ctx,
+                )?
+                .unwrap_or(10_000);
                 let default_update = if talkdesk {
                     UpdateMode::Put
                 } else {
@@ -165,6 +165,7 @@ fn talkdesk_endpoint(s: &RawSink, ctx: &Ctx) -> Result<Option<Endpoint>, ConfigE
             for var in [TALKDESK_CLIENT_ID_ENV, TALKDESK_CLIENT_SECRET_ENV] {
                 ctx.env_secret(
                     kind_at.clone(),
+                    None,
                     var,
                     "[sink] kind = \"talkdesk\" (or set [sink.auth])",
                 )?;

@@ -13,7 +13,7 @@ use super::relative_to_config;
 use crate::state;
 
 /// What a sync does with agents whose external ID someone else changed since
-/// agentsync last set it: `warn` or `skip`.
+/// agentsync last set it: `warn`, `skip` or `refuse`.
 // Plain comments on the variants keep the schema a string enum.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
@@ -23,6 +23,8 @@ pub(crate) enum OnContested {
     Warn,
     // Report them, and leave them out of the changes.
     Skip,
+    // Report them, and refuse a run that would overwrite one, as a safety limit does.
+    Refuse,
 }
 
 impl OnContested {
@@ -31,6 +33,7 @@ impl OnContested {
         match self {
             OnContested::Warn => "warn",
             OnContested::Skip => "skip",
+            OnContested::Refuse => "refuse",
         }
     }
 }
@@ -48,8 +51,16 @@ pub(crate) struct SyncSpec {
     pub max_source_drop_percent: f64,
     /// The journal; `None` when there is no state directory to put it in.
     pub journal: Option<PathBuf>,
+    /// A journal of this job under the name an older version gave it: read
+    /// while `journal` does not exist, and renamed to it by the next run.
+    pub legacy_journal: Option<PathBuf>,
     /// The run lock, beside the journal's default place.
     pub lock: Option<PathBuf>,
+    /// The state directory, if there is one: the lock, the default journal
+    /// and the saved plans' key.
+    pub state_dir: Option<PathBuf>,
+    /// Who the job is to the state directory and the journal.
+    pub key: state::JobKey,
     pub metrics_file: Option<PathBuf>,
     pub ping_url: Option<Url>,
     pub on_contested: OnContested,
@@ -72,31 +83,47 @@ impl SyncSpec {
             None => Ok(default),
         };
         let state_dir = state::state_dir(ctx.env());
-        let stem = state::file_stem(config_path);
+        let key = state::JobKey::of(config_path, state_dir.as_deref());
+        let mut legacy_journal = None;
         let journal = match &raw.journal {
             Some(j) => {
                 let path = relative_to_config(config_path, j.get_ref());
-                for (other, what) in [
+                let others = [
                     (Some(config_path), "the config"),
                     (sink_file, "the sink's file"),
-                ] {
-                    if other.is_some_and(|o| same_file(&path, o)) {
-                        return Err(ctx.err_at(
-                            j,
-                            format!("[sync] journal is {what}: the journal would overwrite it"),
-                        ));
-                    }
-                }
+                ];
+                not_over(&path, &others, j, "journal", ctx)?;
                 Some(path)
             }
-            None => state_dir
-                .as_ref()
-                .map(|d| d.join(format!("{stem}.journal.jsonl"))),
+            None => state_dir.as_ref().map(|d| {
+                let path = d.join(format!("{}.journal.jsonl", key.name));
+                legacy_journal = key
+                    .legacy
+                    .as_ref()
+                    .map(|old| d.join(format!("{old}.journal.jsonl")))
+                    .filter(|old| !path.exists() && old.is_file());
+                path
+            }),
         };
-        let metrics_file = raw
-            .metrics_file
+        let lock = state_dir
             .as_ref()
-            .map(|m| relative_to_config(config_path, m.get_ref()));
+            .map(|d| d.join(format!("{}.lock", key.name)));
+        // The metrics file is replaced whole by every run: never over a file
+        // agentsync reads or keeps.
+        let metrics_file = match &raw.metrics_file {
+            Some(m) => {
+                let path = relative_to_config(config_path, m.get_ref());
+                let others = [
+                    (Some(config_path), "the config"),
+                    (sink_file, "the sink's file"),
+                    (journal.as_deref(), "the journal"),
+                    (lock.as_deref(), "the run lock"),
+                ];
+                not_over(&path, &others, m, "metrics_file", ctx)?;
+                Some(path)
+            }
+            None => None,
+        };
         // Every key is checked, so that all their errors are reported at once.
         let mut errors = Errors::default();
         let unlink = errors.keep(percent("max_unlink_percent", &raw.max_unlink_percent, 20.0));
@@ -110,10 +137,35 @@ impl SyncSpec {
             &raw.max_source_drop_percent,
             50.0,
         ));
+        let max_changes = errors.keep(super::endpoint::bounded(
+            "[sync] max_changes",
+            raw.max_changes.as_ref(),
+            0..=1_000_000_000,
+            ctx,
+        ));
+        let min_users = errors.keep(super::endpoint::bounded(
+            "[sync] min_users",
+            raw.min_users.as_ref(),
+            0..=1_000_000_000,
+            ctx,
+        ));
         let ping_url = errors.keep(
             raw.ping_url
                 .as_ref()
-                .map(|u| ctx.url("[sync] ping_url", u))
+                .map(|u| {
+                    let url = ctx.url("[sync] ping_url", u)?;
+                    // The URL's path is the check's key: a credential.
+                    if url.scheme() == "http" && !crate::http::is_loopback(&url) {
+                        return Err(ctx.err_at(
+                            u,
+                            format!(
+                                "[sync] ping_url: the check's key would travel unencrypted over http:// to {}; use https://",
+                                url.host_str().unwrap_or("?")
+                            ),
+                        ));
+                    }
+                    Ok(url)
+                })
                 .transpose(),
         );
         let (
@@ -121,24 +173,49 @@ impl SyncSpec {
             Some(max_skipped_percent),
             Some(max_source_drop_percent),
             Some(ping_url),
-        ) = (unlink, skipped, drop, ping_url)
+            Some(max_changes),
+            Some(min_users),
+        ) = (unlink, skipped, drop, ping_url, max_changes, min_users)
         else {
             return Err(errors.into_error(ctx));
         };
         Ok(SyncSpec {
             unlink_missing: raw.unlink_missing.unwrap_or(false),
-            max_changes: raw.max_changes.unwrap_or(500),
+            max_changes: max_changes.unwrap_or(500),
             max_unlink_percent,
-            min_users: raw.min_users.unwrap_or(1),
+            min_users: min_users.unwrap_or(1),
             max_skipped_percent,
             max_source_drop_percent,
             journal,
-            lock: state_dir.map(|d| d.join(format!("{stem}.lock"))),
+            legacy_journal,
+            lock,
+            state_dir,
+            key,
             metrics_file,
             ping_url,
             on_contested: raw.on_contested.unwrap_or_default(),
         })
     }
+}
+
+/// Refuse `path`, the file of `[sync] key`, when it is one of `others`:
+/// writing it would overwrite that file.
+fn not_over<T>(
+    path: &Path,
+    others: &[(Option<&Path>, &str)],
+    at: &Spanned<T>,
+    key: &str,
+    ctx: &Ctx,
+) -> Result<(), ConfigError> {
+    for (other, what) in others {
+        if other.is_some_and(|o| same_file(path, o)) {
+            return Err(ctx.err_at(
+                at,
+                format!("[sync] {key} is {what}: writing the {key} would overwrite it"),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Do `a` and `b` name the same file? Compared canonically (links and `..`

@@ -49,6 +49,9 @@ const REFUSALS_BEFORE_STOP: usize = 3;
 #[derive(Debug, Default)]
 pub(crate) struct Applied {
     pub failed: usize,
+    /// Writes whose answer was lost and whose outcome reading back could
+    /// not tell.
+    pub unknown: usize,
     pub skipped: usize,
     /// Why writing stopped early, if it did.
     pub stopped: Option<String>,
@@ -115,6 +118,11 @@ pub(crate) fn apply(
                     // A signal ended its wait before it was sent: not
                     // attempted, skipped below like the writes never taken.
                     continue;
+                }
+                Err(e) if crate::sink::is_unknown(&e) => {
+                    change.unknown(&e);
+                    applied.unknown += 1;
+                    streak = None;
                 }
                 Err(e) => {
                     change.fail(&e);

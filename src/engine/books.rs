@@ -36,11 +36,24 @@ impl Books {
             return Err(no_state_dir());
         };
         let lock = lock::acquire(lock_path, &job.path)?;
-        let config = job.path.canonicalize().unwrap_or_else(|_| job.path.clone());
-        let journal = journal::Writer::begin(journal_path, &config, &job.name, kind)
+        job.sync.key.keep_alias()?;
+        // The journal an older version named after a link takes the job's
+        // own name now.
+        if let Some(old) = &job.sync.legacy_journal
+            && !journal_path.exists()
+        {
+            std::fs::rename(old, journal_path).with_context(|| {
+                format!(
+                    "renaming the journal {} to {}",
+                    old.display(),
+                    journal_path.display()
+                )
+            })?;
+        }
+        let journal = journal::Writer::begin(journal_path, &job.sync.key, &job.name, kind)
             .context("the journal cannot be written; nothing was read or written")?;
         if let Some(url) = &job.sync.ping_url {
-            metrics::ping(url.as_str(), "/start");
+            metrics::ping(url, "/start", &job.extra_roots());
         }
         Ok(Some(Books {
             _lock: lock,
@@ -127,6 +140,17 @@ impl Books {
                 update: applied(ChangeKind::Update),
                 unlink: applied(ChangeKind::Unlink),
                 failed_writes,
+                unknown_writes: result.as_ref().map_or(0, |run| run.report.summary.unknown),
+                contested: result
+                    .as_ref()
+                    .map_or(0, |run| run.report.summary.contested),
+                contested_overwritten: result.as_ref().map_or(0, |run| {
+                    if run.report.refusal.is_some() {
+                        0
+                    } else {
+                        run.report.contested_overwritten()
+                    }
+                }),
                 source_users: users,
                 agents,
                 duration: books.started.elapsed(),
@@ -136,7 +160,7 @@ impl Books {
             }
         }
         if let Some(url) = &job.sync.ping_url {
-            metrics::ping(url.as_str(), if success { "" } else { "/fail" });
+            metrics::ping(url, if success { "" } else { "/fail" }, &job.extra_roots());
         }
         result
     }

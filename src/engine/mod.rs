@@ -18,6 +18,7 @@ use crate::signals;
 use crate::sink::{Sink, file::FileSink, scim::ScimSink};
 use crate::source::{self, Fetched};
 use crate::state::journal;
+use crate::state::runs::{self, NothingToUndo, Target};
 
 mod apply;
 mod books;
@@ -95,6 +96,7 @@ pub(crate) fn open_sink(job: &mut Job) -> Result<Box<dyn Sink>> {
 
 /// The whole pipeline for one loaded job.
 pub(crate) fn sync(mut job: Job, options: RunOptions, progress: &Progress) -> Result<Run> {
+    signals::before_writes();
     let mut sink = open_sink(&mut job)?;
     let past = past_runs(&job, options)?;
     let mut books = Books::open(&job, "sync", options)?;
@@ -125,9 +127,14 @@ pub(crate) fn sync(mut job: Job, options: RunOptions, progress: &Progress) -> Re
         for change in &mut plan.changes {
             change.version = sink.version_of(&change.agent_id);
         }
-        let contested = crate::contested::mark(&mut plan, &agents, &past, job.sync.on_contested);
-        let refusal = source_refusal(&job, &fetched, journal::last_success(&past))
-            .or_else(|| safety_refusal(&job, &plan));
+        let policy = job.sync.on_contested;
+        let contested = crate::contested::mark(&mut plan, &agents, &past, policy);
+        if let Some(warning) = crate::contested::warning(policy, &contested, &plan) {
+            progress::warn(&warning);
+        }
+        let refusal = source_refusal(&job, &fetched, runs::last_success(&past))
+            .or_else(|| safety_refusal(&job, &plan))
+            .or_else(|| crate::contested::refusal(policy, &contested, &plan));
         let report =
             Report::new(options.dry_run, &fetched, agents.len(), plan).with_contested(contested);
         finish(
@@ -142,13 +149,28 @@ pub(crate) fn sync(mut job: Job, options: RunOptions, progress: &Progress) -> Re
     Books::close(books, &job, result, &past)
 }
 
-/// The runs journaled so far (none for a dry run without a journal).
+/// The job's runs journaled so far (none for a dry run without a journal).
 fn past_runs(job: &Job, options: RunOptions) -> Result<Vec<journal::Entry>> {
-    match (&job.sync.journal, options.dry_run) {
-        (Some(path), _) => journal::read(path),
+    match (job_journal(job), options.dry_run) {
+        (Some(path), _) => runs::of_job(path, &job.sync.key, job.sync.lock.as_deref()),
         (None, true) => Ok(Vec::new()),
         (None, false) => Err(no_state_dir()),
     }
+}
+
+/// The journal that holds the job's runs: its own, or until a run renames
+/// it, the one an older version named after a link.
+pub(crate) fn job_journal(job: &Job) -> Option<&std::path::Path> {
+    match (&job.sync.legacy_journal, &job.sync.journal) {
+        (Some(old), Some(new)) if !new.exists() => Some(old),
+        (_, journal) => journal.as_deref(),
+    }
+}
+
+/// The job's runs, for `history`: its own only, `running` where so.
+pub(crate) fn history(job: &Job) -> Result<Vec<journal::Entry>> {
+    let path = job_journal(job).ok_or_else(no_state_dir)?;
+    runs::of_job(path, &job.sync.key, job.sync.lock.as_deref())
 }
 
 pub(crate) fn no_state_dir() -> anyhow::Error {
@@ -157,17 +179,44 @@ pub(crate) fn no_state_dir() -> anyhow::Error {
     )
 }
 
-/// Undo one journaled run: every change it applied is set back, unless the
-/// agent changed since (then it is a conflict and left alone). Writes that
-/// were in flight when the run was killed are set back where they landed.
+/// What `revert` did: a run, or nothing, saying why.
+pub(crate) enum Reverted {
+    /// The run that undid (or finished undoing) run `of`.
+    Ran {
+        run: Box<Run>,
+        of: String,
+    },
+    Nothing(NothingToUndo),
+}
+
+/// Undo one journaled run (`run_id`, or `last`: see [`runs::target`]):
+/// every change it applied is set back, unless the agent changed since (then
+/// it is a conflict and left alone); an agent already set back (by a revert
+/// that did not finish) needs nothing. Writes that were in flight when the
+/// run was killed are set back where they landed. A revert is not held to
+/// the safety limits: it only sets agents that still hold what the run
+/// wrote back to what the journal says they held before.
 pub(crate) fn revert(
     mut job: Job,
     run_id: &str,
     options: RunOptions,
     progress: &Progress,
-) -> Result<Run> {
+) -> Result<Reverted> {
+    signals::before_writes();
     let entries = past_runs(&job, RunOptions::default())?;
-    let entry = journal::find(&entries, run_id)?.clone();
+    let entry = match runs::target(&entries, run_id)? {
+        Target::Nothing(nothing) => return Ok(Reverted::Nothing(nothing)),
+        Target::Undo(entry) => entry.clone(),
+        Target::Complete { revert, of } => {
+            progress.log(&format!(
+                "run {} ({}, {}) did not finish: completing it",
+                revert.run,
+                revert.kind,
+                revert.ending.as_str()
+            ));
+            of.clone()
+        }
+    };
     let mut sink = open_sink(&mut job)?;
     let mut books = Books::open(&job, &format!("revert of {}", entry.run), options)?;
     let result = (|| {
@@ -176,9 +225,6 @@ pub(crate) fn revert(
             .context("listing the agent directory; nothing was written")?;
         let changes = landed(&entry, &agents, progress);
         let plan = plan::revert(&entry.run, &changes, &agents);
-        // A revert is held to the limits of a sync: undoing a large run is a
-        // large change too (`--force` passes them).
-        let refusal = safety_refusal(&job, &plan);
         let report = Report::new(options.dry_run, &Fetched::default(), agents.len(), plan);
         progress.log(&format!(
             "revert of run {} ({}, {}): {} changes to undo, {} refused",
@@ -192,23 +238,39 @@ pub(crate) fn revert(
             detailed_exitcode: false,
             ..options
         };
-        finish(
+        let mut run = finish(
             sink.as_mut(),
             report,
-            refusal.as_deref(),
+            None,
             options,
             books.as_mut(),
             progress,
-        )
+        )?;
+        // An agent of the run left changed is no success: the revert is
+        // not done until someone looks at it.
+        if !options.dry_run && !run.report.conflicts.is_empty() && run.ending == Ending::Success {
+            progress::warn(&format!(
+                "{} of run {} left as they are (see the conflicts): the revert is incomplete",
+                crate::term::count(run.report.conflicts.len() as u64, "agent"),
+                entry.run
+            ));
+            run.ending = Ending::WritesFailed;
+        }
+        Ok(run)
     })();
-    Books::close(books, &job, result, &entries)
+    let run = Books::close(books, &job, result, &entries)?;
+    Ok(Reverted::Ran {
+        run: Box::new(run),
+        of: entry.run,
+    })
 }
 
 /// The changes of `entry` that reached the directory: those applied, and of
-/// those in flight when the run was killed (an intent without a result), the
-/// ones whose new value the agent holds. An in-flight write the agent does not
-/// show was never made: nothing to undo. One the agent shows neither way is
-/// kept, and the revert plan calls it a conflict.
+/// those whose outcome the run did not know — in flight when it was killed (an
+/// intent without a result) or `unknown` (the answer was lost) — the ones the
+/// agent, as listed now, does not show at their old value. A write the agent
+/// does not show was never made: nothing to undo. One the agent shows neither
+/// way is kept, and the revert plan calls it a conflict.
 fn landed(
     entry: &journal::Entry,
     agents: &[crate::sink::Agent],
@@ -220,7 +282,7 @@ fn landed(
         .changes
         .iter()
         .filter_map(|c| {
-            if c.status != Status::Planned {
+            if !matches!(c.status, Status::Planned | Status::Unknown) {
                 return Some(c.clone());
             }
             in_flight += 1;
@@ -240,7 +302,7 @@ fn landed(
         .collect();
     if in_flight > 0 {
         progress.log(&format!(
-            "run {}: {in_flight} writes had no result (the run was killed): {} landed, {never} never did and need no undo",
+            "run {}: {in_flight} writes had no result, or an unknown one (killed, or the answer was lost): {} landed, {never} never did and need no undo",
             entry.run,
             in_flight - never
         ));
@@ -326,19 +388,29 @@ fn finish(
             error = books.journal.change(change).err();
         }
     }
-    let failed = report
-        .changes
-        .iter()
-        .filter(|c| c.status == Status::Failed)
-        .count();
-    report.summary.failed = failed;
-    log_applied(progress, report.changes.len(), failed, applied.skipped);
+    report.count_outcomes();
+    report.interrupted = signals.caught().map(signals::name);
+    let s = &report.summary;
+    let (failed, unknown) = (s.failed, s.unknown);
+    log_applied(
+        progress,
+        report.changes.len(),
+        failed,
+        applied.skipped,
+        unknown,
+    );
     if let Some(why) = &applied.stopped {
         progress::warn(&format!("writing stopped: {why}"));
     }
+    if unknown > 0 {
+        progress::warn(&format!(
+            "{} of unknown outcome: the answer was lost and reading the agent back could not tell whether the write landed (see their error; `revert` reads them again)",
+            crate::term::count(unknown as u64, "write")
+        ));
+    }
     let ending = if let Some(signal) = signals.caught() {
         Ending::Interrupted(signal)
-    } else if failed > 0 || applied.skipped > 0 {
+    } else if failed > 0 || unknown > 0 || applied.skipped > 0 {
         Ending::WritesFailed
     } else {
         Ending::Success
@@ -352,22 +424,22 @@ fn finish(
 }
 
 /// `applied 8 of 10 changes, 1 failed, 1 skipped`.
-fn log_applied(progress: &Progress, changes: usize, failed: usize, skipped: usize) {
-    progress.log(&format!(
-        "applied {} of {}{}{}",
-        changes - failed - skipped,
+fn log_applied(progress: &Progress, changes: usize, failed: usize, skipped: usize, unknown: usize) {
+    let mut line = format!(
+        "applied {} of {}",
+        changes - failed - skipped - unknown,
         crate::term::count(changes as u64, "change"),
-        if failed > 0 {
-            format!(", {failed} failed")
-        } else {
-            String::new()
-        },
-        if skipped > 0 {
-            format!(", {skipped} skipped")
-        } else {
-            String::new()
+    );
+    for (n, what) in [
+        (failed, "failed"),
+        (skipped, "skipped"),
+        (unknown, "unknown"),
+    ] {
+        if n > 0 {
+            line.push_str(&format!(", {n} {what}"));
         }
-    ));
+    }
+    progress.log(&line);
 }
 
 /// The apply's watcher for a run that writes: each result goes to the journal
@@ -396,8 +468,9 @@ impl ApplyWatch for Journaling<'_> {
 /// Apply a saved plan: exactly its changes, each checked first against one
 /// listing of the directory. A change whose agent moved since the plan is
 /// `stale` and not written (the run then ends as [`Ending::WritesFailed`]);
-/// the rest end like a sync: the safety limits (a plan that undoes a run is
-/// not held to them, as `revert` is not), the apply, the journal.
+/// the rest end like a sync: the safety limits (a plan that undoes a run of
+/// the journal is not held to them, as `revert` is not), the apply, the
+/// journal.
 pub(crate) fn apply_saved(
     mut job: Job,
     saved: crate::saved::SavedPlan,
@@ -405,6 +478,7 @@ pub(crate) fn apply_saved(
     options: RunOptions,
     progress: &Progress,
 ) -> Result<Run> {
+    signals::before_writes();
     let options = RunOptions {
         dry_run: false,
         detailed_exitcode: false,
@@ -412,7 +486,14 @@ pub(crate) fn apply_saved(
     };
     let mut sink = open_sink(&mut job)?;
     let past = past_runs(&job, options)?;
-    let kind = format!("apply of {}", plan_path.display());
+    // The revert rule: a plan that undoes a run of this job's journal — its
+    // changes the inverse of that run's — is journaled as its revert and,
+    // like `revert`, not held to the safety limits. Any other plan is.
+    let reverts = saved.inverse_of(&past).map(str::to_owned);
+    let kind = match &reverts {
+        Some(run) => format!("revert of {run} (plan {})", plan_path.display()),
+        None => format!("apply of {}", plan_path.display()),
+    };
     let mut books = Books::open(&job, &kind, options)?;
     progress.log(&format!(
         "{}: applying {} ({}, made {}): {} changes to {}",
@@ -433,7 +514,7 @@ pub(crate) fn apply_saved(
             .enumerate()
             .map(|(i, c)| (c.agent_id.clone(), i))
             .collect();
-        let held_to_limits = !saved.is_revert();
+        let held_to_limits = reverts.is_none();
         let mut changes = saved.changes;
         crate::saved::mark_stale(&mut changes, &agents, &|id| sink.version_of(id));
         let (stale, fresh): (Vec<Change>, Vec<Change>) =
@@ -470,6 +551,7 @@ pub(crate) fn apply_saved(
             run.report
                 .changes
                 .sort_by_key(|c| order.get(&c.agent_id).copied().unwrap_or(usize::MAX));
+            run.report.count_outcomes();
             if run.ending == Ending::Success {
                 run.ending = Ending::WritesFailed;
             }

@@ -17,12 +17,10 @@ use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{Result, anyhow, bail};
 use secrecy::{ExposeSecret, SecretString};
-use url::Url;
-
-use crate::redact;
 
 mod auth;
 mod jwt;
+mod message;
 mod origin;
 mod resolve;
 mod retry;
@@ -31,6 +29,8 @@ mod tls;
 use auth::TokenState;
 pub(crate) use auth::{Auth, Grant, OAuth2, TokenRefused, header_value_flaw};
 pub(crate) use jwt::{JwtBearer, SigningKey};
+use message::shown_start;
+pub(crate) use message::{Request, Response, display_url};
 use origin::MAX_REDIRECTS;
 pub(crate) use origin::{Binding, is_loopback};
 use resolve::CachingResolver;
@@ -42,6 +42,10 @@ pub(crate) use tls::{IdentityFile, KEY_MISMATCH, client_identity, refuse_socks_p
 /// Largest response body read into memory, unless an endpoint's
 /// `max_response_mb` says otherwise.
 pub(crate) const MAX_BODY_BYTES: u64 = 64 * 1024 * 1024;
+
+/// The most header bytes a request sends; servers commonly refuse more than
+/// 8 to 64 KiB.
+const MAX_HEAD_BYTES: usize = 32 * 1024;
 
 /// Per-endpoint behaviour from the config.
 #[derive(Debug, Clone)]
@@ -75,127 +79,6 @@ impl Default for Settings {
             max_body: MAX_BODY_BYTES,
         }
     }
-}
-
-/// One request, fully rendered.
-#[derive(Debug, Clone)]
-pub(crate) struct Request {
-    pub method: String,
-    pub url: Url,
-    pub headers: Vec<(String, String)>,
-    pub body: Option<Vec<u8>>,
-    /// May this request be sent twice? GET, PUT, PATCH of one attribute: yes. A POST
-    /// of an action: only when it surely never reached the server.
-    pub idempotent: bool,
-    /// Names of the headers that carry secrets (rendered from `{{env.NAME}}`):
-    /// like the auth, they go to the client's origin only.
-    pub secret_headers: Vec<String>,
-}
-
-impl Request {
-    pub(crate) fn get(url: Url) -> Self {
-        Request {
-            method: "GET".into(),
-            url,
-            headers: Vec::new(),
-            body: None,
-            idempotent: true,
-            secret_headers: Vec::new(),
-        }
-    }
-
-    /// Is header `name: value` a credential? Marked so when rendered, or
-    /// holding a registered secret whatever its name.
-    fn is_secret_header(&self, name: &str, value: &str) -> bool {
-        self.secret_headers
-            .iter()
-            .any(|n| n.eq_ignore_ascii_case(name))
-            || redact::contains_secret(value)
-    }
-
-    pub(crate) fn header(mut self, name: &str, value: &str) -> Self {
-        self.headers.push((name.to_owned(), value.to_owned()));
-        self
-    }
-
-    fn has_header(&self, name: &str) -> bool {
-        self.headers
-            .iter()
-            .any(|(n, _)| n.eq_ignore_ascii_case(name))
-    }
-}
-
-/// A response read in full.
-#[derive(Debug)]
-pub(crate) struct Response {
-    pub status: u16,
-    pub headers: Vec<(String, String)>,
-    pub body: Vec<u8>,
-}
-
-impl Response {
-    pub(crate) fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    }
-
-    pub(crate) fn headers_named<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> {
-        self.headers
-            .iter()
-            .filter(move |(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    }
-
-    pub(crate) fn is_success(&self) -> bool {
-        (200..300).contains(&self.status)
-    }
-
-    pub(crate) fn content_type(&self) -> &str {
-        self.header("content-type").unwrap_or("none")
-    }
-
-    /// The first characters of the body as text, for error messages. Secrets
-    /// are masked before it is cut, so that no part of one is shown.
-    pub(crate) fn body_start(&self) -> String {
-        shown_start(&self.body)
-    }
-
-    /// Turn a non-2xx answer into an error naming the status, the URL and the
-    /// start of the body.
-    pub(crate) fn error_for_status(self, method: &str, url: &Url) -> Result<Response> {
-        if self.is_success() {
-            return Ok(self);
-        }
-        bail!(
-            "{method} {} answered HTTP {}: {}",
-            display_url(url),
-            self.status,
-            self.body_start()
-        )
-    }
-}
-
-/// The first characters of a body as text on one line, for error messages.
-/// Secrets are masked before it is cut, so that no part of one is shown.
-fn shown_start(body: &[u8]) -> String {
-    const MAX: usize = 300;
-    const SCANNED: usize = 64 * 1024;
-    let text = redact::redact(&String::from_utf8_lossy(&body[..body.len().min(SCANNED)]));
-    let text = text.split_whitespace().collect::<Vec<_>>().join(" ");
-    match text.char_indices().nth(MAX) {
-        Some((cut, _)) => format!("{}…", &text[..cut]),
-        None => text,
-    }
-}
-
-/// A URL as it may be shown: no user info; secrets masked by the caller's redaction.
-pub(crate) fn display_url(url: &Url) -> String {
-    let mut shown = url.clone();
-    let _ = shown.set_username("");
-    let _ = shown.set_password(None);
-    redact::redact(shown.as_str())
 }
 
 /// Sends requests with auth, rate limit and retries. Shared by reference across
@@ -454,16 +337,39 @@ impl Client {
         let mut builder = ureq::http::Request::builder()
             .method(req.method.as_str())
             .uri(req.url.as_str());
+        let mut head_bytes = 0usize;
+        let mut add = |builder: ureq::http::request::Builder, name: &str, value: &str| {
+            // A value that cannot be a header is this request's fault: said
+            // with the header's name (never its value: it may be a secret),
+            // and not retried.
+            if let Some(flaw) = header_value_flaw(value) {
+                bail!(
+                    "{} {}: header {name} cannot be sent: its value holds {flaw}",
+                    req.method,
+                    display_url(&req.url)
+                );
+            }
+            head_bytes += name.len() + value.len() + 4;
+            if head_bytes > MAX_HEAD_BYTES {
+                bail!(
+                    "{} {}: the request's headers are over {} KiB (at {name}): not sent",
+                    req.method,
+                    display_url(&req.url),
+                    MAX_HEAD_BYTES / 1024
+                );
+            }
+            Ok(builder.header(name, value))
+        };
         for (name, value) in &req.headers {
             if !credentials && req.is_secret_header(name, value) {
                 continue;
             }
-            builder = builder.header(name, value);
+            builder = add(builder, name, value)?;
         }
         if let Some((name, value)) = auth_header
             && !req.has_header(name)
         {
-            builder = builder.header(name.as_str(), value.expose_secret());
+            builder = add(builder, name, value.expose_secret())?;
         }
         let result = match &req.body {
             Some(body) => builder

@@ -28,7 +28,8 @@ const TICK: Duration = Duration::from_millis(50);
 
 /// Sleep for `d`, or until a signal came; `Err(signal)` then.
 pub(super) fn sleep(d: Duration) -> Result<(), i32> {
-    let end = Instant::now() + d;
+    let start = Instant::now();
+    let end = start.checked_add(d).unwrap_or(start);
     loop {
         if let Some(signal) = crate::signals::interrupted() {
             return Err(signal);
@@ -65,7 +66,8 @@ impl Pacing {
     /// Hold every request of this client until `wait` from now (or later, if
     /// an earlier pause ends later).
     pub(super) fn pause_for(&self, wait: Duration) {
-        let until = Instant::now() + wait;
+        let now = Instant::now();
+        let until = now.checked_add(wait).unwrap_or(now);
         let mut paused = self
             .paused_until
             .lock()

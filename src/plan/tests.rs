@@ -206,6 +206,7 @@ fn revert_sets_back_what_was_applied_and_refuses_what_moved() {
         applied(ChangeKind::Unlink, "c@x", "c", Some("3"), None),
         applied(ChangeKind::Link, "d@x", "d", None, Some("4")),
         applied(ChangeKind::Link, "gone@x", "g", None, Some("5")),
+        applied(ChangeKind::Link, "e@x", "e", None, Some("6")),
         failed,
     ];
     let agents = [
@@ -213,9 +214,11 @@ fn revert_sets_back_what_was_applied_and_refuses_what_moved() {
         agent("b", "b@x", Some("2")),
         agent("c", "c@x", None),
         agent("d", "d@x", Some("changed")),
+        agent("e", "e@x", None), // set back already: nothing to do
         agent("f", "f@x", None),
     ];
     let p = revert("R1", &journaled, &agents);
+    assert_eq!(p.unchanged, 1, "e was set back already");
     let undo: Vec<_> = p
         .changes
         .iter()

@@ -77,6 +77,26 @@ impl std::fmt::Display for Refusal {
 
 impl std::error::Error for Refusal {}
 
+/// A write whose answer was lost (the connection dropped after it was sent, a
+/// timeout, a gateway's 5xx) and whose agent, read back, holds neither its old
+/// value nor the planned one, or could not be read: it may have landed or not.
+/// The message says what was read.
+#[derive(Debug)]
+pub(crate) struct Unknown(pub String);
+
+impl std::fmt::Display for Unknown {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Unknown {}
+
+/// Is `err` an [`Unknown`] outcome?
+pub(crate) fn is_unknown(err: &anyhow::Error) -> bool {
+    err.downcast_ref::<Unknown>().is_some()
+}
+
 /// Is `err` a [`Refusal`], or a token endpoint's refusal of the client (no
 /// write can succeed without a token)?
 pub(crate) fn is_refusal(err: &anyhow::Error) -> bool {

@@ -1,5 +1,6 @@
 //! The view of `history`: the runs of a journal, oldest first, as a table
-//! or as the journal's entries in JSON.
+//! or as the journal's entries in JSON; and of a `revert last` that found
+//! nothing to undo.
 
 use std::io::{self, Write};
 use std::path::Path;
@@ -7,6 +8,7 @@ use std::path::Path;
 use serde::Serialize;
 
 use super::journal::Entry;
+use super::runs::NothingToUndo;
 use crate::output::Render;
 use crate::term::{Cell, Table, style};
 
@@ -34,7 +36,7 @@ impl Render for HistoryView<'_> {
         let mut table = Table::new().right(4).right(5).right(6).right(7);
         table.row(
             [
-                "RUN", "TIME", "KIND", "ENDING", "LINK", "UPDATE", "UNLINK", "FAILED",
+                "RUN", "TIME", "KIND", "ENDING", "LINK", "UPDATE", "UNLINK", "FAILED", "REVERTED",
             ]
             .map(|h| Cell::plain(h).styled(style::HEADING)),
         );
@@ -54,8 +56,24 @@ impl Render for HistoryView<'_> {
                 } else {
                     failed
                 },
+                match (&e.reverted_by, e.reverted) {
+                    (Some(by), Some("whole")) => Cell::value(&format!("by {by}")),
+                    (Some(by), _) => Cell::value(&format!("in part, by {by}")),
+                    (None, _) => Cell::plain("-"),
+                },
             ]);
         }
         table.write(out, "")
+    }
+}
+
+/// `revert last` with nothing to undo: why, and the run to give instead.
+#[derive(Serialize)]
+#[serde(transparent)]
+pub(crate) struct NothingView<'a>(pub &'a NothingToUndo);
+
+impl Render for NothingView<'_> {
+    fn human(&self, out: &mut dyn Write) -> io::Result<()> {
+        writeln!(out, "{}", self.0.message())
     }
 }

@@ -14,9 +14,10 @@ use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
+use super::JobKey;
 use crate::plan::{Change, ChangeKind, Status};
 
 /// How a run ended, as the journal keeps it.
@@ -32,6 +33,9 @@ pub(crate) enum Outcome {
     Failed,
     /// A signal stopped it, or it has no `end` record (killed).
     Interrupted,
+    /// No `end` record yet, and its lock is held now: still going. Never
+    /// written; only read.
+    Running,
 }
 
 impl Outcome {
@@ -42,6 +46,7 @@ impl Outcome {
             Outcome::Refused => "refused",
             Outcome::Failed => "failed",
             Outcome::Interrupted => "interrupted",
+            Outcome::Running => "running",
         }
     }
 }
@@ -85,6 +90,10 @@ pub(crate) struct Start {
     pub name: String,
     /// `sync`, or `revert of RUN`.
     pub kind: String,
+    /// The job's identity (its state key): which config's run this is, in a
+    /// journal several configs share. Older records have none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub job: Option<String>,
 }
 
 /// How a run ended, written last.
@@ -114,6 +123,12 @@ enum Record {
         run: String,
         change: Change,
     },
+    /// Written with the intents, as their last line: the intents are whole
+    /// on disk and writes may be sent from here on. A run without it (of a
+    /// version that writes it) sent nothing.
+    Writing {
+        run: String,
+    },
     End {
         run: String,
         #[serde(flatten)]
@@ -129,24 +144,54 @@ pub(crate) struct Entry {
     pub config: String,
     pub name: String,
     pub kind: String,
+    /// The job's identity, when the run's version wrote one.
+    #[serde(skip)]
+    pub job: Option<String>,
     pub ending: Outcome,
     pub summary: Summary,
     pub users: Option<usize>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// The run that set this one's changes back: whole (its revert
+    /// succeeded) or in part.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reverted_by: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reverted: Option<&'static str>,
+    /// Whether writes could have been sent: its intents are whole on disk.
+    /// Runs of older versions, which do not mark it, are taken as writing.
+    #[serde(skip)]
+    pub writing: bool,
+    /// Its `end` record was read.
+    #[serde(skip)]
+    pub ended: bool,
     /// Every change, with its result; `planned` ones of an interrupted run
     /// were in flight: sent or about to be, their result unknown.
     pub changes: Vec<Change>,
 }
 
 impl Entry {
-    /// Changes whose write may have landed: applied, or in flight when the
-    /// run was killed.
+    /// Changes whose write may have landed: applied, in flight when the run
+    /// was killed, or of unknown outcome.
     pub(crate) fn undoable(&self) -> usize {
+        if !self.writing {
+            return 0;
+        }
         self.changes
             .iter()
-            .filter(|c| matches!(c.status, Status::Applied | Status::Planned))
+            .filter(|c| {
+                matches!(
+                    c.status,
+                    Status::Applied | Status::Planned | Status::Unknown
+                )
+            })
             .count()
+    }
+
+    /// The run this one reverts, if it is a revert (`revert of RUN…`).
+    pub(crate) fn reverts(&self) -> Option<&str> {
+        let rest = self.kind.strip_prefix("revert of ")?;
+        rest.split([' ', ',', '(']).next().filter(|r| !r.is_empty())
     }
 }
 
@@ -191,7 +236,9 @@ impl Writer {
     /// Open (or create) the journal at `path` and write the `start` record of
     /// a new run. Fails — before anything is written anywhere — when the
     /// journal cannot be written.
-    pub(crate) fn begin(path: &Path, config: &Path, name: &str, kind: &str) -> Result<Writer> {
+    /// The journal is opened without following a symlink, and one owned by
+    /// another user is refused: its records would be theirs to write.
+    pub(crate) fn begin(path: &Path, job: &JobKey, name: &str, kind: &str) -> Result<Writer> {
         if let Some(dir) = path.parent() {
             super::ensure_dir(dir)?;
         }
@@ -200,12 +247,14 @@ impl Writer {
             .append(true)
             .read(true)
             .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW)
             .open(path)
             .with_context(|| format!("opening the journal {}", path.display()))?;
         let meta = file
             .metadata()
             .with_context(|| format!("reading the journal {}", path.display()))?;
         if meta.is_file() {
+            super::check_owner(&file, path)?;
             // A journal made by an older version may be readable by others.
             if meta.permissions().mode() & 0o077 != 0 {
                 file.set_permissions(std::fs::Permissions::from_mode(0o600))
@@ -232,9 +281,10 @@ impl Writer {
         let start = Start {
             run: writer.run.clone(),
             time: timestamp(now),
-            config: config.display().to_string(),
+            config: job.config.display().to_string(),
             name: name.to_owned(),
             kind: kind.to_owned(),
+            job: Some(job.name.clone()),
         };
         writer.write(&[Record::Start(start)])?;
         Ok(writer)
@@ -248,17 +298,29 @@ impl Writer {
         &self.path
     }
 
-    /// The intent of every change, before the first is sent: one write, one
-    /// flush.
+    /// The intent of every change, before the first is sent, closed by the
+    /// `writing` mark: one write, one flush. When they cannot be written
+    /// whole (a full disk), the part that was is cut off again, so that the
+    /// run's `end` record has room and no half list of intents is left.
     pub(crate) fn intents(&mut self, changes: &[Change]) -> Result<()> {
-        let records: Vec<_> = changes
+        let mut records: Vec<_> = changes
             .iter()
             .map(|c| Record::Intent {
                 run: self.run.clone(),
                 change: c.clone(),
             })
             .collect();
-        self.write(&records)
+        records.push(Record::Writing {
+            run: self.run.clone(),
+        });
+        let before = self.file.metadata().map(|m| m.len()).ok();
+        let written = self.write(&records);
+        if written.is_err()
+            && let Some(len) = before
+        {
+            let _ = self.file.set_len(len);
+        }
+        written
     }
 
     /// The result of one change, as it ends: written at once (a killed
@@ -308,8 +370,13 @@ impl Writer {
 /// Every run of the journal, oldest first. A missing journal has none; so has
 /// a path that is not a regular file (e.g. `/dev/null`). A line that is not a
 /// record (torn by a crash) is skipped with a warning.
+/// A symlink in its place, or a journal another user owns, is refused.
 pub(crate) fn read(path: &Path) -> Result<Vec<Entry>> {
-    let file = match std::fs::File::open(path) {
+    let file = match OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)
+    {
         Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
         Err(e) => return Err(e).with_context(|| format!("opening the journal {}", path.display())),
@@ -317,6 +384,7 @@ pub(crate) fn read(path: &Path) -> Result<Vec<Entry>> {
     if !file.metadata().is_ok_and(|m| m.is_file()) {
         return Ok(Vec::new());
     }
+    super::check_owner(&file, path)?;
     let mut entries: Vec<Entry> = Vec::new();
     for (n, line) in BufReader::new(file).split(b'\n').enumerate() {
         let line = line.with_context(|| format!("reading the journal {}", path.display()))?;
@@ -357,10 +425,15 @@ fn take_line(entries: &mut Vec<Entry>, line: &[u8]) -> Result<(), String> {
             config: old.config,
             name: old.name,
             kind: old.kind,
+            job: None,
             ending,
             summary: old.summary,
             users: None,
             error: None,
+            reverted_by: None,
+            reverted: None,
+            writing: true,
+            ended: true,
             changes: old.changes,
         });
         return Ok(());
@@ -380,12 +453,22 @@ fn take_line(entries: &mut Vec<Entry>, line: &[u8]) -> Result<(), String> {
             config: s.config,
             name: s.name,
             kind: s.kind,
+            // Versions that write the job's identity also mark the writing.
+            writing: s.job.is_none(),
+            job: s.job,
             ending: Outcome::Interrupted,
             summary: Summary::default(),
             users: None,
             error: None,
+            reverted_by: None,
+            reverted: None,
+            ended: false,
             changes: Vec::new(),
         }),
+        Record::Writing { run } => {
+            let i = find(entries, &run)?;
+            entries[i].writing = true;
+        }
         Record::Intent { run, change } => {
             let i = find(entries, &run)?;
             entries[i].changes.push(change);
@@ -401,6 +484,7 @@ fn take_line(entries: &mut Vec<Entry>, line: &[u8]) -> Result<(), String> {
         Record::End { run, end } => {
             let i = find(entries, &run)?;
             let entry = &mut entries[i];
+            entry.ended = true;
             entry.ending = end.ending;
             entry.summary = end.summary;
             entry.users = end.users;
@@ -408,32 +492,6 @@ fn take_line(entries: &mut Vec<Entry>, line: &[u8]) -> Result<(), String> {
         }
     }
     Ok(())
-}
-
-/// The last sync that succeeded and counted its users.
-pub(crate) fn last_success(entries: &[Entry]) -> Option<&Entry> {
-    entries
-        .iter()
-        .rev()
-        .find(|e| e.kind == "sync" && e.ending == Outcome::Success && e.users.is_some())
-}
-
-/// Find a run by ID (a unique prefix is enough) or `last`: the latest run
-/// that wrote something.
-pub(crate) fn find<'a>(entries: &'a [Entry], run: &str) -> Result<&'a Entry> {
-    if run == "last" {
-        return entries
-            .iter()
-            .rev()
-            .find(|e| e.undoable() > 0)
-            .ok_or_else(|| anyhow::anyhow!("the journal has no run that wrote anything yet"));
-    }
-    let matches: Vec<_> = entries.iter().filter(|e| e.run.starts_with(run)).collect();
-    match matches.as_slice() {
-        [one] => Ok(one),
-        [] => bail!("no run {run:?} in the journal (see `agentsync history`)"),
-        many => bail!("{run:?} matches {} runs; give more of the ID", many.len()),
-    }
 }
 
 #[cfg(test)]
@@ -453,6 +511,10 @@ mod tests {
         }
     }
 
+    fn key() -> JobKey {
+        JobKey::of(Path::new("c.toml"), None)
+    }
+
     #[test]
     fn run_ids_sort_by_time() {
         let a = new_run_id(SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_700_000_000));
@@ -466,13 +528,14 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("state/j.jsonl");
         assert!(read(&path).unwrap().is_empty());
-        let mut w = Writer::begin(&path, Path::new("c.toml"), "n", "sync").unwrap();
+        let mut w = Writer::begin(&path, &key(), "n", "sync").unwrap();
         let planned = [change("a1", Status::Planned), change("a2", Status::Planned)];
         w.intents(&planned).unwrap();
         w.change(&change("a2", Status::Applied)).unwrap();
         let entries = read(&path).unwrap();
         assert_eq!(entries.len(), 1);
         assert_eq!(entries[0].ending, Outcome::Interrupted, "no end record yet");
+        assert!(entries[0].writing, "the intents are marked whole");
         let statuses: Vec<_> = entries[0].changes.iter().map(|c| c.status).collect();
         assert_eq!(statuses, [Status::Planned, Status::Applied]);
         assert_eq!(entries[0].undoable(), 2);
@@ -503,14 +566,14 @@ mod tests {
     fn a_torn_line_is_skipped_and_never_glued_to_the_next() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("j.jsonl");
-        let w = Writer::begin(&path, Path::new("c.toml"), "n", "sync").unwrap();
+        let w = Writer::begin(&path, &key(), "n", "sync").unwrap();
         drop(w);
         // A crash in the middle of a line.
         let mut f = OpenOptions::new().append(true).open(&path).unwrap();
         f.write_all(br#"{"record":"intent","run":"#).unwrap();
         drop(f);
         assert_eq!(read(&path).unwrap().len(), 1);
-        let w = Writer::begin(&path, Path::new("c.toml"), "n", "sync").unwrap();
+        let w = Writer::begin(&path, &key(), "n", "sync").unwrap();
         let entries = read(&path).unwrap();
         assert_eq!(entries.len(), 2);
         assert_eq!(entries[1].run, w.run());
@@ -526,16 +589,12 @@ mod tests {
             "changes": [change("a1", Status::Applied)],
         });
         std::fs::write(&path, format!("{old}\n")).unwrap();
-        let w = Writer::begin(&path, Path::new("c.toml"), "n", "sync").unwrap();
+        let w = Writer::begin(&path, &key(), "n", "sync").unwrap();
         let entries = read(&path).unwrap();
         assert_eq!(entries.len(), 2);
         assert_eq!(entries[0].ending, Outcome::Success);
-        assert_eq!(find(&entries, "last").unwrap().run, "20260101-000000-aaaa");
-        assert_eq!(find(&entries, w.run()).unwrap().run, w.run());
-        assert_eq!(
-            find(&entries, "20260101").unwrap().run,
-            "20260101-000000-aaaa"
-        );
-        assert!(find(&entries, "1999").is_err());
+        assert_eq!(entries[0].undoable(), 1, "an old run is taken as written");
+        assert_eq!(entries[1].run, w.run());
+        assert_eq!(entries[1].undoable(), 0, "a new run without intents");
     }
 }

@@ -20,7 +20,7 @@ pub(crate) struct RunLock {
 /// planted in its place is an error, never a file truncated elsewhere.
 pub(crate) fn acquire(path: &Path, config: &Path) -> Result<RunLock> {
     if let Some(dir) = path.parent() {
-        super::ensure_dir(dir)?;
+        super::ensure_state_dir(dir)?;
     }
     let file = OpenOptions::new()
         .create(true)
@@ -30,6 +30,8 @@ pub(crate) fn acquire(path: &Path, config: &Path) -> Result<RunLock> {
         .custom_flags(libc::O_NOFOLLOW)
         .open(path)
         .with_context(|| format!("opening the run lock {}", path.display()))?;
+    // Another user's lock file would let them hold every run back.
+    super::check_owner(&file, path)?;
     match file.try_lock() {
         Ok(()) => Ok(RunLock { _file: file }),
         Err(TryLockError::WouldBlock) => bail!(
@@ -41,6 +43,32 @@ pub(crate) fn acquire(path: &Path, config: &Path) -> Result<RunLock> {
             Err(e).with_context(|| format!("locking {}", path.display()))
         }
     }
+}
+
+/// Is the lock at `path` held by a run now? Told without taking it (a run
+/// starting at that moment must not find it taken): from the kernel's list
+/// of locks where there is one (Linux), else by a shared lock tried and
+/// released at once.
+pub(crate) fn is_held(path: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(meta) = std::fs::symlink_metadata(path) else {
+        return false;
+    };
+    if let Ok(locks) = std::fs::read_to_string("/proc/locks") {
+        let (major, minor) = (libc::major(meta.dev()), libc::minor(meta.dev()));
+        let id = format!("{major:02x}:{minor:02x}:{}", meta.ino());
+        return locks
+            .lines()
+            .any(|l| l.contains("FLOCK") && l.split_whitespace().any(|w| w == id));
+    }
+    let Ok(file) = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)
+    else {
+        return false;
+    };
+    matches!(file.try_lock_shared(), Err(TryLockError::WouldBlock))
 }
 
 #[cfg(test)]
@@ -58,7 +86,9 @@ mod tests {
             err.contains("another agentsync run holds the lock"),
             "{err}"
         );
+        assert!(is_held(&path));
         drop(first);
+        assert!(!is_held(&path));
         acquire(&path, &config).unwrap();
         assert!(path.exists(), "the lock file is kept between runs");
     }

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 
-use crate::progress;
+use crate::{http, progress};
 
 /// What the metrics file says about one run.
 #[derive(Debug, Default)]
@@ -27,6 +27,12 @@ pub(crate) struct RunMetrics<'a> {
     pub update: usize,
     pub unlink: usize,
     pub failed_writes: usize,
+    /// Writes whose answer was lost and whose outcome reading back could not tell.
+    pub unknown_writes: usize,
+    /// Agents someone else changed since agentsync set them, and of those,
+    /// the ones this run wrote again.
+    pub contested: usize,
+    pub contested_overwritten: usize,
     /// Unknown when the run did not get that far.
     pub source_users: Option<usize>,
     pub agents: Option<usize>,
@@ -83,6 +89,21 @@ pub(crate) fn render(m: &RunMetrics) -> String {
         "agentsync_failed_writes",
         "Writes of the last run that failed.",
         &one(m.failed_writes.to_string()),
+    );
+    gauge(
+        "agentsync_unknown_writes",
+        "Writes of the last run whose answer was lost and whose outcome reading back could not tell.",
+        &one(m.unknown_writes.to_string()),
+    );
+    gauge(
+        "agentsync_contested",
+        "Agents whose external ID someone else changed since agentsync set it, found by the last run.",
+        &one(m.contested.to_string()),
+    );
+    gauge(
+        "agentsync_contested_overwritten",
+        "Contested agents the last run set back (two writers taking turns).",
+        &one(m.contested_overwritten.to_string()),
     );
     if let Some(users) = m.source_users {
         gauge(
@@ -145,33 +166,51 @@ pub(crate) fn ping_target(url: &str, suffix: &str) -> String {
     format!("{}{suffix}", url.trim_end_matches('/'))
 }
 
-/// Ping `url` + `suffix`; a ping that fails is a warning, never an error. The
-/// URL holds the check's key: only its host is ever shown.
-pub(crate) fn ping(url: &str, suffix: &str) {
-    let target = ping_target(url, suffix);
-    let config = ureq::Agent::config_builder()
-        .timeout_global(Some(Duration::from_secs(5)))
-        .build();
-    let agent: ureq::Agent = config.into();
-    if let Err(e) = agent.get(&target).call() {
-        let host = url::Url::parse(url)
-            .ok()
-            .and_then(|u| u.host_str().map(str::to_owned))
-            .unwrap_or_else(|| "the ping URL".into());
-        let why = match e {
-            ureq::Error::StatusCode(code) => format!("HTTP {code}"),
-            ureq::Error::Timeout(_) => "timed out".into(),
-            _ => "could not connect".into(),
-        };
-        progress::warn(&format!(
-            "the health-check ping{} to {host} failed: {why}",
-            if suffix.is_empty() {
-                String::new()
-            } else {
-                format!(" {suffix}")
-            }
-        ));
+/// Ping `url` + `suffix`; a ping that fails is a warning, never an error.
+/// The ping goes through the crate's one HTTP client, as every request does:
+/// the same trust (bundled and system roots, `SSL_CERT_FILE`, and the
+/// `extra_roots` of the job's `ca_file`s), redirects within its origin only,
+/// a timeout of 5 s. The URL's path holds the check's key: it is masked
+/// wherever the URL is shown.
+pub(crate) fn ping(url: &url::Url, suffix: &str, extra_roots: &[ureq::tls::Certificate<'static>]) {
+    if url.path().len() > 1 {
+        crate::redact::register(url.path().trim_end_matches('/'));
     }
+    if let Some(query) = url.query() {
+        crate::redact::register(query);
+    }
+    let Ok(target) = url::Url::parse(&ping_target(url.as_str(), suffix)) else {
+        return;
+    };
+    let client = http::Client::new(
+        http::Settings {
+            timeout: Duration::from_secs(5),
+            retries: 1,
+            max_retry_wait: Duration::from_secs(2),
+            extra_roots: extra_roots.to_vec(),
+            ..http::Settings::default()
+        },
+        None,
+    )
+    .bound(http::Binding {
+        base: url.clone(),
+        allow_insecure_http: false,
+        follow_other_origins: false,
+    });
+    let why = match client.send(&http::Request::get(target)) {
+        Ok(resp) if resp.is_success() => return,
+        Ok(resp) => format!("HTTP {}", resp.status),
+        Err(e) => format!("{e:#}"),
+    };
+    let host = url.host_str().unwrap_or("the ping URL");
+    progress::warn(&format!(
+        "the health-check ping{} to {host} failed: {why}",
+        if suffix.is_empty() {
+            String::new()
+        } else {
+            format!(" {suffix}")
+        }
+    ));
 }
 
 #[cfg(test)]

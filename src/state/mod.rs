@@ -7,14 +7,15 @@ mod history;
 pub(crate) mod journal;
 pub(crate) mod lock;
 pub(crate) mod metrics;
+pub(crate) mod runs;
 
-pub(crate) use history::HistoryView;
+pub(crate) use history::{HistoryView, NothingView};
 
 use std::hash::Hasher;
-use std::os::unix::fs::DirBuilderExt;
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 
 use crate::template::EnvLookup;
 
@@ -38,21 +39,124 @@ pub(crate) fn state_dir(env: EnvLookup) -> Option<PathBuf> {
     set("HOME").map(|home| Path::new(&home).join(".local/state/agentsync"))
 }
 
-/// The name the files of one config share in the state directory:
-/// `<config stem>-<hash of its canonical path>`, so that every way of naming
-/// the same config finds the same journal and lock, and two configs called
-/// `punch.toml` in different folders do not share them.
-pub(crate) fn file_stem(config: &Path) -> String {
-    let canonical = config.canonicalize().unwrap_or_else(|_| config.to_owned());
-    // FNV-1a: stable across runs and Rust versions, unlike DefaultHasher's seed.
+/// Who a config is to the state directory: the name its journal and lock
+/// share there, which is also the identity written into each of its runs'
+/// `start` records (so that configs sharing one `[sync] journal` tell their
+/// runs apart).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct JobKey {
+    /// `<stem of the config's real name>-<hash of its canonical path>`.
+    pub name: String,
+    /// The config's canonical path (symlinks and `..` resolved).
+    pub config: PathBuf,
+    /// The name older versions gave this config's files when it was reached
+    /// through a link of another name (`<link's stem>-<same hash>`); its
+    /// journal is read, and taken over by the next run, while the new one
+    /// does not exist.
+    pub legacy: Option<String>,
+    /// The file's identity when it has other hard links: the alias file that
+    /// makes every name of it share one `name`.
+    pub alias: Option<PathBuf>,
+}
+
+impl JobKey {
+    /// The key of the config at `config`. Every name of one file — a
+    /// symlink, `..`, a hard link (through the alias file the first run
+    /// leaves in `state_dir`) — gets the same key; a copy is another job.
+    pub(crate) fn of(config: &Path, state_dir: Option<&Path>) -> JobKey {
+        let canonical = config.canonicalize().unwrap_or_else(|_| config.to_owned());
+        let stem_of = |p: &Path| {
+            p.file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_default()
+        };
+        let hash = path_hash(&canonical);
+        let name = format!("{}-{hash}", stem_of(&canonical));
+        let given = format!("{}-{hash}", stem_of(config));
+        let legacy = (given != name).then_some(given);
+        let alias = state_dir.and_then(|dir| alias_path(&canonical, dir));
+        let name = alias.as_deref().and_then(read_alias).unwrap_or(name);
+        JobKey {
+            name,
+            config: canonical,
+            legacy,
+            alias,
+        }
+    }
+
+    /// Make sure the alias file names this key, for the other hard links of
+    /// the config to find (the first run of any of its names writes it).
+    pub(crate) fn keep_alias(&self) -> Result<()> {
+        let Some(path) = &self.alias else {
+            return Ok(());
+        };
+        if read_alias(path).is_some() {
+            return Ok(());
+        }
+        let mut file = match std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(path)
+        {
+            Ok(f) => f,
+            // Another name's run wrote it first: that one counts from now on.
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Ok(()),
+            Err(e) => {
+                return Err(e).with_context(|| format!("writing {}", path.display()));
+            }
+        };
+        std::io::Write::write_all(&mut file, self.name.as_bytes())
+            .with_context(|| format!("writing {}", path.display()))
+    }
+}
+
+/// The hard-link alias of `config` in `dir`: only for a file that has other
+/// links, named by its device, inode and birth time (a reused inode is
+/// another file).
+fn alias_path(config: &Path, dir: &Path) -> Option<PathBuf> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::metadata(config).ok()?;
+    if meta.nlink() < 2 {
+        return None;
+    }
+    let born = meta
+        .created()
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map_or(0, |d| d.as_nanos());
+    Some(dir.join(format!(
+        "links-{:x}-{:x}-{born:x}.name",
+        meta.dev(),
+        meta.ino()
+    )))
+}
+
+/// The key an alias file holds, if it is ours and holds a plain name.
+fn read_alias(path: &Path) -> Option<String> {
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)
+        .ok()?;
+    check_owner(&file, path).ok()?;
+    let mut text = String::new();
+    std::io::Read::read_to_string(&mut std::io::Read::take(&file, 256), &mut text).ok()?;
+    let plain = !text.is_empty()
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.+".contains(&b))
+        && !text.starts_with('.');
+    plain.then_some(text)
+}
+
+/// Eight hex digits of FNV-1a over the path: stable across runs and Rust
+/// versions, unlike `DefaultHasher`'s seed.
+fn path_hash(path: &Path) -> String {
     let mut hasher = Fnv(0xcbf2_9ce4_8422_2325);
-    hasher.write(canonical.as_os_str().as_encoded_bytes());
-    let stem = config
-        .file_stem()
-        .map(|s| s.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    // Its low 32 bits: eight hex digits.
-    format!("{stem}-{:08x}", hasher.finish() & 0xffff_ffff)
+    hasher.write(path.as_os_str().as_encoded_bytes());
+    format!("{:08x}", hasher.finish() & 0xffff_ffff)
 }
 
 struct Fnv(u64);
@@ -81,6 +185,56 @@ pub(crate) fn ensure_dir(dir: &Path) -> Result<()> {
         .mode(0o700)
         .create(dir)
         .with_context(|| format!("creating the state directory {}", dir.display()))
+}
+
+/// Make sure the state directory `dir` exists and that no one but the
+/// running user can change what is in it: an existing one must be owned by
+/// the user and writable by no group or other user, else every file in it
+/// (the lock, the journal, the plan key) could be planted or replaced.
+pub(crate) fn ensure_state_dir(dir: &Path) -> Result<()> {
+    ensure_dir(dir)?;
+    if dir.as_os_str().is_empty() {
+        return Ok(());
+    }
+    let meta = std::fs::metadata(dir)
+        .with_context(|| format!("reading the state directory {}", dir.display()))?;
+    let mode = meta.permissions().mode() & 0o7777;
+    let (owner, me) = (meta.uid(), euid());
+    if owner != me {
+        bail!(
+            "the state directory {} is owned by user {owner}, not by this user ({me}): another user could plant or read its lock, journal and plan key; use a directory of this user's (AGENTSYNC_STATE_DIR); nothing was written",
+            dir.display()
+        );
+    }
+    if mode & 0o022 != 0 {
+        bail!(
+            "the state directory {} has mode {mode:04o}: other users can write into it and plant its lock, journal or plan key; make it private (chmod 700) or use another (AGENTSYNC_STATE_DIR); nothing was written",
+            dir.display()
+        );
+    }
+    Ok(())
+}
+
+/// Refuse a file of the state (opened without following links) that another
+/// user owns: its content could be theirs.
+pub(crate) fn check_owner(file: &std::fs::File, path: &Path) -> Result<()> {
+    let meta = file
+        .metadata()
+        .with_context(|| format!("reading {}", path.display()))?;
+    let me = euid();
+    if meta.uid() != me {
+        bail!(
+            "{} is owned by user {}, not by this user ({me}): refused; nothing was written",
+            path.display(),
+            meta.uid()
+        );
+    }
+    Ok(())
+}
+
+fn euid() -> u32 {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() }
 }
 
 #[cfg(test)]
@@ -114,14 +268,49 @@ mod tests {
     }
 
     #[test]
-    fn the_file_stem_names_the_config_and_its_folder() {
-        let a = file_stem(Path::new("/etc/a/punch.toml"));
-        let b = file_stem(Path::new("/etc/b/punch.toml"));
+    fn the_key_names_the_config_and_its_folder() {
+        let key = |p: &str| JobKey::of(Path::new(p), None).name;
+        let a = key("/etc/a/punch.toml");
+        let b = key("/etc/b/punch.toml");
         assert!(
             a.starts_with("punch-") && a.len() == "punch-".len() + 8,
             "{a}"
         );
         assert_ne!(a, b);
-        assert_eq!(a, file_stem(Path::new("/etc/a/punch.toml")));
+        assert_eq!(a, key("/etc/a/punch.toml"));
+    }
+
+    #[test]
+    fn every_name_of_one_file_has_one_key_and_a_copy_another() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = dir.path().join("state");
+        ensure_state_dir(&state).unwrap();
+        let real = dir.path().join("punch.toml");
+        std::fs::write(&real, "x").unwrap();
+        let sym = dir.path().join("other-name.toml");
+        std::os::unix::fs::symlink(&real, &sym).unwrap();
+        let hard = dir.path().join("hard.toml");
+        std::fs::hard_link(&real, &hard).unwrap();
+        let copy = dir.path().join("copy.toml");
+        std::fs::copy(&real, &copy).unwrap();
+        let of = |p: &Path| JobKey::of(p, Some(&state));
+        let first = of(&real);
+        assert_eq!(of(&sym).name, first.name);
+        assert!(of(&sym).legacy.unwrap().starts_with("other-name-"));
+        first.keep_alias().unwrap();
+        assert_eq!(of(&hard).name, first.name, "the alias names the first key");
+        assert_ne!(of(&copy).name, first.name);
+    }
+
+    #[test]
+    fn a_state_directory_others_can_write_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = dir.path().join("s");
+        ensure_state_dir(&state).unwrap();
+        let mode = std::fs::metadata(&state).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o700);
+        std::fs::set_permissions(&state, std::fs::Permissions::from_mode(0o770)).unwrap();
+        let err = ensure_state_dir(&state).unwrap_err().to_string();
+        assert!(err.contains("mode 0770"), "{err}");
     }
 }

@@ -68,6 +68,16 @@ impl Resp {
         }
     }
 
+    /// No answer at all: the connection is reset (RST) once the request has
+    /// been read, as when a gateway or the network drops it.
+    pub fn reset() -> Self {
+        Resp {
+            status: 0,
+            headers: Vec::new(),
+            body: Vec::new(),
+        }
+    }
+
     pub fn with_header(mut self, name: &str, value: &str) -> Self {
         self.headers.push((name.into(), value.into()));
         self
@@ -189,6 +199,10 @@ fn serve(stream: TcpStream, at: Instant, shared: &Shared) {
     };
     shared.requests.lock().unwrap().push(req.clone());
     let resp = (shared.handler)(&req);
+    if resp.status == 0 {
+        reset(writer.get_ref());
+        return;
+    }
     let mut head = format!("HTTP/1.1 {} {}\r\n", resp.status, reason(resp.status));
     for (name, value) in &resp.headers {
         head.push_str(&format!("{name}: {value}\r\n"));
@@ -202,6 +216,25 @@ fn serve(stream: TcpStream, at: Instant, shared: &Shared) {
         .write_all(head.as_bytes())
         .and_then(|()| writer.write_all(&resp.body))
         .and_then(|()| writer.flush());
+}
+
+/// Close `stream` with a reset: a zero linger time makes the close send RST.
+fn reset(stream: &TcpStream) {
+    use std::os::fd::AsRawFd;
+    let linger = libc::linger {
+        l_onoff: 1,
+        l_linger: 0,
+    };
+    // SAFETY: a valid socket and a `linger` of the size given.
+    unsafe {
+        libc::setsockopt(
+            stream.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_LINGER,
+            std::ptr::from_ref(&linger).cast(),
+            std::mem::size_of::<libc::linger>() as libc::socklen_t,
+        );
+    }
 }
 
 fn read_request(reader: &mut BufReader<TcpStream>, at: Instant) -> Option<Req> {
@@ -280,7 +313,9 @@ fn reason(status: u16) -> &'static str {
         405 => "Method Not Allowed",
         429 => "Too Many Requests",
         500 => "Internal Server Error",
+        502 => "Bad Gateway",
         503 => "Service Unavailable",
+        504 => "Gateway Timeout",
         _ => "Status",
     }
 }

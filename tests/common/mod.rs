@@ -5,6 +5,7 @@
 
 mod http;
 mod job;
+pub mod tls;
 
 pub use http::{Req, Resp, Server};
 pub use job::{Job, JobDir};
@@ -136,6 +137,27 @@ impl Run {
             stdout,
             stderr: errors.join().unwrap(),
         }
+    }
+
+    /// Limit the size of any file the run writes to `bytes` (`RLIMIT_FSIZE`,
+    /// with `SIGXFSZ` ignored): a write past it fails as on a full disk.
+    pub fn file_size_limit(mut self, bytes: u64) -> Self {
+        use std::os::unix::process::CommandExt;
+        // SAFETY: only async-signal-safe calls between fork and exec.
+        unsafe {
+            self.cmd.pre_exec(move || {
+                let limit = libc::rlimit {
+                    rlim_cur: bytes,
+                    rlim_max: bytes,
+                };
+                libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+                if libc::setrlimit(libc::RLIMIT_FSIZE, &limit) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        self
     }
 
     /// Start in the background (stdout and stderr inherited).

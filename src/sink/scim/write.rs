@@ -1,6 +1,10 @@
 //! Writing one agent's external ID: a PUT of the user or a PATCH of the one
 //! attribute, with `If-Match` when its version is known; on a 412, or without a
 //! version, the user is read again and written once more if it is unchanged.
+//! A write whose answer was lost (the connection dropped after it was sent, a
+//! timeout, a 5xx from a gateway) is settled by reading the user back: the
+//! planned value means it landed, the old value that it did not, anything
+//! else is an [`Unknown`] outcome that says what was read.
 
 use anyhow::{Result, anyhow, bail};
 use serde_json::{Map, Value, json};
@@ -8,7 +12,32 @@ use serde_json::{Map, Value, json};
 use super::{PATCH_OP, SCIM_JSON, ScimError, ScimSink, expect_success};
 use crate::http::{Request, Response, display_url};
 use crate::plan::Change;
-use crate::sink::Refusal;
+use crate::sink::{Agent, Refusal, Unknown};
+
+/// How one write request ended.
+enum Sent {
+    /// The directory took it.
+    Done,
+    /// HTTP 412: the user's version moved.
+    Moved,
+    /// No answer that tells: a transport failure after the retries, or a
+    /// 408/5xx (a gateway may answer so after the directory applied it).
+    Lost(anyhow::Error),
+    /// The directory answered that it did not take it.
+    Refused(anyhow::Error),
+}
+
+/// A user as read again: the resource, what the plan compares, its version.
+struct Current {
+    resource: Map<String, Value>,
+    agent: Agent,
+    version: Option<String>,
+}
+
+/// Does `value` hold `wanted`, as the sinks compare IDs (trimmed)?
+fn holds(value: Option<&str>, wanted: Option<&str>) -> bool {
+    value.map(str::trim) == wanted.map(str::trim)
+}
 
 impl ScimSink {
     /// Write one change: with the listed version when there is one, else (and
@@ -25,34 +54,99 @@ impl ScimSink {
         };
         // One request when the listing told the version (and, for a PUT, the
         // resource): the directory itself refuses it if the user moved since.
-        if let Some(version) = version
+        let current = if let Some(version) = version
             && (resource.is_some() || !found.put)
         {
             let req = self.write_request(change, found.put, resource, Some(version))?;
-            if self.send_write(&req)? {
+            match self.send_write(&req) {
+                Sent::Done => return Ok(()),
+                Sent::Lost(lost) => return self.settle(change, lost),
+                Sent::Refused(e) => return Err(e),
+                Sent::Moved => {}
+            }
+            // A 412. Its version may have moved by this very write: an
+            // attempt whose answer was lost, retried with the old `If-Match`.
+            let current = self.read_current(change)?;
+            if agent_is(change, &current.agent)
+                && holds(
+                    current.agent.external_id.as_deref(),
+                    change.new_external_id.as_deref(),
+                )
+            {
                 return Ok(());
             }
-        }
-        // No version, or a 412: read the user again; still the agent the plan
-        // saw? Then write once more, against its version now.
-        let (resource, version) = self.reread(change)?;
+            current
+        } else {
+            self.read_current(change)?
+        };
+        // No version, or a 412: still the agent the plan saw? Then write once
+        // more, against its version now.
+        let (resource, version) = self.as_planned(change, current)?;
         let version = version.filter(|_| found.etag != Some(false));
         let req = self.write_request(change, found.put, Some(resource), version.as_deref())?;
-        if self.send_write(&req)? {
+        match self.send_write(&req) {
+            Sent::Done => Ok(()),
+            Sent::Lost(lost) => self.settle(change, lost),
+            Sent::Refused(e) => Err(e),
+            Sent::Moved => bail!(
+                "agent {} changed since it was listed: the directory refused the write twice \
+                 (HTTP 412, its version moved); left as it is",
+                change.agent_id
+            ),
+        }
+    }
+
+    /// A write whose answer was lost, settled by reading the user back: the
+    /// planned value means it landed; the old value that it did not (the
+    /// write fails with `lost`); anything else, or a user that cannot be read,
+    /// is [`Unknown`], saying what was read.
+    fn settle(&self, change: &Change, lost: anyhow::Error) -> Result<()> {
+        let unknown = |lost: anyhow::Error, what: String| {
+            lost.context(Unknown(format!(
+                "the answer to the write of agent {} was lost and reading it back could not tell \
+                 whether it landed: {what}",
+                change.agent_id
+            )))
+        };
+        let current = match self.read_current(change) {
+            Ok(current) => current,
+            Err(e) => return Err(unknown(lost, format!("{e:#}"))),
+        };
+        let now = current.agent.external_id.as_deref();
+        if !agent_is(change, &current.agent) {
+            return Err(unknown(
+                lost,
+                format!(
+                    "its {} is now {}, not {}",
+                    self.attribute_name(),
+                    current.agent.email,
+                    change.email
+                ),
+            ));
+        }
+        if holds(now, change.new_external_id.as_deref()) {
             return Ok(());
         }
-        bail!(
-            "agent {} changed since it was listed: the directory refused the write twice \
-             (HTTP 412, its version moved); left as it is",
-            change.agent_id
-        )
+        if holds(now, change.old_external_id.as_deref()) {
+            return Err(lost.context(format!(
+                "agent {} still holds its old external ID: the write did not land",
+                change.agent_id
+            )));
+        }
+        Err(unknown(
+            lost,
+            format!(
+                "its external ID is now {}, neither {} (before) nor {} (planned)",
+                now.unwrap_or("(none)"),
+                change.old_external_id.as_deref().unwrap_or("(none)"),
+                change.new_external_id.as_deref().unwrap_or("(none)")
+            ),
+        ))
     }
 
     /// The user as it is now, and its version (`meta.version`, else the
-    /// `ETag` header). An error unless it is still the agent the plan was made
-    /// from — same id, same email, the external ID the plan saw: a write would
-    /// otherwise undo someone's change, or link another person.
-    fn reread(&self, change: &Change) -> Result<(Map<String, Value>, Option<String>)> {
+    /// `ETag` header); an error unless the directory answers with that user.
+    fn read_current(&self, change: &Change) -> Result<Current> {
         let url = self.user_url(&change.agent_id)?;
         let req = Request::get(url).header("Accept", SCIM_JSON);
         let resp = refusing(expect_success(self.client.send(&req)?, "GET", &req.url))?;
@@ -73,13 +167,30 @@ impl ScimSink {
         }
         let raw = serde_json::value::to_raw_value(&resource)?;
         let (agent, version) = self.read_user(&raw).map_err(|why| anyhow!("{why}"))?;
+        let version = version.or_else(|| resp.header("etag").map(str::to_owned));
+        Ok(Current {
+            resource,
+            agent,
+            version,
+        })
+    }
+
+    /// The user read again, if it is still the agent the plan was made from —
+    /// same email, the external ID the plan saw: a write would otherwise undo
+    /// someone's change, or link another person.
+    fn as_planned(
+        &self,
+        change: &Change,
+        current: Current,
+    ) -> Result<(Map<String, Value>, Option<String>)> {
+        let agent = &current.agent;
         let changed = |what: String| {
             anyhow!(
                 "agent {} changed since it was listed: {what}; left as it is",
                 change.agent_id
             )
         };
-        if !agent.email.trim().eq_ignore_ascii_case(change.email.trim()) {
+        if !agent_is(change, agent) {
             return Err(changed(format!(
                 "its {} is now {}, not {}",
                 self.attribute_name(),
@@ -94,8 +205,7 @@ impl ScimSink {
                 change.old_external_id.as_deref().unwrap_or("(none)")
             )));
         }
-        let version = version.or_else(|| resp.header("etag").map(str::to_owned));
-        Ok((resource, version))
+        Ok((current.resource, current.version))
     }
 
     /// The write of `external_id`: a PUT of `resource` (the user as listed or
@@ -137,6 +247,7 @@ impl ScimSink {
             ("Accept".into(), SCIM_JSON.into()),
         ];
         if let Some(v) = version {
+            check_version(&change.agent_id, v)?;
             headers.push(("If-Match".into(), v.to_owned()));
         }
         Ok(Request {
@@ -150,15 +261,51 @@ impl ScimSink {
         })
     }
 
-    /// Send a write; a 412 comes back as `Ok(false)`.
-    fn send_write(&self, req: &Request) -> Result<bool> {
-        let resp = self.client.send(req)?;
+    /// Send a write and tell how it ended.
+    fn send_write(&self, req: &Request) -> Sent {
+        let resp = match self.client.send(req) {
+            Ok(resp) => resp,
+            // No token, no write: nothing was sent.
+            Err(e) if crate::sink::is_refusal(&e) => return Sent::Refused(e),
+            Err(e) => return Sent::Lost(e),
+        };
         if resp.status == 412 {
-            return Ok(false);
+            return Sent::Moved;
         }
-        refusing(expect_success(resp, &req.method, &req.url))?;
-        Ok(true)
+        // 501 says the method is not there at all: a refusal, not a loss.
+        let lost = matches!(resp.status, 408 | 500 | 502..=599);
+        match refusing(expect_success(resp, &req.method, &req.url)) {
+            Ok(_) => Sent::Done,
+            Err(e) if lost => Sent::Lost(e),
+            Err(e) => Sent::Refused(e),
+        }
     }
+}
+
+/// The longest `meta.version` sent back as `If-Match`: versions are short
+/// (`W/"3"`, a hash); a longer one is a directory's error, not a version.
+const MAX_VERSION_BYTES: usize = 1024;
+
+/// Refuse a version that cannot go into `If-Match`, naming the agent: the
+/// same version would be refused on every try.
+fn check_version(agent_id: &str, version: &str) -> Result<()> {
+    if version.len() > MAX_VERSION_BYTES {
+        bail!(
+            "agent {agent_id}: its meta.version is {} bytes long, over {MAX_VERSION_BYTES}: not sent as If-Match; nothing written",
+            version.len()
+        );
+    }
+    if let Some(flaw) = crate::http::header_value_flaw(version) {
+        bail!(
+            "agent {agent_id}: its meta.version holds {flaw}, which cannot go into the If-Match header; nothing written"
+        );
+    }
+    Ok(())
+}
+
+/// Is `agent` (read again) still the person of `change`?
+fn agent_is(change: &Change, agent: &Agent) -> bool {
+    agent.email.trim().eq_ignore_ascii_case(change.email.trim())
 }
 
 /// A write error whose status no retry can fix, as a [`Refusal`].
