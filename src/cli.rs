@@ -117,7 +117,8 @@ pub(crate) struct SyncArgs {
     #[arg(long)]
     pub dry_run: bool,
 
-    /// Apply even when the plan exceeds [sync] `max_changes` or `max_unlink_percent`.
+    /// Apply even when the plan exceeds [sync] `max_changes` or `max_unlink_percent`, or
+    /// sets contested agents back under `on_contested = "refuse"`.
     #[arg(long)]
     pub force: bool,
 

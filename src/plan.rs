@@ -362,10 +362,6 @@ pub(crate) fn revert(run: &str, changes: &[Change], agents: &[Agent]) -> Plan {
             continue;
         }
         if agent.external_id != change.new_external_id {
-            if agent.external_id == change.old_external_id {
-                // Already as it was before the run: nothing to undo.
-                continue;
-            }
             plan.conflicts.push(conflict(format!(
                 "changed since run {run}: external ID is now {}, not {}",
                 agent.external_id.as_deref().unwrap_or("(none)"),
