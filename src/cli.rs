@@ -191,6 +191,24 @@ pub(crate) enum Command {
         events: Option<PathBuf>,
     },
 
+    /// Receive agent events (login/logout webhooks) and run their actions.
+    ///
+    /// Runs until SIGTERM or SIGINT. Each event POSTed to `[listen] path`
+    /// is checked (`[listen] auth`), written to the durable queue in the state
+    /// directory, acknowledged (202), and its route's action sent with the
+    /// agent's external ID and `{{event_id}}` — once per event ID, in order per
+    /// agent, retried for up to `max_delivery_hours`. GET /healthz and GET
+    /// /metrics tell how it is. A signal stops it accepting, lets the actions
+    /// in flight finish, and ends it with 0; queued events are sent on the next
+    /// start.
+    Listen {
+        /// The address to listen on, IP:PORT (default: `[listen] addr`, else
+        /// 127.0.0.1:8788). Port 0 picks a free one; the address is logged
+        /// as `listening on http://IP:PORT`.
+        #[arg(long, value_name = "HOST:PORT")]
+        addr: Option<String>,
+    },
+
     /// List the applied runs recorded in the journal.
     History,
 

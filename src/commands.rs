@@ -62,6 +62,11 @@ pub(crate) fn dispatch(cli: Cli) -> Result<Ending> {
             events.as_deref(),
             output,
         ),
+        Some(Command::Listen { addr }) => {
+            let mut job = load(config)?;
+            let sink = engine::open_sink(&mut job)?;
+            crate::listen::run(job, sink, addr.as_deref())
+        }
         Some(Command::History) => history(config, output),
         Some(Command::Revert {
             run,

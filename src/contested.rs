@@ -26,6 +26,14 @@ pub(crate) struct Contested {
     pub run: String,
 }
 
+/// What one of our writes left an agent at: `value`, or `maybe` this one
+/// when the write's outcome is not known.
+struct Ours<'a> {
+    value: &'a Option<String>,
+    maybe: Option<&'a Option<String>>,
+    run: &'a str,
+}
+
 /// The contested agents among `agents`, given the journal's `entries` (oldest
 /// first); with `skip`, their changes are taken out of `plan`.
 pub(crate) fn mark(
@@ -34,11 +42,23 @@ pub(crate) fn mark(
     entries: &[Entry],
     policy: OnContested,
 ) -> Vec<Contested> {
-    // The value each agent was last set to by an applied write of ours.
-    let mut ours: HashMap<&str, (&Option<String>, &str)> = HashMap::new();
-    for entry in entries {
-        for change in entry.changes.iter().filter(|c| c.status == Status::Applied) {
-            ours.insert(&change.agent_id, (&change.new_external_id, &entry.run));
+    // The value each agent was last set to by an applied write of ours; a
+    // write whose outcome is not known (in flight when its run was killed,
+    // or its answer lost) left it at either its old or its new value.
+    let mut ours: HashMap<&str, Ours<'_>> = HashMap::new();
+    for entry in entries.iter().filter(|e| e.writing) {
+        for change in &entry.changes {
+            let maybe = match change.status {
+                Status::Applied => None,
+                Status::Planned | Status::Unknown => Some(&change.old_external_id),
+                _ => continue,
+            };
+            let set = Ours {
+                value: &change.new_external_id,
+                maybe,
+                run: &entry.run,
+            };
+            ours.insert(&change.agent_id, set);
         }
     }
     if ours.is_empty() {
@@ -47,8 +67,9 @@ pub(crate) fn mark(
     let mut contested: Vec<Contested> = agents
         .iter()
         .filter_map(|agent| {
-            let (value, run) = ours.get(agent.id.as_str())?;
-            (agent.external_id != **value).then(|| Contested {
+            let Ours { value, maybe, run } = ours.get(agent.id.as_str())?;
+            let ours = agent.external_id == **value || Some(&agent.external_id) == *maybe;
+            (!ours).then(|| Contested {
                 email: agent.email.clone(),
                 agent_id: agent.id.clone(),
                 external_id: agent.external_id.clone(),
@@ -212,5 +233,26 @@ mod tests {
         // A plan that leaves the contested agent alone is not refused.
         plan.changes.retain(|c| c.agent_id != "b");
         assert_eq!(refusal(OnContested::Refuse, &found, &plan), None);
+    }
+
+    #[test]
+    fn a_write_whose_outcome_is_not_known_left_either_value() {
+        // A run killed with writes in flight: their intents have no result.
+        let entries = [entry(
+            "R1",
+            &[
+                ("a", Some("1"), Status::Planned),
+                ("b", Some("2"), Status::Planned),
+                ("c", Some("3"), Status::Unknown),
+            ],
+        )];
+        let agents = [
+            agent("a", Some("1")), // it landed
+            agent("b", None),      // it did not (the old value)
+            agent("c", Some("x")), // someone else's
+        ];
+        let found = mark(&mut Plan::default(), &agents, &entries, OnContested::Warn);
+        let ids: Vec<_> = found.iter().map(|c| c.agent_id.as_str()).collect();
+        assert_eq!(ids, ["c"]);
     }
 }

@@ -22,6 +22,21 @@ pub(crate) struct Description {
     pub sink: Option<SinkDescription>,
     pub sync: SyncDescription,
     pub actions: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub listen: Option<ListenDescription>,
+}
+
+/// `[listen]`: where events come in, how they are proved, where they go.
+#[derive(Debug, Serialize)]
+pub(crate) struct ListenDescription {
+    pub addr: String,
+    pub path: String,
+    pub auth: &'static str,
+    pub id: String,
+    pub email: String,
+    /// Each route: `when` (or `always`), the action and its vars.
+    pub routes: Vec<String>,
+    pub queue: String,
 }
 
 #[derive(Debug, Serialize)]
@@ -165,6 +180,34 @@ pub(crate) fn describe(job: &Job) -> Description {
                 .map(|u| u.host_str().unwrap_or("?").to_owned()),
         },
         actions: job.actions.keys().cloned().collect(),
+        listen: job.listen.as_ref().map(|l| ListenDescription {
+            addr: l.addr.clone(),
+            path: l.path.clone(),
+            auth: l.auth.name(),
+            id: l.id.source().to_owned(),
+            email: l.email.source().to_owned(),
+            routes: l
+                .routes
+                .iter()
+                .map(|r| {
+                    let vars: Vec<_> = r.vars.iter().map(|(k, v)| format!("{k} = {v:?}")).collect();
+                    format!(
+                        "{} -> {}{}",
+                        r.when.as_ref().map_or("always", |w| w.source()),
+                        r.action,
+                        if vars.is_empty() {
+                            String::new()
+                        } else {
+                            format!(" ({})", vars.join(", "))
+                        }
+                    )
+                })
+                .collect(),
+            queue: l.queue.as_ref().map_or_else(
+                || "(no state directory: set AGENTSYNC_STATE_DIR)".to_owned(),
+                |q| q.display().to_string(),
+            ),
+        }),
     }
 }
 
@@ -262,6 +305,18 @@ impl Render for Description {
         }
         if !d.actions.is_empty() {
             writeln!(out, "actions    {}", d.actions.join(", "))?;
+        }
+        if let Some(l) = &d.listen {
+            writeln!(
+                out,
+                "listen     POST http://{}{} (auth = {:?})",
+                l.addr, l.path, l.auth
+            )?;
+            writeln!(out, "  event    id = {}, email = {}", l.id, l.email)?;
+            for r in &l.routes {
+                writeln!(out, "  route    {r}")?;
+            }
+            writeln!(out, "  queue    {}", l.queue)?;
         }
         Ok(())
     }

@@ -21,6 +21,7 @@ mod engine;
 mod exit;
 mod http;
 mod jq_budget;
+mod listen;
 mod mapping;
 #[cfg(feature = "mock")]
 mod mock;

@@ -479,4 +479,34 @@ mod tests {
         assert!(err.to_string().contains("format 9"), "{err}");
         assert_eq!(exit::code(&Err(err)), 2);
     }
+
+    #[test]
+    fn only_the_inverse_of_a_journaled_run_is_a_revert() {
+        use crate::state::{JobKey, journal};
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("j.jsonl");
+        let key = JobKey::of(Path::new("job.toml"), None);
+        let mut w = journal::Writer::begin(&path, &key, "job", "sync").unwrap();
+        let a = agent("1", "a@x.com", None);
+        let mut linked = Change::setting(&a, Some("7".into()));
+        w.intents(std::slice::from_ref(&linked)).unwrap();
+        linked.status = Status::Applied;
+        w.change(&linked).unwrap();
+        let past = journal::read(&path).unwrap();
+        let run = w.run().to_owned();
+
+        let undo = Change::setting(&agent("1", "a@x.com", Some("7")), None);
+        let mut p = plan(vec![undo.clone()]);
+        assert_eq!(p.inverse_of(&past), None, "a sync plan");
+        p.kind = format!("revert of {run}");
+        assert_eq!(p.inverse_of(&past), Some(run.as_str()));
+        p.kind = "revert of 20200101-000000-0000".into();
+        assert_eq!(p.inverse_of(&past), None, "a run not in the journal");
+        let other = Change::setting(&agent("1", "a@x.com", Some("7")), Some("8".into()));
+        let p = SavedPlan {
+            kind: format!("revert of {run}"),
+            ..plan(vec![other])
+        };
+        assert_eq!(p.inverse_of(&past), None, "not its inverse");
+    }
 }

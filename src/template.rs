@@ -36,6 +36,8 @@ pub(crate) enum Placeholder {
     ExternalId,
     AgentId,
     Email,
+    /// The event's ID: `agentsync listen`, or an event line's `"id"`.
+    EventId,
     /// `{{env.NAME}}`, resolved when the config is loaded.
     Env(String),
     /// `{{var.K}}`, from `--set K=V`.
@@ -52,6 +54,7 @@ impl Placeholder {
             "external_id" => Placeholder::ExternalId,
             "agent_id" => Placeholder::AgentId,
             "email" => Placeholder::Email,
+            "event_id" => Placeholder::EventId,
             _ => {
                 if let Some(env) = name.strip_prefix("env.").filter(|n| valid_name(n)) {
                     Placeholder::Env(env.to_owned())
@@ -75,6 +78,7 @@ impl fmt::Display for Placeholder {
             Placeholder::ExternalId => f.write_str("external_id"),
             Placeholder::AgentId => f.write_str("agent_id"),
             Placeholder::Email => f.write_str("email"),
+            Placeholder::EventId => f.write_str("event_id"),
             Placeholder::Env(n) => write!(f, "env.{n}"),
             Placeholder::Var(n) => write!(f, "var.{n}"),
         }
@@ -107,6 +111,7 @@ impl Scope {
             Placeholder::ExternalId
             | Placeholder::AgentId
             | Placeholder::Email
+            | Placeholder::EventId
             | Placeholder::Var(_) => self == Scope::Action,
         }
     }
@@ -114,7 +119,7 @@ impl Scope {
     fn names(self) -> &'static str {
         match self {
             Scope::Source => "page, offset, limit, cursor, env.NAME",
-            Scope::Action => "external_id, agent_id, email, var.NAME, env.NAME",
+            Scope::Action => "external_id, agent_id, email, event_id, var.NAME, env.NAME",
         }
     }
 }
@@ -155,6 +160,7 @@ pub(crate) struct Values<'a> {
     pub external_id: Option<&'a str>,
     pub agent_id: Option<&'a str>,
     pub email: Option<&'a str>,
+    pub event_id: Option<&'a str>,
     pub vars: Option<&'a std::collections::BTreeMap<String, String>>,
 }
 
@@ -276,6 +282,7 @@ impl Template {
                     Placeholder::ExternalId => values.external_id.unwrap_or_default().to_owned(),
                     Placeholder::AgentId => values.agent_id.unwrap_or_default().to_owned(),
                     Placeholder::Email => values.email.unwrap_or_default().to_owned(),
+                    Placeholder::EventId => values.event_id.unwrap_or_default().to_owned(),
                     Placeholder::Var(k) => match values.vars.and_then(|v| v.get(k)) {
                         Some(v) => v.clone(),
                         None => bail!("variable `{k}` is not set (pass --set {k}=VALUE)"),

@@ -67,7 +67,16 @@ fn the_schema_says_what_each_key_is() {
     let defs = &schema["$defs"];
     // Unknown keys are errors in every table.
     assert_eq!(schema["additionalProperties"], false);
-    for table in ["Source", "Pagination", "Mapping", "Sink", "Sync", "Action"] {
+    for table in [
+        "Source",
+        "Pagination",
+        "Mapping",
+        "Sink",
+        "Sync",
+        "Action",
+        "Listen",
+        "ListenRoute",
+    ] {
         assert_eq!(defs[table]["additionalProperties"], false, "{table}");
         // Every key has a description, with its default where it has one.
         let properties = defs[table]["properties"].as_object().unwrap();

@@ -229,8 +229,8 @@ fn a_revert_that_fails_on_a_full_state_directory_is_completed_by_revert_last() {
 
 #[test]
 fn a_run_still_writing_shows_as_running_and_is_not_reverted() {
-    let src = Source::start(12);
-    let scim = directory(12, Duration::from_millis(250));
+    let src = Source::start(20);
+    let scim = directory(20, Duration::from_millis(250));
     let job = job(&src, &scim).sink("concurrency", 1).write();
     let child = sync(&job).quiet().spawn_captured();
     wait_for_writes(&scim, 1);
@@ -247,7 +247,7 @@ fn a_run_still_writing_shows_as_running_and_is_not_reverted() {
     let out = child.wait_with_output().unwrap();
     assert_eq!(out.status.code(), Some(0));
     assert_eq!(job.journal()[0]["ending"], "success");
-    assert_eq!(linked(&scim, 12), 12);
+    assert_eq!(linked(&scim, 20), 20);
 }
 
 /// `max_changes = 3` and four links: a sync needs `--force`; undoing it does

@@ -205,7 +205,7 @@ fn sync_as(job: &JobDir, config: &std::path::Path) -> common::Run {
 #[test]
 fn every_name_of_one_config_shares_its_lock_and_journal_and_a_copy_does_not() {
     let src = source(8, "");
-    let scim = directory(8, Duration::from_millis(200));
+    let scim = directory(8, Duration::from_millis(300));
     let job = job(&src, &scim).sink("concurrency", 1).write();
     let symlink = job.path("other-name.toml");
     std::os::unix::fs::symlink(&job.config, &symlink).unwrap();

@@ -6,11 +6,14 @@
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::Path;
+use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
 use url::Url;
 
-use super::{ActionResult, AgentsByEmail, check_vars, missing_vars, read_events, send};
+use super::{
+    ActionResult, AgentsByEmail, Retry, Target, check_vars, missing_vars, read_events, send,
+};
 use crate::config::{ActionSpec, Job};
 use crate::engine;
 use crate::exit::{self, Ending};
@@ -24,7 +27,7 @@ use crate::term::{Esc, Paint, style};
 /// source's when it declares none).
 pub(crate) struct Declared {
     spec: ActionSpec,
-    client: Client,
+    client: Arc<Client>,
     base: Url,
 }
 
@@ -51,27 +54,37 @@ impl Declared {
                 job.source.endpoint.base_url.clone(),
             ),
         };
-        Ok(Declared { spec, client, base })
+        Ok(Declared::new(spec, Arc::new(client), base))
+    }
+
+    /// The action `spec`, sent with `client` on `base` (a client several
+    /// actions may share, as they share the source's endpoint).
+    pub(crate) fn new(spec: ActionSpec, client: Arc<Client>, base: Url) -> Self {
+        Declared { spec, client, base }
+    }
+
+    /// Send the action for `target`.
+    pub(crate) fn send_to(&self, target: &Target<'_>) -> ActionResult {
+        send(&self.client, &self.base, &self.spec, target)
     }
 
     /// Send the action for the agent with `email` in `directory`, with the
-    /// action's variables: an agent not found (or without an external ID) is
-    /// an error, a request that failed is a result that is not `ok`.
+    /// action's variables and the event's ID: an agent not found (or without
+    /// an external ID) is an error, a request that failed is a result that is
+    /// not `ok`.
     pub(crate) fn send_for(
         &self,
         directory: &AgentsByEmail<'_>,
-        email: &str,
-        vars: &BTreeMap<String, String>,
+        item: &BatchItem,
     ) -> Result<ActionResult> {
-        let (agent, external_id) = directory.find(email)?;
-        Ok(send(
-            &self.client,
-            &self.base,
-            &self.spec,
+        let (agent, external_id) = directory.find(&item.email)?;
+        let target = Target {
             agent,
             external_id,
-            vars,
-        ))
+            vars: &item.vars,
+            event_id: item.event_id.as_deref(),
+        };
+        Ok(self.send_to(&target))
     }
 }
 
@@ -118,8 +131,9 @@ pub(crate) fn run(
     let single = agent.is_some();
     let (mut failed, mut sent) = (0, 0);
     let mut out = output::stdout();
-    for (email, vars) in &batch {
-        let outcome = match declared.send_for(&directory, email, vars) {
+    for item in &batch {
+        let email = &item.email;
+        let outcome = match declared.send_for(&directory, item) {
             Ok(outcome) => outcome,
             Err(e) if single => return Err(e),
             Err(e) => ActionResult {
@@ -129,6 +143,7 @@ pub(crate) fn run(
                 ok: false,
                 error: Some(e.to_string()),
                 response: None,
+                retry: Retry::No,
             },
         };
         if single && !outcome.ok {
@@ -156,6 +171,14 @@ pub(crate) fn run(
     Ok(Ending::Success)
 }
 
+/// One request of a batch: the agent's email, the variables, and the
+/// event's ID (`{{event_id}}`) when its line has one.
+pub(crate) struct BatchItem {
+    pub email: String,
+    pub vars: BTreeMap<String, String>,
+    pub event_id: Option<String>,
+}
+
 /// The requests of an action, one per agent with its variables: every one is
 /// checked before the first is sent.
 fn batch(
@@ -164,7 +187,7 @@ fn batch(
     agent: Option<&str>,
     vars: Vec<(String, String)>,
     events: Option<&Path>,
-) -> Result<Vec<(String, BTreeMap<String, String>)>> {
+) -> Result<Vec<BatchItem>> {
     let defaults: BTreeMap<String, String> = vars.into_iter().collect();
     match (agent, events) {
         (Some(email), _) => {
@@ -181,7 +204,11 @@ fn batch(
                     sets.join(" ")
                 )));
             }
-            Ok(vec![(email.to_owned(), defaults)])
+            Ok(vec![BatchItem {
+                email: email.to_owned(),
+                vars: defaults,
+                event_id: None,
+            }])
         }
         (None, Some(path)) => {
             let (mut events, source) = if path == Path::new("-") {
@@ -199,7 +226,14 @@ fn batch(
                 event.vars.extend(own);
             }
             check_vars(spec, name, &events, &source)?;
-            Ok(events.into_iter().map(|e| (e.email, e.vars)).collect())
+            Ok(events
+                .into_iter()
+                .map(|e| BatchItem {
+                    email: e.email,
+                    vars: e.vars,
+                    event_id: e.id,
+                })
+                .collect())
         }
         (None, None) => Err(exit::usage("give --agent EMAIL or --events FILE")),
     }

@@ -32,27 +32,39 @@ pub(crate) struct ActionResult {
     pub error: Option<String>,
     /// The response body, as JSON when it is JSON.
     pub response: Option<serde_json::Value>,
+    /// Whether sending it again later may succeed where this failed.
+    #[serde(skip)]
+    pub retry: Retry,
+}
+
+/// May a failed action succeed when sent again later?
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) enum Retry {
+    /// No: it succeeded, or the server refused it (4xx), or it could not be
+    /// rendered.
+    #[default]
+    No,
+    /// Yes (a connect error, a timeout, 429, 5xx), not before the wait the
+    /// server asked for with `Retry-After`, if it did.
+    Later(Option<std::time::Duration>),
 }
 
 /// One event of a batch: a line `{"email": …, "vars": {…}}` (`vars` may be
-/// left out when `--set` gives every variable).
+/// left out when `--set` gives every variable), with an optional `"id"` that
+/// fills `{{event_id}}`.
 #[derive(Debug)]
 pub(crate) struct Event {
     /// The event's line in its file, from 1.
     pub line: usize,
+    pub id: Option<String>,
     pub email: String,
     pub vars: BTreeMap<String, String>,
 }
 
 /// The `{{var.K}}` names the action needs that `vars` lacks.
 pub(crate) fn missing_vars(spec: &ActionSpec, vars: &BTreeMap<String, String>) -> Vec<String> {
-    let req = &spec.request;
-    let templates = std::iter::once(&req.path)
-        .chain(req.query.iter().map(|(_, t)| t))
-        .chain(req.headers.iter().map(|(_, t)| t))
-        .chain(req.body.iter());
-    let mut missing: Vec<String> = templates
-        .flat_map(super::template::Template::vars)
+    let mut missing: Vec<String> = spec
+        .vars()
         .filter(|k| !vars.contains_key(*k))
         .map(str::to_owned)
         .collect();
@@ -92,41 +104,63 @@ impl<'a> AgentsByEmail<'a> {
     }
 }
 
+/// What an action is sent for: the agent, its external ID, the variables
+/// and the event's ID (`{{event_id}}`), if it came from an event that has one.
+pub(crate) struct Target<'a> {
+    pub agent: &'a Agent,
+    pub external_id: &'a str,
+    pub vars: &'a BTreeMap<String, String>,
+    pub event_id: Option<&'a str>,
+}
+
 /// Send the action for one agent.
 pub(crate) fn send(
     client: &Client,
     base: &url::Url,
     spec: &ActionSpec,
-    agent: &Agent,
-    external_id: &str,
-    vars: &BTreeMap<String, String>,
+    target: &Target<'_>,
 ) -> ActionResult {
     let values = Values {
-        external_id: Some(external_id),
-        agent_id: Some(&agent.id),
-        email: Some(&agent.email),
-        vars: Some(vars),
+        external_id: Some(target.external_id),
+        agent_id: Some(&target.agent.id),
+        email: Some(&target.agent.email),
+        event_id: target.event_id,
+        vars: Some(target.vars),
         ..Values::default()
     };
-    let result = render_url(base, &spec.request, &values)
-        .and_then(|url| render_request(&spec.request, url, &values))
-        .and_then(|request| {
-            let url = display_url(&request.url);
-            let resp = client.send(&request)?;
-            Ok((request.method, url, resp))
-        });
     let mut outcome = ActionResult {
-        email: agent.email.clone(),
-        external_id: Some(external_id.to_owned()),
+        email: target.agent.email.clone(),
+        external_id: Some(target.external_id.to_owned()),
         status: None,
         ok: false,
         error: None,
         response: None,
+        retry: Retry::No,
+    };
+    let result = match render_url(base, &spec.request, &values)
+        .and_then(|url| render_request(&spec.request, url, &values))
+    {
+        Ok(request) => {
+            let url = display_url(&request.url);
+            // A request that could not be sent (or whose answer was lost)
+            // may be sent again.
+            client
+                .send(&request)
+                .map(|resp| (request.method, url, resp))
+                .inspect_err(|_| outcome.retry = Retry::Later(None))
+        }
+        Err(e) => Err(e),
     };
     match result {
         Ok((method, url, resp)) => {
             outcome.status = Some(resp.status);
             outcome.ok = resp.is_success();
+            if resp.status == 429 || resp.status == 408 || resp.status >= 500 {
+                let wait = resp
+                    .header("retry-after")
+                    .and_then(|v| crate::http::parse_retry_after(v, std::time::SystemTime::now()));
+                outcome.retry = Retry::Later(wait);
+            }
             if !outcome.ok {
                 outcome.error = Some(format!(
                     "{method} {url} answered HTTP {}: {}",
@@ -292,10 +326,9 @@ pub(crate) fn read_events(mut reader: impl BufRead, name: &str) -> Result<Vec<Ev
             continue;
         }
         match parse_event(line) {
-            Ok((email, vars)) => events.push(Event {
+            Ok(event) => events.push(Event {
                 line: number,
-                email,
-                vars,
+                ..event
             }),
             Err(why) => errors.push(|| format!("{name}: line {number}: {why}")),
         }
@@ -304,8 +337,8 @@ pub(crate) fn read_events(mut reader: impl BufRead, name: &str) -> Result<Vec<Ev
     Ok(events)
 }
 
-/// One line's email and vars, or what is wrong with it.
-fn parse_event(line: &str) -> std::result::Result<(String, BTreeMap<String, String>), String> {
+/// One line's event (its `line` left 0), or what is wrong with it.
+fn parse_event(line: &str) -> std::result::Result<Event, String> {
     use serde_json::Value;
     let value: Value = serde_json::from_str(line).map_err(|e| {
         // serde's "at line 1 column N" is inside this line: keep the column.
@@ -319,12 +352,18 @@ fn parse_event(line: &str) -> std::result::Result<(String, BTreeMap<String, Stri
     };
     if let Some(key) = fields
         .keys()
-        .find(|k| !matches!(k.as_str(), "email" | "vars"))
+        .find(|k| !matches!(k.as_str(), "id" | "email" | "vars"))
     {
         return Err(format!(
-            "unknown key {key:?} (an event has \"email\" and \"vars\")"
+            "unknown key {key:?} (an event has \"email\", \"vars\" and \"id\")"
         ));
     }
+    let id = match fields.get("id") {
+        None => None,
+        Some(Value::String(id)) if !id.is_empty() => Some(id.clone()),
+        Some(Value::String(_)) => return Err("\"id\" is empty".into()),
+        Some(other) => return Err(format!("\"id\" is {}, not a string", kind_of(other))),
+    };
     let email = match fields.get("email") {
         Some(Value::String(e)) if !e.trim().is_empty() => e.clone(),
         Some(Value::String(_)) => return Err("\"email\" is empty".into()),
@@ -350,7 +389,12 @@ fn parse_event(line: &str) -> std::result::Result<(String, BTreeMap<String, Stri
             ));
         }
     };
-    Ok((email, vars))
+    Ok(Event {
+        line: 0,
+        id,
+        email,
+        vars,
+    })
 }
 
 fn kind_of(value: &serde_json::Value) -> &'static str {

@@ -9,7 +9,7 @@ use serde::Deserialize;
 
 use super::ctx::{ConfigError, Ctx, Errors};
 use super::raw::RawConfig;
-use super::{ActionSpec, PaginationSpec, SinkSpec, SourceSpec, SyncSpec};
+use super::{ActionSpec, ListenSpec, PaginationSpec, SinkSpec, SourceSpec, SyncSpec};
 use crate::mapping::Jq;
 use crate::paginate;
 
@@ -73,6 +73,8 @@ pub(crate) struct Job {
     pub sink_kind: Option<&'static str>,
     pub sync: SyncSpec,
     pub actions: BTreeMap<String, ActionSpec>,
+    /// `[listen]`, for `agentsync listen`.
+    pub listen: Option<ListenSpec>,
 }
 
 impl Job {
@@ -136,6 +138,14 @@ impl Job {
                 actions.insert(name.clone(), action);
             }
         }
+        // Routes are checked against the actions that were valid; an invalid
+        // action has its own error already.
+        let listen = errors.keep(
+            raw.listen
+                .as_ref()
+                .map(|l| ListenSpec::from_raw(l, &actions, path, ctx))
+                .transpose(),
+        );
         let (
             Some(mut source),
             Some(pagination),
@@ -143,7 +153,8 @@ impl Job {
             Some(jq_timeout),
             Some(sink),
             Some(sync),
-        ) = (source, pagination, mapping, jq_timeout, sink, sync)
+            Some(listen),
+        ) = (source, pagination, mapping, jq_timeout, sink, sync, listen)
         else {
             return Err(errors.into_error(ctx));
         };
@@ -167,6 +178,7 @@ impl Job {
             sink_kind: raw.sink.as_ref().map(|s| s.get_ref().kind.get_ref().name()),
             sync,
             actions,
+            listen,
         })
     }
 }

@@ -192,6 +192,9 @@ pub(super) struct RawConfig {
     #[serde(default)]
     #[schemars(with = "BTreeMap<String, RawAction>")]
     pub actions: BTreeMap<String, Spanned<RawAction>>,
+    /// `agentsync listen`: the agent events received over HTTP and the action each one runs.
+    #[schemars(with = "Option<super::raw_listen::RawListen>")]
+    pub listen: Option<Spanned<super::raw_listen::RawListen>>,
 }
 
 endpoint_table! {
@@ -300,7 +303,7 @@ endpoint_table! {
         /// HTTP method (default `POST`).
         #[schemars(with = "Option<String>")]
         method: Option<Spanned<String>>,
-        /// Template appended to `base_url`: `{{external_id}}`, `{{email}}`, `{{agent_id}}`, `{{var.K}}`, `{{env.NAME}}`.
+        /// Template appended to `base_url`: `{{external_id}}`, `{{email}}`, `{{agent_id}}`, `{{event_id}}` (`agentsync listen`, or an event line's "id"), `{{var.K}}`, `{{env.NAME}}`.
         #[schemars(with = "String")]
         path: Spanned<String>,
         /// Query parameters: templates, URL-encoded (default none).

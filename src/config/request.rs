@@ -169,6 +169,16 @@ impl ActionSpec {
         let request = RequestSpec::from_raw(&table, a.request(), "POST", Scope::Action, ctx)?;
         Ok(ActionSpec { endpoint, request })
     }
+
+    /// The `{{var.K}}` names its templates use (with repeats).
+    pub(crate) fn vars(&self) -> impl Iterator<Item = &str> {
+        let req = &self.request;
+        std::iter::once(&req.path)
+            .chain(req.query.iter().map(|(_, t)| t))
+            .chain(req.headers.iter().map(|(_, t)| t))
+            .chain(req.body.iter())
+            .flat_map(Template::vars)
+    }
 }
 
 fn method(

@@ -14,7 +14,7 @@ use crate::progress::Progress;
 pub(crate) use crate::plan::Agent;
 
 /// A directory. Writes take `&self`: the engine may have several in flight.
-pub(crate) trait Sink: Sync {
+pub(crate) trait Sink: Send + Sync {
     /// Called before the source is read: a sink whose config the directory
     /// may refuse (exit 2) asks it here, so that such a run ends with nothing
     /// fetched.

@@ -75,7 +75,13 @@ impl JobKey {
         let given = format!("{}-{hash}", stem_of(config));
         let legacy = (given != name).then_some(given);
         let alias = state_dir.and_then(|dir| alias_path(&canonical, dir));
-        let name = alias.as_deref().and_then(read_alias).unwrap_or(name);
+        // Before any run wrote the alias, the journal another name of this
+        // file already has is the one to share.
+        let name = match (alias.as_deref().map(read_alias), state_dir) {
+            (Some(Some(aliased)), _) => aliased,
+            (Some(None), Some(dir)) => linked_journal(dir, &canonical, &name).unwrap_or(name),
+            _ => name,
+        };
         JobKey {
             name,
             config: canonical,
@@ -131,6 +137,36 @@ fn alias_path(config: &Path, dir: &Path) -> Option<PathBuf> {
         meta.dev(),
         meta.ino()
     )))
+}
+
+/// The key of a journal in `dir` whose first run was of another name of the
+/// file `config` (same device and inode), when `name` has no journal yet.
+fn linked_journal(dir: &Path, config: &Path, name: &str) -> Option<String> {
+    use std::io::BufRead;
+    /// Journals looked at, at most: a state directory holds a few.
+    const MAX: usize = 1000;
+    if dir.join(format!("{name}.journal.jsonl")).exists() {
+        return None;
+    }
+    let id = |p: &Path| std::fs::metadata(p).ok().map(|m| (m.dev(), m.ino()));
+    let ours = id(config)?;
+    std::fs::read_dir(dir).ok()?.take(MAX).find_map(|entry| {
+        let path = entry.ok()?.path();
+        let key = path.file_name()?.to_str()?.strip_suffix(".journal.jsonl")?;
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(&path)
+            .ok()?;
+        check_owner(&file, &path).ok()?;
+        let mut first = Vec::new();
+        std::io::BufReader::new(std::io::Read::take(file, 64 * 1024))
+            .read_until(b'\n', &mut first)
+            .ok()?;
+        let start: serde_json::Value = serde_json::from_slice(&first).ok()?;
+        let theirs = id(Path::new(start.get("config")?.as_str()?))?;
+        (theirs == ours).then(|| key.to_owned())
+    })
 }
 
 /// The key an alias file holds, if it is ours and holds a plain name.
@@ -297,7 +333,18 @@ mod tests {
         let first = of(&real);
         assert_eq!(of(&sym).name, first.name);
         assert!(of(&sym).legacy.unwrap().starts_with("other-name-"));
+        // Before any run: the hard link's journal found by its start record.
+        std::fs::write(
+            state.join(format!("{}.journal.jsonl", first.name)),
+            format!(
+                "{{\"record\":\"start\",\"config\":{:?}}}\n",
+                real.canonicalize().unwrap()
+            ),
+        )
+        .unwrap();
+        assert_eq!(of(&hard).name, first.name, "the journal of the first name");
         first.keep_alias().unwrap();
+        std::fs::remove_file(state.join(format!("{}.journal.jsonl", first.name))).unwrap();
         assert_eq!(of(&hard).name, first.name, "the alias names the first key");
         assert_ne!(of(&copy).name, first.name);
     }

@@ -5,6 +5,7 @@
 
 mod http;
 mod job;
+pub mod listen;
 pub mod tls;
 
 pub use http::{Req, Resp, Server};
