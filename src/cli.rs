@@ -117,8 +117,10 @@ pub(crate) struct SyncArgs {
     #[arg(long)]
     pub dry_run: bool,
 
-    /// Apply even when the plan exceeds [sync] `max_changes` or `max_unlink_percent`, or
-    /// sets contested agents back under `on_contested = "refuse"`.
+    /// Apply even when a [sync] limit refuses the run: `max_changes`,
+    /// `max_unlink_percent`, `max_skipped_percent`, `max_source_drop_percent`,
+    /// or contested agents set back under `on_contested = "refuse"`. Never
+    /// `min_users`: a source that small is broken.
     #[arg(long)]
     pub force: bool,
 
@@ -223,7 +225,8 @@ pub(crate) enum Command {
         /// With --dry-run: save the plan to FILE for `agentsync apply FILE`.
         #[arg(long, value_name = "FILE", requires = "dry_run")]
         out: Option<PathBuf>,
-        /// Revert even when it exceeds [sync] `max_changes` or `max_unlink_percent`.
+        /// Accepted for scripts: a revert is not held to the [sync] limits,
+        /// so nothing refuses it.
         #[arg(long)]
         force: bool,
     },
@@ -239,7 +242,9 @@ pub(crate) enum Command {
         /// Refuse a plan older than this: 30m, 12h, 2days …
         #[arg(long, value_name = "DURATION", default_value = "24h", value_parser = parse_age)]
         max_age: Duration,
-        /// Apply even when the plan exceeds [sync] `max_changes` or `max_unlink_percent`.
+        /// Apply even when the saved plan of a sync exceeds [sync] `max_changes`
+        /// or `max_unlink_percent` (the limits a saved plan is held to; a saved
+        /// revert is held to none).
         #[arg(long)]
         force: bool,
     },
@@ -267,12 +272,18 @@ pub(crate) struct MockArgs {
     /// Number of source users.
     #[arg(long, default_value_t = 25)]
     pub users: usize,
-    /// Number of directory agents to seed.
+    /// Directory agents numbered 1 to N, without every 10th (its source
+    /// user stays unmatched), plus 3 the source does not know: N - N/10 + 3
+    /// agents in all (400 seeds 363).
     #[arg(long, default_value_t = 25)]
     pub agents: usize,
     /// Users per source page.
     #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
     pub page_size: u64,
+    /// The directory's largest listing page (its `filter.maxResults`): a
+    /// larger `count` gets this many.
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_page_size: u64,
     /// Latency added to every request, in milliseconds.
     #[arg(long, default_value_t = 0)]
     pub latency_ms: u64,

@@ -63,9 +63,7 @@ pub(crate) fn dispatch(cli: Cli) -> Result<Ending> {
             output,
         ),
         Some(Command::Listen { addr }) => {
-            let mut job = load(config)?;
-            let sink = engine::open_sink(&mut job)?;
-            crate::listen::run(job, sink, addr.as_deref())
+            crate::listen::run(load(config)?, engine::open_sink, addr.as_deref())
         }
         Some(Command::History) => history(config, output),
         Some(Command::Revert {
@@ -154,7 +152,10 @@ fn fetch(config: Option<&Path>, pages: Option<u64>, output: Output) -> Result<En
     let client = job.source.endpoint.client();
     let fetched = source::fetch(&job, &client, pages, &progress)?;
     print(output, &FetchView::new(&fetched))?;
-    Ok(Ending::Success)
+    match fetched.nothing_mapped() {
+        Some(why) => Err(anyhow::anyhow!(why)),
+        None => Ok(Ending::Success),
+    }
 }
 
 fn check(config: Option<&Path>, output: Output) -> Result<Ending> {
@@ -186,11 +187,18 @@ fn save_and_print(
 ) -> Result<Ending> {
     plan.write(out, key_dir)?;
     print(output, &run.report)?;
+    // A plan over a limit is saved for review; applying it needs --force.
+    let how = match &run.report.refusal {
+        None => format!("apply it with `agentsync apply {}`", out.display()),
+        Some(_) => format!(
+            "it is over a limit (see `Refused:` above), so a plain apply is refused: once reviewed, apply it with `agentsync apply --force {}`",
+            out.display()
+        ),
+    };
     Progress::new().log(&format!(
-        "saved the plan ({} changes) to {}: apply it with `agentsync apply {}`",
+        "saved the plan ({} changes) to {}: {how}",
         plan.changes.len(),
         out.display(),
-        out.display()
     ));
     Ok(run.ending.clone())
 }
@@ -263,13 +271,10 @@ fn revert(
     save_and_print(&plan, &key_dir, out, &run, output)
 }
 
-/// `revert last` with nothing to undo: said on stderr (and as JSON on
-/// stdout), nothing written, exit 0.
+/// `revert last` with nothing to undo: said on stdout, where a revert's
+/// report goes (a line, or JSON), nothing written, exit 0.
 fn nothing_to_revert(nothing: &NothingToUndo, output: Output) -> Result<Ending> {
-    crate::progress::warn(&nothing.message());
-    if output == Output::Json {
-        print(output, &NothingView(nothing))?;
-    }
+    print(output, &NothingView(nothing))?;
     Ok(Ending::Success)
 }
 
@@ -306,6 +311,7 @@ fn mock_options(args: &MockArgs) -> mock::MockOptions {
         users: args.users,
         agents: args.agents,
         page_size: usize::try_from(args.page_size).unwrap_or(usize::MAX),
+        max_results: usize::try_from(args.max_page_size).unwrap_or(usize::MAX),
         latency_ms: args.latency_ms,
         log: true,
         patch: !args.no_patch,

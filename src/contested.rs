@@ -78,7 +78,9 @@ pub(crate) fn mark(
             })
         })
         .collect();
-    contested.sort_by(|a, b| a.email.cmp(&b.email));
+    // By the email as matching reads it (case and spaces aside), then as
+    // written: `Ann@` beside `ann@`, not after every lowercase address.
+    contested.sort_by_cached_key(|c| (crate::plan::normalize(&c.email), c.email.clone()));
     if policy == OnContested::Skip && !contested.is_empty() {
         let ids: std::collections::HashSet<&str> =
             contested.iter().map(|c| c.agent_id.as_str()).collect();
@@ -233,6 +235,20 @@ mod tests {
         // A plan that leaves the contested agent alone is not refused.
         plan.changes.retain(|c| c.agent_id != "b");
         assert_eq!(refusal(OnContested::Refuse, &found, &plan), None);
+    }
+
+    #[test]
+    fn contested_agents_sort_by_email_whatever_its_case() {
+        let ids = ["Zed", "amy", "Bob", "bea"];
+        let ours: Vec<_> = ids
+            .iter()
+            .map(|id| (*id, Some("1"), Status::Applied))
+            .collect();
+        let entries = [entry("R1", &ours)];
+        let agents: Vec<_> = ids.iter().map(|id| agent(id, Some("theirs"))).collect();
+        let found = mark(&mut Plan::default(), &agents, &entries, OnContested::Warn);
+        let emails: Vec<_> = found.iter().map(|c| c.email.as_str()).collect();
+        assert_eq!(emails, ["amy@x.com", "bea@x.com", "Bob@x.com", "Zed@x.com"]);
     }
 
     #[test]

@@ -17,7 +17,8 @@ pub(crate) struct Description {
     pub source: SourceDescription,
     pub pagination: PaginationDescription,
     pub mapping: String,
-    /// How pages are mapped: `direct (serde)` for plain projections, else `jq`.
+    /// How pages are mapped: `direct` (the two fields read straight from the
+    /// page, for plain projections), else `jq` (record by record).
     pub mapping_path: &'static str,
     pub sink: Option<SinkDescription>,
     pub sync: SyncDescription,
@@ -49,6 +50,9 @@ pub(crate) struct SourceDescription {
     pub body: Option<String>,
     pub records: String,
     pub auth: Option<&'static str>,
+    /// Where OAuth2 tokens are asked for.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub token_url: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -75,6 +79,9 @@ pub(crate) struct SinkDescription {
     pub max_pages: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub path: Option<String>,
+    /// Where OAuth2 tokens are asked for (the Talkdesk preset's STS).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub token_url: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -140,6 +147,7 @@ pub(crate) fn describe(job: &Job) -> Description {
                 crate::http::Auth::Header { .. } => "header",
                 crate::http::Auth::OAuth2(_) => "oauth2",
             }),
+            token_url: token_url(&src.endpoint),
         },
         pagination: PaginationDescription {
             kind: pg.kind.name(),
@@ -149,7 +157,7 @@ pub(crate) fn describe(job: &Job) -> Description {
         },
         mapping: job.mapping.source().to_owned(),
         mapping_path: match crate::source::direct_reader(job) {
-            Some(_) => "direct (serde)",
+            Some(_) => "direct",
             None => "jq",
         },
         sink: job
@@ -219,14 +227,16 @@ fn sink(spec: &SinkSpec, kind: &'static str) -> SinkDescription {
             email_attribute,
             page_size,
             max_pages,
+            ..
         } => SinkDescription {
             kind,
             base_url: Some(display_url(&endpoint.base_url)),
             update: Some(update.name()),
             email_attribute: Some(email_attribute.name()),
-            page_size: Some(*page_size),
+            page_size: *page_size,
             max_pages: Some(*max_pages),
             path: None,
+            token_url: token_url(endpoint),
         },
         SinkSpec::File { path } => SinkDescription {
             kind,
@@ -236,7 +246,16 @@ fn sink(spec: &SinkSpec, kind: &'static str) -> SinkDescription {
             page_size: None,
             max_pages: None,
             path: Some(path.display().to_string()),
+            token_url: None,
         },
+    }
+}
+
+/// The token endpoint of an endpoint's OAuth2 credentials, as shown.
+fn token_url(endpoint: &crate::config::Endpoint) -> Option<String> {
+    match &endpoint.auth {
+        Some(crate::http::Auth::OAuth2(oauth)) => Some(display_url(&oauth.token_url)),
+        _ => None,
     }
 }
 
@@ -258,6 +277,9 @@ impl Render for Description {
         if let Some(a) = d.source.auth {
             writeln!(out, "  auth     {a}")?;
         }
+        if let Some(t) = &d.source.token_url {
+            writeln!(out, "  tokens   POST {t}")?;
+        }
         writeln!(out, "  records  {}", d.source.records)?;
         writeln!(
             out,
@@ -268,14 +290,24 @@ impl Render for Description {
             writeln!(out, "  stop on  {s}")?;
         }
         writeln!(out, "mapping    {}", d.mapping)?;
-        writeln!(out, "  path     {}", d.mapping_path)?;
+        let read = match d.mapping_path {
+            "direct" => "straight from each page (a plain projection: no jq per record)",
+            _ => "by jq, record by record",
+        };
+        writeln!(out, "  read     {read}")?;
         match &d.sink {
             Some(s) => {
                 let place = s.base_url.as_deref().or(s.path.as_deref()).unwrap_or("");
                 writeln!(out, "sink       kind = {:?} {place}", s.kind)?;
-                if let (Some(update), Some(attribute), Some(size), Some(pages)) =
-                    (s.update, s.email_attribute, s.page_size, s.max_pages)
+                if let Some(t) = &s.token_url {
+                    writeln!(out, "  tokens   POST {t}")?;
+                }
+                if let (Some(update), Some(attribute), Some(pages)) =
+                    (s.update, s.email_attribute, s.max_pages)
                 {
+                    let size = s
+                        .page_size
+                        .map_or_else(|| "the directory's largest".to_owned(), |n| n.to_string());
                     writeln!(
                         out,
                         "  writes   update = {update:?}, email_attribute = {attribute:?}, page_size = {size}, max_pages = {pages}"

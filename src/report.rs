@@ -68,6 +68,13 @@ pub(crate) struct Report {
     /// The signal that stopped the writes, if one did.
     #[serde(skip)]
     pub interrupted: Option<&'static str>,
+    /// Directory agents no source user has, left as they are (told to
+    /// people; the JSON counts the plan's records).
+    #[serde(skip)]
+    pub not_in_source: usize,
+    /// The columns the human summary wraps at (stdout's, when a terminal).
+    #[serde(skip)]
+    pub columns: Option<usize>,
 }
 
 /// `changes` without their versions: the contract's change object.
@@ -109,7 +116,7 @@ impl Report {
             source: SourceReport {
                 pages: fetched.pages,
                 records: fetched.records,
-                users: fetched.users.len(),
+                users: fetched.user_count(),
                 skipped: fetched.skipped.clone(),
             },
             sink: SinkReport { agents },
@@ -119,6 +126,8 @@ impl Report {
             conflicts: plan.conflicts,
             contested: Vec::new(),
             interrupted: None,
+            not_in_source: plan.not_in_source,
+            columns: crate::term::stdout_columns(),
         };
         report.count_outcomes();
         report
@@ -342,47 +351,64 @@ impl Report {
         }
         // The counts are named as in the JSON summary; those of outcomes
         // other than applied are shown when there are any.
-        let failed = format!("{} failed", s.failed);
-        let mut rest = String::new();
+        let plain = |n: usize, what: &str| (format!("{n} {what}"), style::PLAIN);
+        let mut items = vec![
+            plain(s.link, "link"),
+            plain(s.update, "update"),
+            plain(s.unlink, "unlink"),
+            plain(s.unchanged, "unchanged"),
+            plain(s.unmatched, "unmatched"),
+            plain(s.conflict, "conflict"),
+            (
+                format!("{} failed", s.failed),
+                if s.failed > 0 {
+                    style::FAILED
+                } else {
+                    style::PLAIN
+                },
+            ),
+        ];
         for (n, what) in [
             (s.skipped, "skipped"),
             (s.stale, "stale"),
             (s.unknown, "unknown"),
         ] {
             if n > 0 {
-                rest.push_str(&format!(", {n} {what}"));
+                items.push(plain(n, what));
             }
         }
         if s.contested > 0 {
             let overwritten = self.contested_overwritten();
-            rest.push_str(&match overwritten {
-                0 => format!(", {} contested (left as they are)", s.contested),
-                n if self.dry_run || !written => {
-                    format!(", {} contested ({n} to overwrite)", s.contested)
-                }
-                n => format!(", {} contested ({n} overwritten)", s.contested),
-            });
+            items.push(plain(
+                s.contested,
+                &match overwritten {
+                    0 => "contested (left as they are)".to_owned(),
+                    n if self.dry_run || !written => format!("contested ({n} to overwrite)"),
+                    n => format!("contested ({n} overwritten)"),
+                },
+            ));
         }
-        writeln!(
-            out,
-            "{}: {} link, {} update, {} unlink, {} unchanged, {} unmatched, {} conflict, {}{} ({} from {}, {})",
-            Paint(style::HEADING, verb),
-            s.link,
-            s.update,
-            s.unlink,
-            s.unchanged,
-            s.unmatched,
-            s.conflict,
-            if s.failed > 0 {
-                Paint(style::FAILED, failed)
-            } else {
-                Paint(style::PLAIN, failed)
-            },
-            rest,
-            count(self.source.users as u64, "user"),
-            count(self.source.pages, "page"),
-            count(self.sink.agents as u64, "agent"),
-        )
+        // A saved plan read no source: only the directory is told.
+        let agents = count(self.sink.agents as u64, "agent");
+        let not_in_source = match self.not_in_source {
+            0 => String::new(),
+            n => format!(", {n} not in the source"),
+        };
+        let tail = if self.plan.is_some() {
+            format!("({agents})")
+        } else {
+            format!(
+                "({} from {}, {agents}{not_in_source})",
+                count(self.source.users as u64, "user"),
+                count(self.source.pages, "page"),
+            )
+        };
+        let head = format!("{verb}:");
+        let paint = |style, text: &str| Paint(style, text).to_string();
+        let line = crate::term::wrapped_list(&head, &items, &tail, self.columns, paint);
+        // The head painted apart: its width was counted without colour.
+        let line = line.replacen(&head, &format!("{}:", Paint(style::HEADING, &verb)), 1);
+        writeln!(out, "{line}")
     }
 }
 
@@ -448,7 +474,46 @@ mod tests {
             }],
             contested: Vec::new(),
             interrupted: None,
+            not_in_source: 0,
+            columns: None,
         }
+    }
+
+    #[test]
+    fn the_summary_fits_the_columns_and_tells_agents_not_in_the_source() {
+        let mut r = report(vec![change(ChangeKind::Link, "a@x.com", None, Some("1"))]);
+        r.summary.link = 13;
+        r.summary.update = 3;
+        r.summary.unchanged = 7;
+        r.summary.contested = 2;
+        r.source.users = 1234;
+        r.sink.agents = 26;
+        r.not_in_source = 3;
+        let one_line = human(&r);
+        let last = one_line.lines().last().unwrap();
+        assert_eq!(
+            last,
+            "Plan: 13 link, 3 update, 0 unlink, 7 unchanged, 0 unmatched, 0 conflict, 0 failed, 2 contested (left as they are) (1234 users from 1 page, 26 agents, 3 not in the source)"
+        );
+        r.columns = Some(80);
+        let text = human(&r);
+        let summary: Vec<&str> = text
+            .lines()
+            .skip_while(|l| !l.starts_with("Plan:"))
+            .collect();
+        assert!(summary.len() > 1, "{text}");
+        for line in &summary {
+            assert!(width(line) <= 80, "{} columns: {line:?}", width(line));
+        }
+        assert!(summary.join(" ").contains("3 not in the source)"), "{text}");
+        // A saved plan read no source: no "0 users from 0 pages".
+        r.plan = Some(crate::saved::PlanRef {
+            path: "plan.json".into(),
+            made: "t".into(),
+        });
+        let text = human(&r);
+        assert!(text.contains("(26 agents)"), "{text}");
+        assert!(!text.contains("users from"), "{text}");
     }
 
     #[test]

@@ -37,18 +37,32 @@ pub(crate) struct Fetched {
     pub skipped: Vec<Skipped>,
     /// Stopped early on purpose (`fetch --pages N`): not a complete snapshot.
     pub sampled: bool,
+    /// How many users were read, kept when `users` is handed to the plan.
+    taken: usize,
 }
 
 /// The most users room is made for ahead of time.
 const MAX_RESERVED_USERS: usize = 1 << 20;
 
 impl Fetched {
+    /// The users read (also once they were handed to the plan).
+    pub(crate) fn user_count(&self) -> usize {
+        self.users.len().max(self.taken)
+    }
+
+    /// The users, for the plan to consume: a run at a million users does not
+    /// hold them and the plan's changes at once. The count stays.
+    pub(crate) fn take_users(&mut self) -> Vec<User> {
+        self.taken = self.user_count();
+        std::mem::take(&mut self.users)
+    }
+
     /// `N users from N records in N pages[, N skipped]`.
     pub(crate) fn summary(&self) -> String {
         use crate::term::count;
         format!(
             "{} from {} in {}{}",
-            count(self.users.len() as u64, "user"),
+            count(self.user_count() as u64, "user"),
             count(self.records, "record"),
             count(self.pages, "page"),
             if self.skipped.is_empty() {
@@ -57,6 +71,22 @@ impl Fetched {
                 format!(", {} skipped", self.skipped.len())
             }
         )
+    }
+
+    /// Why a source that gave no user because its records were skipped (a
+    /// mapping naming fields the records do not have, say) is a failure, as
+    /// `min_users` makes it one for a sync; `None` when a user was mapped or
+    /// nothing was skipped.
+    pub(crate) fn nothing_mapped(&self) -> Option<String> {
+        let first = self.skipped.first().filter(|_| self.users.is_empty())?;
+        Some(format!(
+            "no user was mapped: {} of {} skipped; the first, page {} record {}: {}",
+            self.skipped.len(),
+            crate::term::count(self.records, "record"),
+            first.page,
+            first.index,
+            first.reason
+        ))
     }
 }
 
@@ -269,8 +299,13 @@ fn read_page(
             skipped: Vec::new(),
         });
     }
-    // A page the direct reader cannot take with certainty goes through jq below.
-    if let Some(page) = direct.and_then(|d| d.read(&response.body)) {
+    // A page the direct reader cannot take with certainty goes through jq
+    // below, and so does one with a record that lacks a field: jq's reasons
+    // name the keys such a record has, which the direct walk skips unread.
+    let page = direct
+        .and_then(|d| d.read(&response.body))
+        .filter(|p| !p.skipped.iter().any(|(_, r)| r.ends_with(" is missing")));
+    if let Some(page) = page {
         let pg = &job.pagination;
         let value = |jq: &Jq| {
             if pg.total.as_ref().is_some_and(|t| std::ptr::eq(t, jq)) {
@@ -388,9 +423,11 @@ fn select_records(records: &crate::mapping::Jq, page: &Val) -> Result<Vec<Val>> 
         match value {
             Val::Arr(items) => out.extend(items.iter().cloned()),
             other => bail!(
-                "records `{}` gave {}, not an array of records: the page does not have the expected shape",
+                "records `{}` gave {}, not an array of records: the page does not have the expected shape{}",
                 records.source(),
-                mapping::kind(&other)
+                mapping::kind(&other),
+                mapping::keys_named(page)
+                    .map_or_else(String::new, |k| format!(" (the page has {k})"))
             ),
         }
     }

@@ -189,6 +189,58 @@ pub(crate) fn count(n: u64, noun: &str) -> String {
     }
 }
 
+/// How many columns stdout has: `COLUMNS` when set (as for other tools, and
+/// for a test), else the terminal's width; `None` when stdout is not a
+/// terminal (a file or a pipe takes lines of any length).
+pub(crate) fn stdout_columns() -> Option<usize> {
+    if let Some(columns) = std::env::var("COLUMNS")
+        .ok()
+        .and_then(|c| c.trim().parse::<usize>().ok())
+        .filter(|&c| c > 0)
+    {
+        return Some(columns);
+    }
+    if !io::stdout().is_terminal() {
+        return None;
+    }
+    // SAFETY: TIOCGWINSZ writes one `winsize` we own into `size`.
+    let mut size: libc::winsize = unsafe { std::mem::zeroed() };
+    let rc = unsafe { libc::ioctl(libc::STDOUT_FILENO, libc::TIOCGWINSZ, &raw mut size) };
+    (rc == 0 && size.ws_col > 0).then(|| usize::from(size.ws_col))
+}
+
+/// `head`, then `items` joined by `, `, then `tail`, wrapped before a piece
+/// that would pass `columns` (the next line indented by two spaces); each
+/// item is a plain text and the style it is painted in.
+pub(crate) fn wrapped_list(
+    head: &str,
+    items: &[(String, Style)],
+    tail: &str,
+    columns: Option<usize>,
+    paint: impl Fn(Style, &str) -> String,
+) -> String {
+    let max = columns.unwrap_or(usize::MAX);
+    let mut out = head.to_owned();
+    let mut line = width(head);
+    let tail = (!tail.is_empty()).then(|| (tail.to_owned(), Style::new()));
+    let all: Vec<&(String, Style)> = items.iter().chain(tail.as_ref()).collect();
+    for (i, (text, style)) in all.iter().enumerate() {
+        let comma = usize::from(i + 1 < items.len());
+        if i > 0 && line + 1 + width(text) + comma > max {
+            out.push_str("\n ");
+            line = 1;
+        }
+        out.push(' ');
+        out.push_str(&paint(*style, text));
+        line += 1 + width(text);
+        if comma == 1 {
+            out.push(',');
+            line += 1;
+        }
+    }
+    out
+}
+
 /// How wide `s` is on a terminal, in columns.
 pub(crate) fn width(s: &str) -> usize {
     UnicodeWidthStr::width(s)

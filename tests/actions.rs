@@ -83,7 +83,7 @@ fn refused_actions_send_nothing() {
         (
             &["punch", "--agent", "bo@x.com", "--set", "event=in"],
             1,
-            "has no external ID",
+            "agent bo@x.com (k2) has no external ID yet: a sync links it when the source has a user with this email",
         ),
         (
             &["clock-out", "--agent", "di@x.com"],
@@ -97,6 +97,51 @@ fn refused_actions_send_nothing() {
         assert!(out.stderr.contains(message), "{args:?}: {}", out.stderr);
     }
     assert_eq!(clock.request_count(), 0, "a refused action sent a request");
+}
+
+#[test]
+fn a_set_variable_the_action_does_not_use_is_refused_by_name() {
+    let clock = clock();
+    let job = action_job(&clock);
+    let out = agentsync(&["action", "punch"])
+        .config(&job)
+        .args(&[
+            "--agent",
+            "ann@x.com",
+            "--set",
+            "event=in",
+            "--set",
+            "evnt=in",
+        ])
+        .expect(2);
+    assert!(
+        out.stderr
+            .contains("--set evnt: action \"punch\" has no {{var.evnt}} (it uses {{var.event}})"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(clock.request_count(), 0);
+}
+
+#[test]
+fn an_action_without_a_sink_says_why_it_needs_one() {
+    let clock = clock();
+    let job = Job::source(&clock.base)
+        .records(".users")
+        .action("punch", "path", "/users/{{external_id}}/punch-clock")
+        .write();
+    let out = agentsync(&["action", "punch", "--agent", "a@x.com"])
+        .config(&job)
+        .expect(2);
+    assert!(
+        out.stderr.contains(
+            "action \"punch\" needs a [sink]: the agent directory where each agent's external ID is found"
+        ),
+        "{}",
+        out.stderr
+    );
+    assert!(!out.stderr.contains("nothing to sync"), "{}", out.stderr);
+    assert_eq!(clock.request_count(), 0);
 }
 
 #[test]
@@ -136,6 +181,12 @@ fn an_events_batch_reports_each_line_and_exits_3_on_a_failure() {
         "{}",
         lines[1]
     );
+    // Each result says what it was sent with: a login and a logout differ.
+    let events: Vec<&str> = lines
+        .iter()
+        .map(|l| l["vars"]["event"].as_str().unwrap())
+        .collect();
+    assert_eq!(events, ["login", "login", "login", "logout"]);
     // The unknown agent sent nothing; the other three did.
     assert_eq!(clock.request_count(), 3);
     let last: Value = serde_json::from_str(&clock.requests()[2].body).unwrap();
@@ -345,8 +396,9 @@ fn revert_refuses_an_agent_changed_since() {
 fn revert_of_an_unknown_run_is_an_error() {
     let scim = Scim::start(&[("a1", "a@x.com", None)], &[]);
     let (_src, job) = sync_job(&[("1", "a@x.com")], &scim);
-    let out = agentsync(&["revert", "last"]).config(&job).run();
-    assert_ne!(out.code, 0);
+    // No run yet: `revert last` has nothing to undo (exit 0, nothing written).
+    let out = agentsync(&["revert", "last"]).config(&job).expect(0);
+    assert!(out.stdout.contains("nothing to revert"), "{}", out.stdout);
     assert!(scim.writes().is_empty());
     sync(&job).quiet().expect(0);
     let out = agentsync(&["revert", "20000101"]).config(&job).run();

@@ -176,6 +176,35 @@ fn client_certificate_files_that_cannot_work_are_config_errors_naming_the_file()
             assert!(!out.stderr.contains(line), "{}", out.stderr);
         }
     }
+    // The same keys on the sink and on an action with its own base_url.
+    for (table, set) in [
+        (
+            "[sink]",
+            (|job: Job, key: &str, value: &str| job.sink(key, value)) as fn(Job, &str, &str) -> Job,
+        ),
+        ("[actions.punch]", |job: Job, key: &str, value: &str| {
+            job.action("punch", key, value)
+        }),
+    ] {
+        let mut job = Job::source("https://127.0.0.1:9")
+            .path("/users")
+            .records(".users")
+            .sink_scim("https://127.0.0.1:9/scim/v2")
+            .action("punch", "path", "/p")
+            .action("punch", "base_url", "https://127.0.0.1:9");
+        job = set(job, "client_cert_file", "client.pem");
+        job = set(job, "client_key_file", "other.key");
+        let dir = job.write();
+        dir.write("client.pem", &pki.client_cert_pem);
+        dir.write("other.key", &pki.other_key_pem);
+        let out = agentsync(&["check"]).config(&dir).expect(2);
+        assert!(
+            out.stderr.contains(&format!("{table} client_key_file:"))
+                && out.stderr.contains("does not match the certificate"),
+            "{table}: {}",
+            out.stderr
+        );
+    }
     // One of the two alone is an error too.
     let dir = Job::source("https://127.0.0.1:9")
         .set("client_cert_file", "client.pem")

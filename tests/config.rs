@@ -209,6 +209,8 @@ journal = "punch.journal.jsonl"
     let out = check().expect(0);
     for words in [
         "kind = \"talkdesk\" https://api.talkdeskapp.com/scim/v2",
+        "tokens   POST https://acme.talkdeskid.com/oauth/token",
+        "read     straight from each page",
         "update = \"put\"",
         "email_attribute = \"emails\"",
         "on_contested = \"skip\"",
@@ -219,7 +221,15 @@ journal = "punch.journal.jsonl"
     ] {
         assert!(out.stdout.contains(words), "{words}: {}", out.stdout);
     }
-    for rust_name in ["Put", "Emails", "UserName", "Skip", "secret-uuid", "/ping/"] {
+    for rust_name in [
+        "Put",
+        "Emails",
+        "UserName",
+        "Skip",
+        "secret-uuid",
+        "/ping/",
+        "serde",
+    ] {
         assert!(
             !out.stdout.contains(rust_name),
             "{rust_name}: {}",
@@ -231,6 +241,7 @@ journal = "punch.journal.jsonl"
     assert_eq!(sink["kind"], "talkdesk");
     assert_eq!(sink["update"], "put");
     assert_eq!(sink["email_attribute"], "emails");
+    assert_eq!(sink["token_url"], "https://acme.talkdeskid.com/oauth/token");
     let sync = &json["sync"];
     assert_eq!(sync["on_contested"], "skip");
     assert_eq!(sync["ping_host"], "hc.example");

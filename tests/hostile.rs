@@ -116,6 +116,18 @@ fn l2_numbers_that_would_panic_a_run_are_refused_by_check_with_their_place() {
             "timeout_secs must be between 1 and 3600",
         ),
         (
+            "[listen]",
+            "refresh_secs",
+            "18446744073709551615",
+            "refresh_secs must be between 1 and 86400",
+        ),
+        (
+            "[listen]",
+            "tolerance_secs",
+            "0",
+            "tolerance_secs must be between 1 and 86400",
+        ),
+        (
             "[sync]",
             "max_changes",
             "9999999999999",
@@ -128,6 +140,9 @@ fn l2_numbers_that_would_panic_a_run_are_refused_by_check_with_their_place() {
         match table {
             "[source]" => text.push_str(&extra),
             "[pagination]" => text.push_str(&format!("[pagination]\nkind = \"page\"\n{extra}")),
+            "[listen]" => text.push_str(&format!(
+                "[listen]\nauth = \"header\"\nheader = \"X-Token\"\nsecret_env = \"HOOK_SECRET\"\n{extra}"
+            )),
             other => text.push_str(&format!("{other}\n{extra}")),
         }
         let dir = Job::raw(text.clone()).write();

@@ -1,6 +1,7 @@
 //! `agentsync listen`, the receiving side: signed events punched once each,
-//! duplicates, the answers to what is refused (401, 413, 400, 404/405),
-//! ECDSA keys, health and metrics, and the configs it refuses to start with.
+//! duplicates, the answers to what is refused (401, 413, 400, 404/405, 408),
+//! ECDSA keys, slow senders, health, metrics and the JSON log, and the
+//! configs it refuses to start with.
 
 mod common;
 
@@ -79,6 +80,15 @@ fn signed_events_are_punched_once_each_with_the_external_id() {
         2.0
     );
     assert_eq!(listener.metric("agentsync_listen_queue_depth"), 0.0);
+    // The queue holds emails: private to the user, like the journal.
+    use std::os::unix::fs::PermissionsExt;
+    for entry in std::fs::read_dir(job.state_dir()).unwrap() {
+        let path = entry.unwrap().path();
+        if path.to_string_lossy().contains(".listen.sqlite") {
+            let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+            assert_eq!(mode & 0o077, 0, "{} is {mode:o}", path.display());
+        }
+    }
     // Nothing more comes: the duplicates were never queued.
     std::thread::sleep(std::time::Duration::from_millis(300));
     assert_eq!(clock.request_count(), 2);
@@ -202,24 +212,41 @@ fn a_shared_secret_header_is_compared_whole() {
     let clock = clock();
     let auth = "auth = \"header\"\nheader = \"X-Webhook-Token\"\nsecret_env = \"LISTEN_SECRET\"";
     let job = listen_job(&clock.base, &[("ann@x.com", Some("1"))], auth);
-    let listener = Listener::start(Run::listen(&job).env("LISTEN_SECRET", "tok-0123456789"));
+    let run = Run::listen(&job)
+        .env("LISTEN_SECRET", "tok-0123456789")
+        .args(&["--log-format", "json"]);
+    let listener = Listener::start(run);
     let body = event("e1", "login", "ann@x.com");
-    let header = |v: &str| vec![("X-Webhook-Token".to_owned(), v.to_owned())];
+    let post = |v: Option<&str>| {
+        let header: Vec<_> = v
+            .map(|v| ("X-Webhook-Token".to_owned(), v.to_owned()))
+            .into_iter()
+            .collect();
+        listener.post("/events", &header, &body).0
+    };
+    assert_eq!(post(Some("tok-012345678")), 401);
+    assert_eq!(post(Some("tok-01234567890")), 401);
+    assert_eq!(post(None), 401);
+    assert_eq!(post(Some("tok-0123456789")), 202);
+    wait_for("the line of the punch", || {
+        listener.log().contains("\"outcome\":\"sent\"")
+    });
+    // One JSON line per outcome, none with the secret (or a part of it).
+    let log = listener.log();
+    let lines: Vec<Value> = log
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    let outcomes: Vec<_> = lines.iter().filter_map(|l| l["outcome"].as_str()).collect();
     assert_eq!(
-        listener.post("/events", &header("tok-012345678"), &body).0,
-        401
+        outcomes,
+        ["rejected", "rejected", "rejected", "accepted", "sent"],
+        "{log}"
     );
-    assert_eq!(
-        listener
-            .post("/events", &header("tok-01234567890"), &body)
-            .0,
-        401
-    );
-    assert_eq!(listener.post("/events", &[], &body).0, 401);
-    assert_eq!(
-        listener.post("/events", &header("tok-0123456789"), &body).0,
-        202
-    );
+    let sent = lines.iter().find(|l| l["outcome"] == "sent").unwrap();
+    assert_eq!(sent["event_id"], "e1");
+    assert_eq!(sent["status"], "201");
+    assert!(!log.contains("tok-01234"), "{log}");
 }
 
 #[test]
@@ -315,4 +342,69 @@ fn check_shows_the_listener_and_an_event_lines_id_fills_event_id() {
             (String::new(), "logout".into())
         ]
     );
+}
+
+#[test]
+fn a_slow_sender_holds_nothing_and_is_cut_off() {
+    use std::io::{Read, Write};
+    use std::net::TcpStream;
+
+    let clock = clock();
+    let job = listen_job(&clock.base, &[("ann@x.com", Some("1"))], HMAC_AUTH);
+    let listener = Listener::start(Run::listen(&job));
+    let addr = listener.base.trim_start_matches("http://").to_owned();
+    let open = |bytes: &[u8]| {
+        let mut s = TcpStream::connect(&addr).unwrap();
+        s.set_read_timeout(Some(std::time::Duration::from_secs(30)))
+            .unwrap();
+        s.write_all(bytes).unwrap();
+        s
+    };
+    // Headers that never end, and a body that never comes.
+    let mut headers = open(b"POST /events HTTP/1.1\r\nHost: x\r\nX-Slow: ");
+    let mut body = open(b"POST /events HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{\"id\"");
+    // Meanwhile the others are served.
+    assert_eq!(listener.send(&event("e1", "login", "ann@x.com")), 202);
+    assert_eq!(listener.get("/healthz").0, 200);
+    // Then the server ends both: the headers by closing, the body with 408.
+    let mut answer = Vec::new();
+    body.read_to_end(&mut answer)
+        .expect("the server ends the connection");
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    let mut rest = Vec::new();
+    headers
+        .read_to_end(&mut rest)
+        .expect("the server ends the connection");
+    assert!(!String::from_utf8_lossy(&rest).contains("202"));
+    assert_eq!(
+        listener.metric("agentsync_listen_events_rejected_total{reason=\"timeout\"}"),
+        1.0
+    );
+}
+
+#[test]
+fn a_chunked_body_over_64_kib_is_refused_as_it_arrives() {
+    use std::io::{Read, Write};
+
+    let clock = clock();
+    let job = listen_job(&clock.base, &[("ann@x.com", Some("1"))], HMAC_AUTH);
+    let listener = Listener::start(Run::listen(&job));
+    let addr = listener.base.trim_start_matches("http://");
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(std::time::Duration::from_secs(30)))
+        .unwrap();
+    let head = "POST /events HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n";
+    let chunk = format!("{:x}\r\n{}\r\n", 8192, "x".repeat(8192));
+    let mut request = head.to_owned();
+    for _ in 0..9 {
+        request.push_str(&chunk);
+    }
+    request.push_str("0\r\n\r\n");
+    // The server may answer and close before it read everything.
+    let _ = s.write_all(request.as_bytes());
+    let mut answer = String::new();
+    let _ = s.read_to_string(&mut answer);
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    assert_eq!(clock.request_count(), 0);
 }

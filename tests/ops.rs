@@ -295,3 +295,29 @@ fn a_socks_proxy_is_refused_before_any_request() {
     assert_eq!(source.request_count(), 0);
     fetch(&job).expect(0);
 }
+
+#[test]
+fn help_names_every_limit_force_passes_and_what_the_mock_seeds() {
+    let out = agentsync(&["sync", "--help"]).expect(0);
+    for limit in [
+        "max_changes",
+        "max_unlink_percent",
+        "max_skipped_percent",
+        "max_source_drop_percent",
+        "on_contested = \"refuse\"",
+        "Never `min_users`",
+    ] {
+        assert!(out.stdout.contains(limit), "{limit}: {}", out.stdout);
+    }
+    #[cfg(feature = "mock")]
+    {
+        let out = agentsync(&["mock", "--help"]).expect(0);
+        assert!(
+            out.stdout.contains(
+                "plus 3 the source does not know: N - N/10 + 3 agents in all (400 seeds 363)"
+            ),
+            "{}",
+            out.stdout
+        );
+    }
+}

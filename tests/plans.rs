@@ -170,10 +170,10 @@ fn a_saved_plan_is_applied_as_reviewed_leaving_agents_changed_since_stale() {
     let first = journal[0]["run"].as_str().unwrap();
     let out = agentsync(&["revert", "last"]).config(&job).expect(0);
     assert!(
-        out.stderr.contains("wrote nothing")
-            && out.stderr.contains(&format!("agentsync revert {first}")),
+        out.stdout.contains("wrote nothing")
+            && out.stdout.contains(&format!("agentsync revert {first}")),
         "{}",
-        out.stderr
+        out.stdout
     );
     assert_eq!(external_ids(&mock), applied, "nothing was written");
     // What the plan applied can be undone; the hand-set ID stays. Undoing 15
@@ -291,14 +291,32 @@ fn apply_holds_a_plan_to_the_safety_limits_unless_forced() {
     let (path, plan) = save_plan(&job, "plan.json");
     assert!(planned(&plan).len() > 3);
 
+    // Saving it says a plain apply will be refused.
+    let out = agentsync(&["sync", "--dry-run", "--out", &path])
+        .config(&job)
+        .expect(0);
+    assert!(
+        out.stderr.contains(&format!(
+            "it is over a limit (see `Refused:` above), so a plain apply is refused: once reviewed, apply it with `agentsync apply --force {path}`"
+        )),
+        "{}",
+        out.stderr
+    );
+    let plain = format!("apply it with `agentsync apply {path}`");
+    assert!(!out.stderr.contains(&plain), "{}", out.stderr);
+
     let out = agentsync(&["apply", &path]).state(&job).quiet().expect(4);
     assert!(out.stderr.contains("max_changes"), "{}", out.stderr);
     assert_eq!(external_ids(&mock), before, "a refusal writes nothing");
 
-    agentsync(&["apply", &path, "--force"])
+    let out = agentsync(&["apply", &path, "--force"])
         .state(&job)
         .quiet()
         .expect(0);
+    // A saved plan read no source: its summary names the directory alone.
+    let last = out.stdout.lines().last().unwrap();
+    assert!(last.ends_with(" agents)"), "{last}");
+    assert!(!last.contains("users from"), "{last}");
     let after = external_ids(&mock);
     for (id, new) in planned(&plan) {
         assert_eq!(after[&id], new);

@@ -128,10 +128,10 @@ fn a_revert_killed_midway_is_completed_by_revert_last_never_inverted() {
     let out = agentsync(&["revert", "last"]).config(&job).expect(0);
     let newest = runs[2]["run"].as_str().unwrap();
     assert!(
-        out.stderr.contains("completed revert")
-            && out.stderr.contains(&format!("agentsync revert {newest}")),
+        out.stdout.contains("completed revert")
+            && out.stdout.contains(&format!("agentsync revert {newest}")),
         "{}",
-        out.stderr
+        out.stdout
     );
     assert_eq!(scim.writes().len(), writes, "nothing was written");
     // By its ID, the revert is undone: the agents it set back are linked
@@ -148,6 +148,13 @@ fn a_sync_killed_before_writing_is_no_revert_target() {
     let src = Source::start(10);
     let scim = directory(10, Duration::ZERO);
     let job = job(&src, &scim).write();
+    // No run at all yet: nothing to revert either.
+    let out = agentsync(&["revert", "last"]).config(&job).expect(0);
+    assert!(
+        out.stdout.contains("no run of this config yet"),
+        "{}",
+        out.stdout
+    );
     sync(&job).quiet().expect(0);
     let good = job.journal()[0]["run"].as_str().unwrap().to_owned();
     let synced = ids(&scim, 10);
@@ -166,14 +173,16 @@ fn a_sync_killed_before_writing_is_no_revert_target() {
     child.wait().unwrap();
     src.hang.store(false, Ordering::SeqCst);
 
+    // Said on stdout, also under --quiet.
     let out = agentsync(&["revert", "last", "--force"])
         .config(&job)
+        .quiet()
         .expect(0);
     assert!(
-        out.stderr.contains("wrote nothing")
-            && out.stderr.contains(&format!("`agentsync revert {good}`")),
+        out.stdout.contains("wrote nothing")
+            && out.stdout.contains(&format!("`agentsync revert {good}`")),
         "{}",
-        out.stderr
+        out.stdout
     );
     assert_eq!(ids(&scim, 10), synced, "the good run is not undone");
     let runs = job.journal();

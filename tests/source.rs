@@ -525,7 +525,7 @@ fn records_that_fail_the_mapping_are_skipped_with_a_reason() {
         report["skipped"],
         json!([
             {"page": 1, "index": 1, "reason": "email is not a string (it is a number)"},
-            {"page": 1, "index": 2, "reason": "id is missing"},
+            {"page": 1, "index": 2, "reason": "id is missing (the record has keys: email)"},
             {"page": 1, "index": 3, "reason": "email \"not-an-address\" is not an address with one @"},
         ])
     );
@@ -537,7 +537,56 @@ fn records_of_the_wrong_shape_are_an_error() {
     let job = Job::source(&server.base).records(".users").write();
     let out = fetch(&job).expect(1);
     assert!(
-        out.stderr.contains("gave null, not an array"),
+        out.stderr
+            .contains("gave null, not an array of records: the page does not have the expected shape (the page has keys: data)"),
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
+fn a_mapping_naming_the_wrong_fields_shows_the_keys_and_fetch_fails_as_sync_does() {
+    let server = Server::start(|_| {
+        Resp::json(
+            r#"{"users": [
+                {"punch_clock_id": 1, "punch_clock_email": "a@x.com"},
+                {"punch_clock_id": 2, "punch_clock_email": "b@x.com", "team\nlead": true}
+            ]}"#,
+        )
+    });
+    let job = Job::source(&server.base)
+        .records(".users")
+        .mapping("{id: .id, email: .email}")
+        .sink_file("agents.json")
+        .write();
+    job.write("agents.json", r#"[{"id": "k1", "email": "a@x.com"}]"#);
+    let out = fetch(&job).expect(1);
+    assert!(
+        out.stdout.contains(
+            "record 0:  id is missing (the record has keys: punch_clock_id, punch_clock_email)"
+        ),
+        "{}",
+        out.stdout
+    );
+    // A key from the server is shown escaped.
+    assert!(
+        out.stdout
+            .contains("keys: punch_clock_id, punch_clock_email, team\\nlead)"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stderr.contains(
+            "no user was mapped: 2 of 2 records skipped; the first, page 1 record 0: id is missing (the record has keys: punch_clock_id, punch_clock_email)"
+        ),
+        "{}",
+        out.stderr
+    );
+    // The sync fails the same way, through min_users.
+    let out = agentsync(&["--dry-run"]).config(&job).expect(1);
+    assert!(
+        out.stderr
+            .contains("id is missing (the record has keys: punch_clock_id"),
         "{}",
         out.stderr
     );

@@ -124,6 +124,14 @@ pub(crate) fn run(
     let batch = batch(&declared.spec, name, agent, vars, events)?;
 
     let progress = Progress::new();
+    if job.sink.is_none() {
+        // `open_sink` would speak of syncing: an action needs the directory
+        // for another reason.
+        return Err(exit::usage(format!(
+            "{}: action {name:?} needs a [sink]: the agent directory where each agent's external ID is found",
+            job.path.display()
+        )));
+    }
     let mut sink = engine::open_sink(&mut job)?;
     let agents = agents(sink.as_mut(), agent, &progress)?;
     let directory = AgentsByEmail::new(&agents);
@@ -138,6 +146,7 @@ pub(crate) fn run(
             Err(e) if single => return Err(e),
             Err(e) => ActionResult {
                 email: email.clone(),
+                vars: item.vars.clone(),
                 external_id: None,
                 status: None,
                 ok: false,
@@ -189,6 +198,24 @@ fn batch(
     events: Option<&Path>,
 ) -> Result<Vec<BatchItem>> {
     let defaults: BTreeMap<String, String> = vars.into_iter().collect();
+    // A `--set` the action does not use is a typo more often than not:
+    // refused, naming the variables it does use.
+    let mut used: Vec<&str> = spec.vars().collect();
+    used.sort_unstable();
+    used.dedup();
+    if let Some(unknown) = defaults.keys().find(|k| !used.contains(&k.as_str())) {
+        let uses = if used.is_empty() {
+            "no variables".to_owned()
+        } else {
+            used.iter()
+                .map(|k| format!("{{{{var.{k}}}}}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        return Err(exit::usage(format!(
+            "--set {unknown}: action {name:?} has no {{{{var.{unknown}}}}} (it uses {uses})"
+        )));
+    }
     match (agent, events) {
         (Some(email), _) => {
             let missing = missing_vars(spec, &defaults);

@@ -26,6 +26,9 @@ pub(crate) use batch::run;
 #[derive(Debug, Serialize)]
 pub(crate) struct ActionResult {
     pub email: String,
+    /// The variables it was sent with: a login and a logout tell apart.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub vars: BTreeMap<String, String>,
     pub external_id: Option<String>,
     pub status: Option<u16>,
     pub ok: bool,
@@ -94,7 +97,7 @@ impl<'a> AgentsByEmail<'a> {
             Some([agent]) => match agent.external_id.as_deref() {
                 Some(ext) => Ok((agent, ext)),
                 None => bail!(
-                    "agent {} ({}) has no external ID: run a sync first",
+                    "agent {} ({}) has no external ID yet: a sync links it when the source has a user with this email",
                     agent.email,
                     agent.id
                 ),
@@ -130,6 +133,7 @@ pub(crate) fn send(
     };
     let mut outcome = ActionResult {
         email: target.agent.email.clone(),
+        vars: target.vars.clone(),
         external_id: Some(target.external_id.to_owned()),
         status: None,
         ok: false,
@@ -156,10 +160,7 @@ pub(crate) fn send(
             outcome.status = Some(resp.status);
             outcome.ok = resp.is_success();
             if resp.status == 429 || resp.status == 408 || resp.status >= 500 {
-                let wait = resp
-                    .header("retry-after")
-                    .and_then(|v| crate::http::parse_retry_after(v, std::time::SystemTime::now()));
-                outcome.retry = Retry::Later(wait);
+                outcome.retry = Retry::Later(resp.wait_hint());
             }
             if !outcome.ok {
                 outcome.error = Some(format!(

@@ -117,13 +117,24 @@ impl ListenSpec {
             Some(h) => Ok(Duration::from_secs_f64(h.get_ref() * 3600.0)),
             None => Ok(Duration::from_secs(24 * 3600)),
         });
-        let refresh = errors.keep(match &l.refresh_secs {
-            Some(s) if *s.get_ref() == 0 => {
-                Err(ctx.err_at(s, "[listen] refresh_secs must be at least 1"))
-            }
-            Some(s) => Ok(Duration::from_secs(*s.get_ref())),
-            None => Ok(Duration::from_secs(300)),
-        });
+        let refresh = errors.keep(
+            super::endpoint::bounded(
+                "[listen] refresh_secs",
+                l.refresh_secs.as_ref(),
+                1..=86_400,
+                ctx,
+            )
+            .map(|s| Duration::from_secs(s.unwrap_or(300))),
+        );
+        let tolerance = errors.keep(
+            super::endpoint::bounded(
+                "[listen] tolerance_secs",
+                l.tolerance_secs.as_ref(),
+                1..=86_400,
+                ctx,
+            )
+            .map(|t| Duration::from_secs(t.unwrap_or(300))),
+        );
         let workers = errors.keep(match &l.workers {
             Some(w) if !(1..=256).contains(w.get_ref()) => {
                 Err(ctx.err_at(w, "[listen] workers must be between 1 and 256"))
@@ -147,7 +158,8 @@ impl ListenSpec {
         else {
             return Err(errors.into_error(ctx));
         };
-        let (Some(max_delivery), Some(refresh), Some(workers)) = (max_delivery, refresh, workers)
+        let (Some(max_delivery), Some(refresh), Some(workers), Some(tolerance)) =
+            (max_delivery, refresh, workers, tolerance)
         else {
             return Err(errors.into_error(ctx));
         };
@@ -158,7 +170,7 @@ impl ListenSpec {
             addr,
             path,
             auth,
-            tolerance: Duration::from_secs(l.tolerance_secs.as_ref().map_or(300, |t| *t.get_ref())),
+            tolerance,
             id,
             email,
             routes,
@@ -303,4 +315,80 @@ fn route(
         action: name.clone(),
         vars: r.vars.clone(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ListenAuth;
+    use crate::config::tests::{MINIMAL, parse_str};
+
+    const ACTION: &str = "\n[actions.punch]\npath = \"/users/{{external_id}}\"\nbody = '{\"e\": \"{{var.event}}\"}'\n";
+
+    fn listen(table: &str) -> String {
+        format!(
+            "{MINIMAL}{ACTION}\n[listen]\n{table}\n[[listen.on]]\naction = \"punch\"\nvars = {{ event = \"x\" }}\n"
+        )
+    }
+
+    #[test]
+    fn defaults_and_each_auth() {
+        let job = parse_str(&listen("auth = \"standard-webhooks\"\nsecret_env = \"S\"")).unwrap();
+        let l = job.listen.unwrap();
+        assert_eq!(
+            (l.addr.as_str(), l.path.as_str()),
+            ("127.0.0.1:8788", "/events")
+        );
+        assert_eq!(
+            (l.id.source(), l.email.source()),
+            (".id", ".data.user_email")
+        );
+        assert_eq!(l.tolerance.as_secs(), 300);
+        assert_eq!(l.max_delivery.as_secs(), 24 * 3600);
+        assert_eq!((l.refresh.as_secs(), l.workers), (300, 8));
+        assert!(l.routes[0].when.is_none());
+        let job = parse_str(&listen(
+            "auth = \"ecdsa-p256\"\npublic_key_file = \"keys/td.pem\"",
+        ))
+        .unwrap();
+        assert_eq!(
+            job.listen.unwrap().auth,
+            ListenAuth::EcdsaP256 {
+                public_key_file: "/etc/agentsync/keys/td.pem".into(),
+                signature_header: "X-Hub-Ecdsa-Signature".into(),
+            }
+        );
+    }
+
+    #[test]
+    fn mistakes_are_named_at_their_place() {
+        for (table, expected) in [
+            ("auth = \"hmac\"", "unknown variant `hmac`"),
+            ("auth = \"standard-webhooks\"", "needs secret_env"),
+            ("auth = \"header\"\nsecret_env = \"S\"", "needs header"),
+            (
+                "auth = \"standard-webhooks\"\nsecret_env = \"S\"\npublic_key_file = \"k.pem\"",
+                "public_key_file does not go with this auth",
+            ),
+            (
+                "auth = \"standard-webhooks\"\nsecret_env = \"S\"\naddr = \"localhost\"",
+                "is not IP:PORT",
+            ),
+            (
+                "auth = \"standard-webhooks\"\nsecret_env = \"S\"\npath = \"/metrics\"",
+                "the listener's own",
+            ),
+            (
+                "auth = \"standard-webhooks\"\nsecret_env = \"S\"\nworkers = 0",
+                "workers must be between 1 and 256",
+            ),
+            (
+                "auth = \"standard-webhooks\"\nsecret_env = \"S\"\nid = '.id |'",
+                "[listen] id: invalid jq",
+            ),
+        ] {
+            let err = parse_str(&listen(table)).unwrap_err().to_string();
+            assert!(err.contains(expected), "{table}: {err}");
+            assert!(err.contains("t.toml:"), "{err}");
+        }
+    }
 }

@@ -274,7 +274,7 @@ endpoint_table! {
         /// `kind = "file"`: the `.json` (array of objects) or `.csv` (header row) file, relative to the config.
         #[schemars(with = "Option<String>")]
         path: Option<Spanned<String>>,
-        /// SCIM listing page size, 1 to 10000, capped at the directory's maximum (default 100).
+        /// SCIM listing page size, 1 to 10000, capped at the directory's maximum (default: the directory's `filter.maxResults`, at most 10000, else 1000).
         #[schemars(with = "Option<usize>", range(min = 1, max = 10_000))]
         page_size: Option<Spanned<usize>>,
         /// Listing pages read at most, 1 to 10000000; a directory that needs more is an error (default 10000).

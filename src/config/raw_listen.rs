@@ -48,8 +48,8 @@ pub(super) struct RawListen {
     /// `auth = "ecdsa-p256"`: the header holding the base64 DER signature of the raw body (SHA-256) (default `X-Hub-Ecdsa-Signature`).
     #[schemars(with = "Option<String>")]
     pub signature_header: Option<Spanned<String>>,
-    /// `standard-webhooks`: a `webhook-timestamp` further than this many seconds from now, either way, is refused (default 300).
-    #[schemars(with = "Option<u64>")]
+    /// `standard-webhooks`: a `webhook-timestamp` further than this many seconds from now, either way, is refused; 1 to 86400 (default 300).
+    #[schemars(with = "Option<u64>", range(min = 1, max = 86400))]
     pub tolerance_secs: Option<Spanned<u64>>,
     /// jq on the event: its unique ID; an event with an ID already accepted is acknowledged and not run again; `{{event_id}}` in the action (default `.id`).
     #[schemars(with = "Option<String>")]
@@ -60,8 +60,8 @@ pub(super) struct RawListen {
     /// Hours an event's action is retried (connect errors, timeouts, 429, 5xx) before it is reported as failed (default 24).
     #[schemars(with = "Option<f64>")]
     pub max_delivery_hours: Option<Spanned<f64>>,
-    /// Seconds between two listings of the agent directory held in memory; an unknown email also refreshes it, at most every 30 seconds (default 300).
-    #[schemars(with = "Option<u64>")]
+    /// Seconds between two listings of the agent directory held in memory, 1 to 86400; an unknown email also refreshes it, at most every 30 seconds (default 300).
+    #[schemars(with = "Option<u64>", range(min = 1, max = 86400))]
     pub refresh_secs: Option<Spanned<u64>>,
     /// Actions sent at once, each agent's in order (default 8).
     #[schemars(with = "Option<usize>")]

@@ -82,10 +82,13 @@ pub(crate) fn apply(
     let outside = watch.stop_flag();
     std::thread::scope(|scope| {
         let (tx, rx) = mpsc::channel::<(usize, Result<()>)>();
+        let mut started = 0;
         for _ in 0..workers {
             let (tx, next, halt, snapshot) = (tx.clone(), &next, &halt, &snapshot);
             let outside = outside.clone();
-            scope.spawn(move || {
+            // A process out of threads (a ulimit) writes with the workers it
+            // has, or stops before the first write: never a panic.
+            let spawned = std::thread::Builder::new().spawn_scoped(scope, move || {
                 let stopped = || {
                     halt.load(Ordering::SeqCst)
                         || outside
@@ -100,6 +103,15 @@ pub(crate) fn apply(
                     }
                 }
             });
+            match spawned {
+                Ok(_) => started += 1,
+                Err(e) => {
+                    if started == 0 {
+                        applied.stopped = Some(format!("no writer thread could be started: {e}"));
+                    }
+                    break;
+                }
+            }
         }
         drop(tx);
         let mut streak: Option<(String, usize)> = None;

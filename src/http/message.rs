@@ -78,6 +78,15 @@ impl Response {
             .map(|(_, v)| v.as_str())
     }
 
+    /// The wait this answer asks for before another try: `Retry-After`, else
+    /// the rate-limit reset headers (`X-Rate-Limit-Reset`, `RateLimit-Reset`).
+    pub(crate) fn wait_hint(&self) -> Option<std::time::Duration> {
+        super::retry::wait_hint(
+            |name| self.header(name).map(str::to_owned),
+            std::time::SystemTime::now(),
+        )
+    }
+
     pub(crate) fn is_success(&self) -> bool {
         (200..300).contains(&self.status)
     }

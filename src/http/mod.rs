@@ -34,8 +34,8 @@ pub(crate) use message::{Request, Response, display_url};
 use origin::MAX_REDIRECTS;
 pub(crate) use origin::{Binding, is_loopback};
 use resolve::CachingResolver;
+pub(crate) use retry::Interrupted;
 use retry::Pacing;
-pub(crate) use retry::{Interrupted, parse_retry_after};
 use tls::trusted_roots;
 pub(crate) use tls::{IdentityFile, KEY_MISMATCH, client_identity, refuse_socks_proxy};
 

@@ -67,9 +67,14 @@ fn senders(job: &mut Job, names: &[String]) -> BTreeMap<String, Declared> {
 }
 
 /// Run the listener of `job` (its `[listen]`) on `addr` or the config's,
-/// with the agents of `sink`, until a signal. Ends with success once the
-/// actions in flight are done.
-pub(crate) fn run(mut job: Job, sink: Box<dyn Sink>, addr: Option<&str>) -> Result<Ending> {
+/// with the agents of the sink `open_sink` opens (once the listener's own
+/// settings are checked), until a signal. Ends with success once the actions
+/// in flight are done.
+pub(crate) fn run(
+    mut job: Job,
+    open_sink: fn(&mut Job) -> Result<Box<dyn Sink>>,
+    addr: Option<&str>,
+) -> Result<Ending> {
     let Some(spec) = job.listen.take() else {
         return Err(exit::usage(format!(
             "{}: the config has no [listen] table: nothing to listen for",
@@ -89,6 +94,7 @@ pub(crate) fn run(mut job: Job, sink: Box<dyn Sink>, addr: Option<&str>) -> Resu
             "no state directory for the event queue: set AGENTSYNC_STATE_DIR (or STATE_DIRECTORY, XDG_STATE_HOME, HOME)"
         ));
     };
+    let sink = open_sink(&mut job)?;
     let _lock = crate::state::lock::acquire(&lock_path, &job.path)?;
     let mut names: Vec<String> = spec.routes.iter().map(|r| r.action.clone()).collect();
     names.sort();

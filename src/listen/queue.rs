@@ -108,6 +108,18 @@ pub(crate) fn open(path: &Path) -> Result<(Connection, Vec<Queued>)> {
     if let Some(dir) = path.parent() {
         crate::state::ensure_dir(dir)?;
     }
+    // Made private before SQLite opens it (its WAL and shared-memory files
+    // take the same mode): it holds people's emails. Not through a link.
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(path)
+            .with_context(|| format!("opening the event queue {}", path.display()))?;
+    }
     let conn = Connection::open(path)
         .with_context(|| format!("opening the event queue {}", path.display()))?;
     let setup = || -> rusqlite::Result<()> {
@@ -182,9 +194,14 @@ impl Queue {
     pub(crate) async fn insert(&self, event: NewEvent) -> Accept {
         let (reply, answer) = oneshot::channel();
         if self.tx.send(Command::Insert(event, reply)).is_err() {
+            // The writer is gone.
+            self.failed_at.store(now_ms().max(1), Ordering::SeqCst);
             return Accept::Unavailable;
         }
-        answer.await.unwrap_or(Accept::Unavailable)
+        answer.await.unwrap_or_else(|_| {
+            self.failed_at.store(now_ms().max(1), Ordering::SeqCst);
+            Accept::Unavailable
+        })
     }
 
     /// Record how a delivery ended; blocks until it is committed. `false`

@@ -179,12 +179,22 @@ pub(crate) fn map_record_into(
     users: &mut Vec<User>,
 ) -> Result<(), String> {
     let before = users.len();
+    // A handle on the record (values are shared, not copied), for its keys
+    // when the mapping's output lacks a field.
+    let input = record.clone();
     for out in mapping.outputs(record) {
         let checked = out
             .map_err(|e| format!("jq error: {e}"))
             .and_then(|out| to_user(&out));
         match checked {
             Ok(user) => users.push(user),
+            Err(reason) if reason.ends_with(" is missing") => {
+                users.truncate(before);
+                return Err(match keys_named(&input) {
+                    Some(keys) => format!("{reason} (the record has {keys})"),
+                    None => reason,
+                });
+            }
             Err(reason) => {
                 users.truncate(before);
                 return Err(reason);
@@ -192,6 +202,40 @@ pub(crate) fn map_record_into(
         }
     }
     Ok(())
+}
+
+/// At most this many keys of an object are named, each cut to
+/// [`KEY_CHARS_SHOWN`] characters: they come from a server.
+const KEYS_SHOWN: usize = 8;
+const KEY_CHARS_SHOWN: usize = 40;
+
+/// The keys an object has, for a message (`keys: id, mail, … (12 in all)`),
+/// bounded; `None` when `value` is not an object. Escaping is the printer's.
+pub(crate) fn keys_named(value: &Val) -> Option<String> {
+    let Val::Obj(obj) = value else {
+        return None;
+    };
+    if obj.is_empty() {
+        return Some("no keys".into());
+    }
+    let mut names: Vec<String> = obj
+        .keys()
+        .take(KEYS_SHOWN)
+        .map(|k| {
+            let name = match k {
+                Val::TStr(s) | Val::BStr(s) => String::from_utf8_lossy(s).into_owned(),
+                other => other.to_string(),
+            };
+            match name.char_indices().nth(KEY_CHARS_SHOWN) {
+                Some((cut, _)) => format!("{}…", &name[..cut]),
+                None => name,
+            }
+        })
+        .collect();
+    if obj.len() > KEYS_SHOWN {
+        names.push(format!("… ({} in all)", obj.len()));
+    }
+    Some(format!("keys: {}", names.join(", ")))
 }
 
 fn to_user(out: &Val) -> Result<User, String> {
@@ -441,7 +485,23 @@ mod tests {
             reason(r#"{"id": 1, "email": 5}"#),
             "email is not a string (it is a number)"
         );
-        assert_eq!(reason(r#"{"email": "a@x"}"#), "id is missing");
+        assert_eq!(
+            reason(r#"{"email": "a@x"}"#),
+            "id is missing (the record has keys: email)"
+        );
+        let jq = Jq::compile("{id: .punch_id, email: .punch_email}").unwrap();
+        let many: String = (0..10).map(|i| format!("\"k{i}\": 1, ")).collect();
+        let long = "x".repeat(100);
+        let said = map_record(&jq, json(&format!("{{{many}\"{long}\": 2}}"))).unwrap_err();
+        assert_eq!(
+            said,
+            "id is missing (the record has keys: k0, k1, k2, k3, k4, k5, k6, k7, … (11 in all))"
+        );
+        let said = map_record(&jq, json(&format!("{{\"{long}\": 2}}"))).unwrap_err();
+        assert!(
+            said.ends_with(&format!("keys: {}…)", &long[..40])),
+            "{said}"
+        );
         assert!(reason(r#"{"id": 1, "email": "ax"}"#).contains("one @"));
         assert!(reason(r#"{"id": 1.5, "email": "a@x"}"#).contains("not an integer"));
         assert!(reason(r#"{"id": true, "email": "a@x"}"#).contains("not a string or an integer"));

@@ -77,8 +77,8 @@ pub(crate) enum Target<'a> {
 /// Why `revert last` wrote nothing, and the run to give instead.
 #[derive(Debug, Clone, Serialize)]
 pub(crate) struct NothingToUndo {
-    /// The newest run of the job.
-    pub newest: String,
+    /// The newest run of the job, if it has one.
+    pub newest: Option<String>,
     pub reason: String,
     /// The run to give explicitly (`agentsync revert RUN`), if there is one.
     pub revert_instead: Option<String>,
@@ -90,10 +90,13 @@ impl NothingToUndo {
             Some(run) => format!("; to undo a run, give it explicitly: `agentsync revert {run}`"),
             None => String::new(),
         };
-        format!(
-            "nothing to revert: the newest run {} {}{instead}; nothing was written",
-            self.newest, self.reason
-        )
+        match &self.newest {
+            Some(run) => format!(
+                "nothing to revert: the newest run {run} {}{instead}; nothing was written",
+                self.reason
+            ),
+            None => format!("nothing to revert: {}; nothing was written", self.reason),
+        }
     }
 }
 
@@ -110,13 +113,17 @@ pub(crate) fn target<'a>(entries: &'a [Entry], run: &str) -> Result<Target<'a>> 
         return Ok(Target::Undo(entry));
     }
     let Some(newest) = entries.last() else {
-        bail!("the journal has no run of this config yet: nothing to revert");
+        return Ok(Target::Nothing(NothingToUndo {
+            newest: None,
+            reason: "the journal has no run of this config yet".into(),
+            revert_instead: None,
+        }));
     };
     refuse_running(newest)?;
     if let Some(of) = newest.reverts() {
         if newest.ending == Outcome::Success {
             return Ok(Target::Nothing(NothingToUndo {
-                newest: newest.run.clone(),
+                newest: Some(newest.run.clone()),
                 reason: format!("is a completed revert of run {of}, which stays undone"),
                 revert_instead: Some(newest.run.clone()),
             }));
@@ -134,7 +141,7 @@ pub(crate) fn target<'a>(entries: &'a [Entry], run: &str) -> Result<Target<'a>> 
     }
     let earlier = entries.iter().rev().skip(1).find(|e| e.undoable() > 0);
     Ok(Target::Nothing(NothingToUndo {
-        newest: newest.run.clone(),
+        newest: Some(newest.run.clone()),
         reason: format!(
             "({}, {}) wrote nothing",
             newest.kind,
@@ -213,6 +220,7 @@ mod tests {
     #[test]
     fn last_means_what_the_operator_means() {
         use Outcome::{Failed, Interrupted, Running, Success};
+        assert_eq!(pick(&[]), "nothing, instead None");
         let sync = entry("1", "sync", Success, 3);
         assert_eq!(pick(std::slice::from_ref(&sync)), "undo 1");
         let killed_revert = entry("2", "revert of 1", Interrupted, 1);

@@ -141,7 +141,12 @@ impl Listener {
             for line in BufReader::new(stderr).lines() {
                 let Ok(line) = line else { break };
                 if let Some(at) = line.find("listening on http://") {
-                    let _ = tx.send(line[at + "listening on ".len()..].trim().to_owned());
+                    // In text or in a JSON line's message.
+                    let url = line[at + "listening on ".len()..]
+                        .split(['"', ' '])
+                        .next()
+                        .unwrap_or_default();
+                    let _ = tx.send(url.to_owned());
                 }
                 let mut log = lines.lock().unwrap();
                 log.push_str(&line);
@@ -206,14 +211,30 @@ impl Listener {
         (status, resp.body_mut().read_to_string().unwrap_or_default())
     }
 
-    /// The value of a metric (the first sample whose line starts with `name`).
+    /// The value of a metric of `/metrics` (read as Prometheus text, which it
+    /// must be): `name` or `name{label="value"}`.
     pub fn metric(&self, name: &str) -> f64 {
-        let (_, text) = self.get("/metrics");
-        text.lines()
-            .find(|l| l.starts_with(name) && l[name.len()..].starts_with([' ', '{']))
-            .and_then(|l| l.rsplit(' ').next())
-            .and_then(|v| v.parse().ok())
-            .unwrap_or_else(|| panic!("no metric {name} in:\n{text}"))
+        let (status, text) = self.get("/metrics");
+        assert_eq!(status, 200);
+        let scrape = prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_owned())))
+            .expect("/metrics is Prometheus text");
+        let (metric, label) = match name.split_once('{') {
+            Some((m, l)) => {
+                let (k, v) = l.trim_end_matches('}').split_once('=').unwrap();
+                (m, Some((k, v.trim_matches('"'))))
+            }
+            None => (name, None),
+        };
+        assert!(scrape.docs.contains_key(metric), "{metric} has no HELP");
+        let sample = scrape
+            .samples
+            .iter()
+            .find(|s| s.metric == metric && label.is_none_or(|(k, v)| s.labels.get(k) == Some(v)))
+            .unwrap_or_else(|| panic!("no metric {name} in:\n{text}"));
+        match sample.value {
+            prometheus_parse::Value::Counter(v) | prometheus_parse::Value::Gauge(v) => v,
+            _ => panic!("{name} is neither a counter nor a gauge"),
+        }
     }
 
     /// SIGTERM, then wait: the exit code.
