@@ -14,6 +14,13 @@
 #       10 x N up to 1 000 000; BENCH_LARGE_USERS sets it), pages of 1000
 #   floor  beside each W1 figure: examples/floor.rs, the same HTTP client on 4
 #       threads with serde straight to {id, email}; the ratio agentsync / floor
+#   W3P  the PUT-mode listing: W3L with [sink] update = "put" (each listed user's
+#       resource kept for its write), peak memory beside W3L's
+#   nightly  the Talkdesk preset (rate_limit = 4) against 150 ms latency: a dry
+#       run of 10 000 source users (pages of 100) against 10 000 seeded agents,
+#       the directory's largest page 1 000, [sink] page_size unset; run twice (the
+#       second keeps /ServiceProviderConfig from the first), with the floor
+#       max(source pages / 4 x 150 ms, directory requests / 4 per s)
 #   apply  a sync of 40 writes at [sink] rate_limit = 4 against 300 ms latency,
 #       one of 2000 writes, and one `agentsync action punch` against 10000
 #       agents (plain SCIM and --talkdesk), with the mock's request counters
@@ -299,6 +306,9 @@ if ((large != users)); then
   measure w3l_agentsync $repeat "$tmp/planl.json" "$bin" --config "$tmp/w3l.toml" --dry-run --output json -q
   large_summary=$(jq -c '{source_users: .source.users, agents: .sink.agents} + .summary' "$tmp/planl.json" 2>/dev/null || echo '(no plan)')
   echo "   plan: $large_summary"
+  sed 's/^page_size = 1000$/&\nupdate = "put"/' "$tmp/w3l.toml" >"$tmp/w3p.toml"
+  measure w3p_agentsync 1 "$tmp/planp.json" "$bin" --config "$tmp/w3p.toml" --dry-run --output json -q
+  rm -f "$tmp/planp.json"
   jq -r '.users[] | "\(.id)\t\(.email)"' "$tmp/w1l_agentsync.out" | LC_ALL=C sort >"$tmp/w1l_agentsync.norm" || true
   LC_ALL=C sort "$tmp/w1l_floor.out" >"$tmp/w1l_floor.norm"
   rm -f "$tmp/w1l_agentsync.out" "$tmp/w1l_floor.out" "$tmp/planl.json"
@@ -502,6 +512,39 @@ action_row action_td --talkdesk
 measure start "$repeat" "$tmp/start.out" "$bin" --version
 AP_MS[start]=$(ms_median 5 "$bin" --version)
 
+# ---------------------------------------------------------------- nightly
+
+# The nightly run against Talkdesk at its rate limit: 4 requests per second,
+# 150 ms a request, 10 000 agents, the directory's largest page 1 000 and no
+# [sink] page_size. The source (100 pages of 100, no rate limit, 4 at a time)
+# and the directory (token, /ServiceProviderConfig, 10 pages) are read at the
+# same time; the floor is the slower of the two.
+echo
+echo "== nightly: Talkdesk preset at 4 requests/s, 150 ms latency, 10000 users x 10000 agents"
+start_mock nightly --talkdesk --users 10000 --agents 10000 --page-size 100 --latency-ms 150 --max-page-size 1000
+sed -e "s#http://127.0.0.1:8787#http://127.0.0.1:$mock_port#g" -e 's/^on_contested = .*/&\nmax_changes = 1000000/' \
+  "$root/configs/talkdesk.toml" >"$tmp/nightly.toml"
+export AGENTSYNC_STATE_DIR=$tmp/nightly-state
+export TALKDESK_CLIENT_ID=mock-client TALKDESK_CLIENT_SECRET=mock-secret
+reset_stats
+measure nightly1 1 "$tmp/nightly1.json" "$bin" --config "$tmp/nightly.toml" --dry-run --output json -q
+NIGHTLY_STATS1=$(mock_stats | jq -c 'del(.unauthorized)')
+reset_stats
+measure nightly2 1 "$tmp/nightly2.json" "$bin" --config "$tmp/nightly.toml" --dry-run --output json -q
+NIGHTLY_STATS2=$(mock_stats | jq -c 'del(.unauthorized)')
+stop_mock
+export AGENTSYNC_STATE_DIR=$tmp/state
+# The floor: source pages / 4 at a time x 150 ms; directory requests (token
+# included) at 4 per second, the first one at once: (n - 1) / 4 s + 150 ms.
+nightly_floor() {
+  local stats=$1 src dir
+  src=$(jq -r '.source_pages' <<<"$stats")
+  dir=$(sum_stats "$stats" token service_provider_config scim_list)
+  awk -v s="$src" -v d="$dir" 'BEGIN { a = int((s + 3) / 4) * 0.15; b = (d - 1) / 4 + 0.15; printf "%.2f s (source %d pages: %.2f s; directory %d requests at 4/s: %.2f s)", (a > b ? a : b), s, a, d, b }'
+}
+NIGHTLY_FLOOR1=$(nightly_floor "$NIGHTLY_STATS1")
+NIGHTLY_FLOOR2=$(nightly_floor "$NIGHTLY_STATS2")
+
 # ---------------------------------------------------------------- report
 
 f1() { awk -v x="$1" 'BEGIN { printf "%.1f", x }'; }
@@ -515,6 +558,9 @@ declare -A LABEL=(
   [w1l_agentsync]="W1L agentsync fetch, $large users"
   [w1l_floor]="W1L floor, $large users"
   [w3l_agentsync]="W3L agentsync --dry-run, $large x $large"
+  [w3p_agentsync]="W3P the same, update = \"put\" (PUT-mode listing)"
+  [nightly1]="nightly: Talkdesk preset, 10000 x 10000, 1st"
+  [nightly2]="nightly: the same, 2nd (config kept)"
   [w1_curljq]="W1 curl+jq loop"
   [w1_python]="W1 python3 stdlib"
   [w3_agentsync]="W3 agentsync --dry-run (plan)"
@@ -570,6 +616,9 @@ echo "  a2000 ${AP_WRITES[a2000]} writes, no rate limit, no latency: sync ${AP_W
 echo "Action punch, one agent of 10000 (plain SCIM): ${AP_REQ[action]} requests + ${AP_TOKEN[action]} token, ${AP_MS[action]} ms wall (median of 5)"
 echo "Action punch, one agent of 10000 (--talkdesk, its preset's rate_limit = 4): ${AP_REQ[action_td]} requests + ${AP_TOKEN[action_td]} token, ${AP_MS[action_td]} ms wall (median of 5)"
 echo "Process start (agentsync --version): ${AP_MS[start]} ms wall (median of 5)"
+echo "Nightly (Talkdesk preset, rate_limit 4, 150 ms, 10000 x 10000, largest page 1000, page_size unset):"
+echo "  1st ${WALL[nightly1]} s, floor $NIGHTLY_FLOOR1; requests $NIGHTLY_STATS1"
+echo "  2nd ${WALL[nightly2]} s, floor $NIGHTLY_FLOOR2; requests $NIGHTLY_STATS2"
 if ((large != users)); then
   echo "W3L plan: $large_summary"
   echo "Same users at $large (agentsync and the floor): W1L ${EQUAL[W1L]}"
@@ -621,7 +670,15 @@ target "W1 ($users) agentsync peak memory <= 40 MB" "$w1_mb" "x <= 40" "$w1_mb M
 target "W1 ($large) agentsync <= 1.0 s" "$w1l_s" "x <= 1.0" "$w1l_s s (floor $(f2 "${WALL[$kf]}") s, ${r_w1l_floor}x)"
 target "W3 ($users x $users) dry-run plan <= 0.3 s" "$w3_s" "x <= 0.3" "$w3_s s (exit ${RC[w3_agentsync]})"
 target "W3 ($large x $large) dry-run plan <= 3.5 s" "$w3l_s" "x <= 3.5" "$w3l_s s (exit ${RC[$k3]})"
-target "W3 ($large x $large) peak memory <= 500 MB" "$w3l_mb" "x <= 500" "$w3l_mb MB"
+target "W3 ($large x $large) peak memory <= 400 MB" "$w3l_mb" "x <= 400" "$w3l_mb MB"
+if [[ -n ${RSS[w3p_agentsync]:-} ]]; then
+  w3p_mb=$(mb "${RSS[w3p_agentsync]}")
+  [[ ${RC[w3p_agentsync]} == 0 ]] || w3p_mb=99999
+  target "W3P PUT-mode listing: peak <= W3L peak + 150 MB" "$(awk -v p="$w3p_mb" -v l="$w3l_mb" 'BEGIN { print p - l }')" "x <= 150" "$w3p_mb MB (W3L $w3l_mb MB)"
+fi
+n2=$(f2 "${WALL[nightly2]}")
+[[ ${RC[nightly2]} == 0 ]] || n2=999
+target "Nightly (Talkdesk, 10000 agents, 4/s, 150 ms) <= 5 s" "$n2" "x <= 5" "$n2 s (1st $(f2 "${WALL[nightly1]}") s)"
 target "W1 agentsync >= 10x faster than curl+jq" "$r_curl" "x >= 10" "${r_curl}x"
 target "W2 agentsync within 1.5x of the concurrent floor" "$r_floor" "x <= 1.5" "${r_floor}x of ${conc_floor} s"
 target "W4 agentsync at least as fast as jq" "$r_w4" "x >= 1" "${r_w4}x (jq wall / agentsync)"

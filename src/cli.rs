@@ -280,6 +280,10 @@ pub(crate) struct MockArgs {
     /// Users per source page.
     #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
     pub page_size: u64,
+    /// The directory's largest listing page (its `filter.maxResults`): a
+    /// larger `count` gets this many.
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_page_size: u64,
     /// Latency added to every request, in milliseconds.
     #[arg(long, default_value_t = 0)]
     pub latency_ms: u64,

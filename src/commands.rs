@@ -311,6 +311,7 @@ fn mock_options(args: &MockArgs) -> mock::MockOptions {
         users: args.users,
         agents: args.agents,
         page_size: usize::try_from(args.page_size).unwrap_or(usize::MAX),
+        max_results: usize::try_from(args.max_page_size).unwrap_or(usize::MAX),
         latency_ms: args.latency_ms,
         log: true,
         patch: !args.no_patch,

@@ -119,7 +119,12 @@ pub(crate) fn describe(job: &Job) -> Description {
     if pg.kind == crate::paginate::Kind::LinkHeader {
         stops.push("no Link rel=\"next\"".into());
     }
-    if pg.stop_on_empty {
+    if pg.stop_on_empty
+        && matches!(
+            pg.kind,
+            crate::paginate::Kind::Page { .. } | crate::paginate::Kind::Offset { .. }
+        )
+    {
         stops.push("an empty page".into());
     }
     Description {
@@ -222,12 +227,13 @@ fn sink(spec: &SinkSpec, kind: &'static str) -> SinkDescription {
             email_attribute,
             page_size,
             max_pages,
+            ..
         } => SinkDescription {
             kind,
             base_url: Some(display_url(&endpoint.base_url)),
             update: Some(update.name()),
             email_attribute: Some(email_attribute.name()),
-            page_size: Some(*page_size),
+            page_size: *page_size,
             max_pages: Some(*max_pages),
             path: None,
             token_url: token_url(endpoint),
@@ -296,9 +302,12 @@ impl Render for Description {
                 if let Some(t) = &s.token_url {
                     writeln!(out, "  tokens   POST {t}")?;
                 }
-                if let (Some(update), Some(attribute), Some(size), Some(pages)) =
-                    (s.update, s.email_attribute, s.page_size, s.max_pages)
+                if let (Some(update), Some(attribute), Some(pages)) =
+                    (s.update, s.email_attribute, s.max_pages)
                 {
+                    let size = s
+                        .page_size
+                        .map_or_else(|| "the directory's largest".to_owned(), |n| n.to_string());
                     writeln!(
                         out,
                         "  writes   update = {update:?}, email_attribute = {attribute:?}, page_size = {size}, max_pages = {pages}"

@@ -235,6 +235,9 @@ where
         let mut ahead: Option<Prefetch<Result<L::Page>>> = None;
         let mut number = 0u64;
         loop {
+            if stage.halted() {
+                return Err(Halted.into());
+            }
             number += 1;
             let request = listing.next_request()?;
             let page = match ahead.as_mut().and_then(|p| p.take(&request)) {
@@ -266,6 +269,19 @@ where
         }
     })
 }
+
+/// A walk stopped because the stage beside it failed (see
+/// [`crate::progress::Progress::halt`]); that failure is the one to report.
+#[derive(Debug)]
+pub(crate) struct Halted;
+
+impl std::fmt::Display for Halted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("stopped: the listing read beside it failed")
+    }
+}
+
+impl std::error::Error for Halted {}
 
 /// Items seen so far and the page each came from, to notice a listing that
 /// shifted between pages (an item on two pages). Keyed by a hash of the item,

@@ -123,9 +123,10 @@ impl Paginator {
     /// Lets the pages after it be fetched ahead, concurrently.
     pub(crate) fn known_page_count(&self, first_count: u64) -> Option<u64> {
         let total = self.total?;
+        // Offsets step by the records returned, so pages the size of the
+        // first are planned also when the server caps them below `limit`.
         let step = match self.kind {
-            Kind::Page { .. } => first_count,
-            Kind::Offset { limit, .. } => limit.unwrap_or(first_count),
+            Kind::Page { .. } | Kind::Offset { .. } => first_count,
             _ => return None,
         };
         if step == 0 {
@@ -142,8 +143,12 @@ impl Paginator {
             self.total = page.total;
         }
 
+        // An empty page ends numbered pages; a cursor, next URL or Link that
+        // still names a next page is followed past it (some APIs, e.g.
+        // Microsoft Graph, answer empty pages in the middle of a listing).
+        let numbered = matches!(self.kind, Kind::Page { .. } | Kind::Offset { .. });
         let done = page.has_more == Some(false)
-            || (self.stop_on_empty && page.count == 0)
+            || (self.stop_on_empty && numbered && page.count == 0)
             || self.total.is_some_and(|t| self.records >= t);
         let next = if done {
             None
@@ -157,7 +162,13 @@ impl Paginator {
                     })
                 }
                 (Kind::Offset { limit, .. }, Position::Numbered { page: n, offset }) => {
-                    let step = limit.unwrap_or(page.count);
+                    // The next record is the one after those returned: a server
+                    // that caps the page below `limit` is read on from there.
+                    let step = match limit {
+                        Some(_) if page.count > 0 => page.count,
+                        Some(limit) => *limit,
+                        None => page.count,
+                    };
                     if step == 0 {
                         // An empty page with no page size would ask for itself again.
                         None
@@ -373,6 +384,59 @@ mod tests {
         };
         assert_eq!(p.next(&page(7)).unwrap(), numbered(2, 17));
         assert_eq!(p.next(&page(10)).unwrap(), Step::Done);
+    }
+
+    #[test]
+    fn offsets_step_by_what_a_capping_server_returned() {
+        let mut p = Paginator::new(
+            Kind::Offset {
+                start: 1,
+                limit: Some(100),
+            },
+            true,
+            10,
+        );
+        let page = |c| Observed {
+            count: c,
+            total: Some(120),
+            ..Observed::default()
+        };
+        assert_eq!(p.next(&page(50)).unwrap(), numbered(2, 51));
+        assert_eq!(p.known_page_count(50), Some(3));
+        assert_eq!(p.next(&page(50)).unwrap(), numbered(3, 101));
+        assert_eq!(p.next(&page(20)).unwrap(), Step::Done);
+        p.verify_complete().unwrap();
+    }
+
+    #[test]
+    fn empty_pages_that_name_a_next_page_are_followed() {
+        let empty = |cursor: Option<&str>, url: Option<&str>| Observed {
+            count: 0,
+            cursor: cursor.map(str::to_owned),
+            next_url: url.map(str::to_owned),
+            ..Observed::default()
+        };
+        let mut p = Paginator::new(Kind::Cursor, true, 10);
+        assert_eq!(
+            p.next(&empty(Some("c2"), None)).unwrap(),
+            Step::Next(Position::Cursor(Some("c2".into())))
+        );
+        assert_eq!(p.next(&empty(None, None)).unwrap(), Step::Done);
+        for kind in [Kind::NextUrl, Kind::LinkHeader] {
+            let mut p = Paginator::new(kind, true, 10);
+            assert_eq!(
+                p.next(&empty(None, Some("http://h/p2"))).unwrap(),
+                Step::Next(Position::Url("http://h/p2".into()))
+            );
+            assert_eq!(p.next(&empty(None, None)).unwrap(), Step::Done);
+        }
+        // has_more = false still ends them.
+        let mut p = Paginator::new(Kind::Cursor, true, 10);
+        let last = Observed {
+            has_more: Some(false),
+            ..empty(Some("c2"), None)
+        };
+        assert_eq!(p.next(&last).unwrap(), Step::Done);
     }
 
     #[test]

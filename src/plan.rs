@@ -184,11 +184,39 @@ fn key(email: &str) -> Cow<'_, str> {
     }
 }
 
+/// The order of two emails' keys ([`key`]), without making the keys.
+fn key_cmp(a: &str, b: &str) -> Ordering {
+    let (a, b) = (a.trim(), b.trim());
+    if a == b {
+        return Ordering::Equal;
+    }
+    a.bytes()
+        .map(|c| c.to_ascii_lowercase())
+        .cmp(b.bytes().map(|c| c.to_ascii_lowercase()))
+}
+
 /// Natural order: digit runs compare as numbers (`user+2` before `user+11`),
 /// everything else byte by byte; strings equal that way fall back to byte
 /// order, so the order is total and deterministic.
 pub(crate) fn natural_cmp(left: &str, right: &str) -> Ordering {
-    let (x, y) = (left.as_bytes(), right.as_bytes());
+    natural_cmp_bytes(left.as_bytes(), right.as_bytes(), false)
+}
+
+/// [`natural_cmp`] of two emails' keys ([`key`]), without making the keys.
+fn key_natural_cmp(left: &str, right: &str) -> Ordering {
+    natural_cmp_bytes(left.trim().as_bytes(), right.trim().as_bytes(), true)
+}
+
+/// [`natural_cmp`] of `x` and `y`, their ASCII letters lower-cased with
+/// `fold` (digits are not letters: the runs compare the same).
+fn natural_cmp_bytes(x: &[u8], y: &[u8], fold: bool) -> Ordering {
+    let at = |s: &[u8], i: usize| {
+        if fold {
+            s[i].to_ascii_lowercase()
+        } else {
+            s[i]
+        }
+    };
     let (mut i, mut j) = (0, 0);
     while i < x.len() && j < y.len() {
         if x[i].is_ascii_digit() && y[j].is_ascii_digit() {
@@ -210,127 +238,138 @@ pub(crate) fn natural_cmp(left: &str, right: &str) -> Ordering {
             }
             (i, j) = (xe, ye);
         } else {
-            match x[i].cmp(&y[j]) {
+            match at(x, i).cmp(&at(y, j)) {
                 Ordering::Equal => (i, j) = (i + 1, j + 1),
                 other => return other,
             }
         }
     }
-    (x.len() - i).cmp(&(y.len() - j)).then_with(|| x.cmp(y))
-}
-
-/// The distinct IDs one source email carries: nearly always one.
-enum Ids<'a> {
-    One(&'a str),
-    /// Sorted, distinct: a conflict.
-    Many(Vec<&'a str>),
-}
-
-/// The agents with one email: nearly always one.
-enum Agents {
-    One(usize),
-    Many(Vec<usize>),
+    (x.len() - i).cmp(&(y.len() - j)).then_with(|| {
+        (0..x.len())
+            .map(|i| at(x, i))
+            .cmp((0..y.len()).map(|j| at(y, j)))
+    })
 }
 
 /// Match `users` to `agents` and compute the plan.
-pub(crate) fn plan(users: &[User], agents: &[Agent], unlink_missing: bool) -> Plan {
-    // Keys are emails from servers: a seeded fast hash (foldhash), not SipHash.
-    let mut source: HashMap<Cow<'_, str>, Ids<'_>, foldhash::fast::RandomState> =
-        HashMap::with_capacity_and_hasher(users.len(), foldhash::fast::RandomState::default());
-    for user in users {
-        let id = user.id.as_str();
-        source
-            .entry(key(&user.email))
-            .and_modify(|ids| match ids {
-                Ids::One(first) if *first == id => {}
-                Ids::One(first) => {
-                    let mut all = vec![*first, id];
-                    all.sort_unstable();
-                    *ids = Ids::Many(all);
-                }
-                Ids::Many(all) => {
-                    if let Err(at) = all.binary_search(&id) {
-                        all.insert(at, id);
-                    }
-                }
-            })
-            .or_insert(Ids::One(id));
-    }
-    let mut directory: HashMap<Cow<'_, str>, Agents, foldhash::fast::RandomState> =
-        HashMap::with_capacity_and_hasher(agents.len(), foldhash::fast::RandomState::default());
-    for (i, agent) in agents.iter().enumerate() {
-        directory
-            .entry(key(&agent.email))
-            .and_modify(|at| match at {
-                Agents::One(first) => *at = Agents::Many(vec![*first, i]),
-                Agents::Many(all) => all.push(i),
-            })
-            .or_insert(Agents::One(i));
-    }
+///
+/// Both sides are sorted by email key and walked side by side: besides the
+/// plan, this holds one (key, index) pair per user and per agent, where hash
+/// maps of emails cost several times that at a million users. The users are
+/// let go before the changes are made: the IDs the changes set move into
+/// them.
+pub(crate) fn plan(mut users: Vec<User>, agents: &[Agent], unlink_missing: bool) -> Plan {
+    // Users by (key, id): one email's users are adjacent, their ids sorted.
+    let mut source: Vec<usize> = (0..users.len()).collect();
+    source.sort_unstable_by(|&a, &b| {
+        key_cmp(&users[a].email, &users[b].email).then_with(|| users[a].id.cmp(&users[b].id))
+    });
+    // Agents by (key, listing order).
+    let mut directory: Vec<usize> = (0..agents.len()).collect();
+    directory
+        .sort_unstable_by(|&a, &b| key_cmp(&agents[a].email, &agents[b].email).then(a.cmp(&b)));
 
     let mut plan = Plan {
         linked_agents: agents.iter().filter(|a| a.external_id.is_some()).count(),
         ..Plan::default()
     };
-
-    for (email, ids) in &source {
-        match ids {
-            Ids::Many(all) => plan.conflicts.push(Conflict {
-                email: email.to_string(),
-                reason: format!("{} ids in the source: {}", all.len(), all.join(", ")),
-            }),
-            Ids::One(id) if !directory.contains_key(email) => plan.unmatched.push(Unmatched {
-                email: email.to_string(),
-                external_id: (*id).to_owned(),
-            }),
-            Ids::One(_) => {}
+    // The changes, as (kind, agent, the user whose ID it is to get or
+    // `NO_USER`), made into records once sorted.
+    const NO_USER: usize = usize::MAX;
+    let mut pending: Vec<(ChangeKind, usize, usize)> = Vec::new();
+    let (mut s, mut d) = (0, 0);
+    loop {
+        let first = match (source.get(s), directory.get(d)) {
+            (Some(&u), Some(&a)) if key_cmp(&users[u].email, &agents[a].email).is_le() => {
+                users[u].email.as_str()
+            }
+            (_, Some(&a)) => agents[a].email.as_str(),
+            (Some(&u), None) => users[u].email.as_str(),
+            (None, None) => break,
+        };
+        let s_end = s + source[s..]
+            .iter()
+            .take_while(|&&u| key_cmp(&users[u].email, first).is_eq())
+            .count();
+        let d_end = d + directory[d..]
+            .iter()
+            .take_while(|&&a| key_cmp(&agents[a].email, first).is_eq())
+            .count();
+        // The distinct ids this email carries in the source.
+        let mut ids: Vec<&str> = source[s..s_end]
+            .iter()
+            .map(|&u| users[u].id.as_str())
+            .collect();
+        ids.dedup();
+        if ids.len() > 1 {
+            plan.conflicts.push(Conflict {
+                email: normalize(first),
+                reason: format!("{} ids in the source: {}", ids.len(), ids.join(", ")),
+            });
         }
-    }
-
-    // The changes, as (kind, email key, agent, new ID), made into records once sorted.
-    let mut pending: Vec<(ChangeKind, &str, usize, Option<&str>)> = Vec::new();
-    for (email, at) in &directory {
-        let i = match at {
-            Agents::One(i) => *i,
-            Agents::Many(all) => {
-                let list: Vec<&str> = all.iter().map(|&i| agents[i].id.as_str()).collect();
+        match &directory[d..d_end] {
+            [] => {
+                if let [id] = ids[..] {
+                    plan.unmatched.push(Unmatched {
+                        email: normalize(first),
+                        external_id: id.to_owned(),
+                    });
+                }
+            }
+            &[i] if ids.len() <= 1 => {
+                let agent = &agents[i];
+                let wanted = ids.first().copied();
+                let kind = match (agent.external_id.as_deref(), wanted) {
+                    (None, Some(_)) => Some(ChangeKind::Link),
+                    // Sinks trim what they read back: an ID that differs only
+                    // in its surrounding spaces is already there.
+                    (Some(old), Some(new)) if old.trim() != new.trim() => Some(ChangeKind::Update),
+                    (Some(_), None) if unlink_missing => Some(ChangeKind::Unlink),
+                    (Some(_), Some(_)) => {
+                        plan.unchanged += 1;
+                        None
+                    }
+                    (_, None) => {
+                        plan.not_in_source += 1;
+                        None
+                    }
+                };
+                if let Some(kind) = kind {
+                    let user = if s < s_end { source[s] } else { NO_USER };
+                    pending.push((kind, i, user));
+                }
+            }
+            [_] => {} // the source's conflict, reported above
+            many => {
+                let list: Vec<&str> = many.iter().map(|&a| agents[a].id.as_str()).collect();
                 plan.conflicts.push(Conflict {
-                    email: email.to_string(),
-                    reason: format!("{} agents have this email: {}", all.len(), list.join(", ")),
+                    email: normalize(first),
+                    reason: format!("{} agents have this email: {}", list.len(), list.join(", ")),
                 });
-                continue;
             }
-        };
-        let agent = &agents[i];
-        let wanted = match source.get(email) {
-            Some(Ids::Many(_)) => continue, // conflict, reported above
-            Some(Ids::One(id)) => Some(*id),
-            None => None,
-        };
-        let kind = match (agent.external_id.as_deref(), wanted) {
-            (None, Some(_)) => ChangeKind::Link,
-            // Sinks trim what they read back: an ID that differs only in its
-            // surrounding spaces is already there.
-            (Some(old), Some(new)) if old.trim() != new.trim() => ChangeKind::Update,
-            (Some(_), None) if unlink_missing => ChangeKind::Unlink,
-            (Some(_), Some(_)) => {
-                plan.unchanged += 1;
-                continue;
-            }
-            (_, None) => {
-                plan.not_in_source += 1;
-                continue;
-            }
-        };
-        pending.push((kind, email, i, wanted));
+        }
+        (s, d) = (s_end, d_end);
     }
-    drop(source);
+    drop((source, directory));
+    // Each user gives its ID to one change at most (its email has one agent);
+    // the users are let go before the sort, the changes made after it.
+    let mut pending: Vec<(ChangeKind, usize, Option<String>)> = pending
+        .into_iter()
+        .map(|(kind, agent, user)| {
+            let wanted = (user != NO_USER).then(|| std::mem::take(&mut users[user].id));
+            (kind, agent, wanted)
+        })
+        .collect();
+    drop(users);
     // Keys are distinct (two agents with one email are a conflict), so the
     // order is fully decided by (kind, email key).
-    pending.sort_unstable_by(|a, b| a.0.cmp(&b.0).then_with(|| natural_cmp(a.1, b.1)));
+    pending.sort_unstable_by(|a, b| {
+        a.0.cmp(&b.0)
+            .then_with(|| key_natural_cmp(&agents[a.1].email, &agents[b.1].email))
+    });
     plan.changes = pending
         .into_iter()
-        .map(|(_, _, i, wanted)| Change::setting(&agents[i], wanted.map(str::to_owned)))
+        .map(|(_, i, wanted)| Change::setting(&agents[i], wanted))
         .collect();
     plan.unmatched
         .sort_unstable_by(|a, b| natural_cmp(&a.email, &b.email));

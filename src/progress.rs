@@ -5,8 +5,8 @@
 //! one JSON object and there are no bars. Data never goes here.
 
 use std::io::{IsTerminal, Write};
-use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime};
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -195,12 +195,16 @@ pub(crate) fn error_detail(text: &str) {
 #[derive(Debug)]
 pub(crate) struct Progress {
     bars: bool,
+    /// Set when one of two stages run side by side failed: the other stops
+    /// before its next request.
+    halted: Arc<AtomicBool>,
 }
 
 impl Progress {
     pub(crate) fn new() -> Self {
         Progress {
             bars: bars().is_some(),
+            halted: Arc::default(),
         }
     }
 
@@ -208,7 +212,16 @@ impl Progress {
     /// watching (tests, the mock).
     #[cfg(test)]
     pub(crate) fn hidden() -> Self {
-        Progress { bars: false }
+        Progress {
+            bars: false,
+            halted: Arc::default(),
+        }
+    }
+
+    /// Stages run side by side: one failed, the others stop before their
+    /// next request ([`Stage::halted`]).
+    pub(crate) fn halt(&self) {
+        self.halted.store(true, Ordering::SeqCst);
     }
 
     /// A one-line log entry for a stage (without its time when bars are on:
@@ -228,14 +241,20 @@ impl Progress {
     /// may become known later, [`Stage::set_len`]), a spinner until then.
     pub(crate) fn stage(&self, what: &str, len: Option<u64>) -> Stage {
         let Some(multi) = bars().filter(|_| self.bars) else {
-            return Stage { bar: None };
+            return Stage {
+                bar: None,
+                halted: self.halted.clone(),
+            };
         };
         let bar = multi.add(ProgressBar::new_spinner());
         bar.set_prefix(what.to_owned());
         bar.set_style(spinner_style());
         // Redrawn while a slow page is awaited: the spinner turns, the ETA moves.
         bar.enable_steady_tick(Duration::from_millis(120));
-        let stage = Stage { bar: Some(bar) };
+        let stage = Stage {
+            bar: Some(bar),
+            halted: self.halted.clone(),
+        };
         if let Some(n) = len {
             stage.set_len(n);
         }
@@ -270,9 +289,15 @@ fn bar_style() -> ProgressStyle {
 #[derive(Debug)]
 pub(crate) struct Stage {
     bar: Option<ProgressBar>,
+    halted: Arc<AtomicBool>,
 }
 
 impl Stage {
+    /// Has [`Progress::halt`] been called: should this stage stop?
+    pub(crate) fn halted(&self) -> bool {
+        self.halted.load(Ordering::SeqCst)
+    }
+
     pub(crate) fn inc(&self, n: u64) {
         if let Some(bar) = &self.bar {
             bar.inc(n);

@@ -116,7 +116,7 @@ impl Report {
             source: SourceReport {
                 pages: fetched.pages,
                 records: fetched.records,
-                users: fetched.users.len(),
+                users: fetched.user_count(),
                 skipped: fetched.skipped.clone(),
             },
             sink: SinkReport { agents },

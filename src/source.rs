@@ -37,18 +37,32 @@ pub(crate) struct Fetched {
     pub skipped: Vec<Skipped>,
     /// Stopped early on purpose (`fetch --pages N`): not a complete snapshot.
     pub sampled: bool,
+    /// How many users were read, kept when `users` is handed to the plan.
+    taken: usize,
 }
 
 /// The most users room is made for ahead of time.
 const MAX_RESERVED_USERS: usize = 1 << 20;
 
 impl Fetched {
+    /// The users read (also once they were handed to the plan).
+    pub(crate) fn user_count(&self) -> usize {
+        self.users.len().max(self.taken)
+    }
+
+    /// The users, for the plan to consume: a run at a million users does not
+    /// hold them and the plan's changes at once. The count stays.
+    pub(crate) fn take_users(&mut self) -> Vec<User> {
+        self.taken = self.user_count();
+        std::mem::take(&mut self.users)
+    }
+
     /// `N users from N records in N pages[, N skipped]`.
     pub(crate) fn summary(&self) -> String {
         use crate::term::count;
         format!(
             "{} from {} in {}{}",
-            count(self.users.len() as u64, "user"),
+            count(self.user_count() as u64, "user"),
             count(self.records, "record"),
             count(self.pages, "page"),
             if self.skipped.is_empty() {
@@ -220,9 +234,9 @@ fn planned(
                     page: start + i,
                     offset: i * first.count,
                 },
-                Kind::Offset { start, limit } => Position::Numbered {
+                Kind::Offset { start, .. } => Position::Numbered {
                     page: n,
-                    offset: start + i * limit.unwrap_or(first.count),
+                    offset: start + i * first.count,
                 },
                 _ => unreachable!("only numbered pages are planned"),
             };
@@ -267,6 +281,24 @@ fn read_page(
     let response = sent
         .and_then(|r| r.error_for_status(&request.method, &request.url))
         .with_context(|| format!("source page {number}"))?;
+    // Numbered pages past the end may come back as 204 No Content or with no
+    // body at all (e.g. ADP's `$skip` beyond the last record): the listing ends.
+    if matches!(job.pagination.kind, Kind::Page { .. } | Kind::Offset { .. })
+        && (response.status == 204 || response.body.iter().all(u8::is_ascii_whitespace))
+    {
+        crate::progress::debug(&format!(
+            "source page {number}: HTTP {} with no body ({url_shown}): the listing ends here",
+            response.status
+        ));
+        return Ok(PageOut {
+            observed: Observed {
+                has_more: Some(false),
+                ..Observed::default()
+            },
+            users: Vec::new(),
+            skipped: Vec::new(),
+        });
+    }
     // A page the direct reader cannot take with certainty goes through jq
     // below, and so does one with a record that lacks a field: jq's reasons
     // name the keys such a record has, which the direct walk skips unread.

@@ -382,3 +382,29 @@ fn a_slow_sender_holds_nothing_and_is_cut_off() {
         1.0
     );
 }
+
+#[test]
+fn a_chunked_body_over_64_kib_is_refused_as_it_arrives() {
+    use std::io::{Read, Write};
+
+    let clock = clock();
+    let job = listen_job(&clock.base, &[("ann@x.com", Some("1"))], HMAC_AUTH);
+    let listener = Listener::start(Run::listen(&job));
+    let addr = listener.base.trim_start_matches("http://");
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(std::time::Duration::from_secs(30)))
+        .unwrap();
+    let head = "POST /events HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n";
+    let chunk = format!("{:x}\r\n{}\r\n", 8192, "x".repeat(8192));
+    let mut request = head.to_owned();
+    for _ in 0..9 {
+        request.push_str(&chunk);
+    }
+    request.push_str("0\r\n\r\n");
+    // The server may answer and close before it read everything.
+    let _ = s.write_all(request.as_bytes());
+    let mut answer = String::new();
+    let _ = s.read_to_string(&mut answer);
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    assert_eq!(clock.request_count(), 0);
+}

@@ -132,6 +132,19 @@ impl Job {
             _ => None,
         };
         let sync = errors.keep(SyncSpec::from_raw(&raw.sync, path, sink_file, ctx));
+        // The directory's answer is kept in the state directory, named after
+        // the job as its journal and lock are.
+        let mut sink = sink;
+        if let (
+            Some(Some(SinkSpec::Scim {
+                directory_cache, ..
+            })),
+            Some(sync),
+        ) = (&mut sink, &sync)
+        {
+            *directory_cache = crate::state::state_dir(ctx.env())
+                .map(|d| d.join(format!("{}.directory.json", sync.key.name)));
+        }
         let mut actions = BTreeMap::new();
         for (name, a) in &raw.actions {
             if let Some(action) = errors.keep(ActionSpec::from_raw(name, a, ctx)) {

@@ -274,7 +274,7 @@ endpoint_table! {
         /// `kind = "file"`: the `.json` (array of objects) or `.csv` (header row) file, relative to the config.
         #[schemars(with = "Option<String>")]
         path: Option<Spanned<String>>,
-        /// SCIM listing page size, 1 to 10000, capped at the directory's maximum (default 100).
+        /// SCIM listing page size, 1 to 10000, capped at the directory's maximum (default: the directory's `filter.maxResults`, at most 10000, else 1000).
         #[schemars(with = "Option<usize>", range(min = 1, max = 10_000))]
         page_size: Option<Spanned<usize>>,
         /// Listing pages read at most, 1 to 10000000; a directory that needs more is an error (default 10000).
@@ -477,7 +477,9 @@ pub(super) struct RawPagination {
     /// jq on the page: the next page's URL, absolute or relative; null stops (required for `kind = "next_url"`).
     #[schemars(with = "Option<String>")]
     pub next_url: Option<Spanned<String>>,
-    /// An empty page stops (default true).
+    /// `page`/`offset`: an empty page stops (default true). `cursor`, `next_url`,
+    /// `link_header`: an empty page that still names a next page is followed;
+    /// they stop only when there is no next.
     pub stop_on_empty: Option<bool>,
     /// Pages read at most, 1 to 10000000; reaching it with pages left is an error, never a silent cut (default 10000).
     #[schemars(with = "Option<u64>", range(min = 1, max = 10_000_000))]

@@ -20,7 +20,11 @@ pub(crate) const TALKDESK_CLIENT_SECRET_ENV: &str = "TALKDESK_CLIENT_SECRET";
 pub(crate) enum SinkSpec {
     Scim {
         endpoint: Box<Endpoint>,
-        page_size: usize,
+        /// Users per listing page; `None`: the directory's largest.
+        page_size: Option<usize>,
+        /// Where the directory's `/ServiceProviderConfig` answer is kept
+        /// between runs (the state directory); `None` without one.
+        directory_cache: Option<PathBuf>,
         /// Listing pages read at most; more is an error.
         max_pages: u64,
         update: UpdateMode,
@@ -71,8 +75,7 @@ impl SinkSpec {
                     s.page_size.as_ref(),
                     1..=10_000,
                     ctx,
-                )?
-                .unwrap_or(100);
+                )?;
                 let max_pages = super::endpoint::bounded(
                     "[sink] max_pages",
                     s.max_pages.as_ref(),
@@ -88,6 +91,8 @@ impl SinkSpec {
                 Ok(SinkSpec::Scim {
                     endpoint: Box::new(endpoint),
                     page_size,
+                    // Set beside the journal once [sync] is read.
+                    directory_cache: None,
                     max_pages,
                     update: s.update.unwrap_or(default_update),
                     email_attribute: s.email_attribute.unwrap_or(EmailAttribute::UserName),
@@ -237,7 +242,7 @@ mod tests {
             "https://api.talkdeskapp.eu/scim/v2"
         );
         assert_eq!(endpoint.settings.rate_limit, 4.0);
-        assert_eq!((update, page_size), (UpdateMode::Put, 100));
+        assert_eq!((update, page_size), (UpdateMode::Put, None));
         let Some(Auth::OAuth2(oauth)) = &endpoint.auth else {
             panic!("not oauth2");
         };

@@ -15,7 +15,7 @@ use crate::state::journal;
 pub(crate) fn check_min_users(job: &Job, fetched: &Fetched) -> Result<()> {
     /// Skipped records named in the message; the rest are counted.
     const SHOWN: usize = 3;
-    let users = fetched.users.len();
+    let users = fetched.user_count();
     if users as u64 >= job.sync.min_users {
         return Ok(());
     }
@@ -55,7 +55,7 @@ pub(crate) fn source_refusal(
         }
     }
     let (last, before) = last.and_then(|e| Some((e, e.users?)))?;
-    let users = fetched.users.len();
+    let users = fetched.user_count();
     if before > 0 && users < before {
         let drop = percent((before - users) as u64, before as u64);
         if drop > job.sync.max_source_drop_percent {

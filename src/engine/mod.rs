@@ -16,17 +16,19 @@ use crate::progress::{self, Progress};
 use crate::report::Report;
 use crate::signals;
 use crate::sink::{Sink, file::FileSink, scim::ScimSink};
-use crate::source::{self, Fetched};
+use crate::source::Fetched;
 use crate::state::journal;
 use crate::state::runs::{self, NothingToUndo, Target};
 
 mod apply;
 mod books;
 mod guards;
+mod read;
 
 pub(crate) use apply::{Applied, ApplyWatch, apply};
 use books::Books;
 use guards::{check_min_users, safety_refusal, source_refusal};
+use read::read_both;
 
 /// How a sync or a revert is run.
 #[derive(Debug, Clone, Copy, Default)]
@@ -68,6 +70,7 @@ pub(crate) fn open_sink(job: &mut Job) -> Result<Box<dyn Sink>> {
         Some(SinkSpec::Scim {
             endpoint,
             page_size,
+            directory_cache,
             max_pages,
             update,
             email_attribute,
@@ -82,6 +85,7 @@ pub(crate) fn open_sink(job: &mut Job) -> Result<Box<dyn Sink>> {
             };
             let options = crate::sink::scim::ScimOptions {
                 page_size: *page_size,
+                directory_cache: directory_cache.clone(),
                 max_pages: *max_pages,
                 concurrency,
                 update: *update,
@@ -115,13 +119,9 @@ pub(crate) fn sync(mut job: Job, options: RunOptions, progress: &Progress) -> Re
         sink.prepare()
             .context("reading the agent directory's configuration; nothing was written")?;
         let client = job.source.endpoint.client();
-        let fetched = source::fetch(&job, &client, None, progress)
-            .context("reading the source; nothing was written")?;
-        check_min_users(&job, &fetched)?;
-        let agents = sink
-            .list_agents(progress)
-            .context("listing the agent directory; nothing was written")?;
-        let mut plan = plan::plan(&fetched.users, &agents, job.sync.unlink_missing);
+        let (mut fetched, agents) = read_both(&job, &client, sink.as_mut(), progress)?;
+        let mut plan = plan::plan(fetched.take_users(), &agents, job.sync.unlink_missing);
+        sink.keep_for(&plan.changes);
         // Each change keeps the agent's version as listed: a saved plan
         // carries it, and its apply leaves an agent whose version moved.
         for change in &mut plan.changes {

@@ -36,6 +36,12 @@ pub(crate) fn demo(mut opts: MockOptions) -> Result<Ending> {
         let mut job = config::load(p)?;
         job.sync.journal = Some(dir.path().join("punch.journal.jsonl"));
         job.sync.lock = Some(dir.path().join("punch.lock"));
+        if let Some(config::SinkSpec::Scim {
+            directory_cache, ..
+        }) = job.sink.as_mut()
+        {
+            *directory_cache = Some(dir.path().join("punch.directory.json"));
+        }
         Ok(job)
     };
 

@@ -51,6 +51,8 @@ pub(crate) struct MockOptions {
     pub users: usize,
     pub agents: usize,
     pub page_size: usize,
+    /// The directory's largest listing page, also its `filter.maxResults`.
+    pub max_results: usize,
     pub latency_ms: u64,
     /// Log punches and directory writes on stderr.
     pub log: bool,
@@ -71,6 +73,7 @@ impl Default for MockOptions {
             users: 25,
             agents: 25,
             page_size: 10,
+            max_results: 1000,
             latency_ms: 0,
             log: true,
             patch: true,
@@ -107,7 +110,7 @@ pub(crate) fn start(opts: MockOptions) -> Result<MockServer> {
     if !addr.ip().is_loopback() {
         bail!("the mock listens on loopback only (e.g. 127.0.0.1:8787), not {addr}");
     }
-    if opts.page_size == 0 {
+    if opts.page_size == 0 || opts.max_results == 0 {
         bail!("the page size must be at least 1");
     }
     let listener =
@@ -166,6 +169,7 @@ struct State {
     log: bool,
     users: usize,
     page_size: usize,
+    max_results: usize,
     patch: bool,
     etag: bool,
     filter: bool,
@@ -225,6 +229,7 @@ impl State {
             log: opts.log,
             users: opts.users,
             page_size: opts.page_size,
+            max_results: opts.max_results,
             patch: opts.patch,
             etag: opts.etag,
             filter: opts.filter,

@@ -16,8 +16,6 @@ const LIST_SCHEMA: &str = "urn:ietf:params:scim:api:messages:2.0:ListResponse";
 const ERROR_SCHEMA: &str = "urn:ietf:params:scim:api:messages:2.0:Error";
 pub(crate) const PATCH_SCHEMA: &str = "urn:ietf:params:scim:api:messages:2.0:PatchOp";
 const CONFIG_SCHEMA: &str = "urn:ietf:params:scim:schemas:core:2.0:ServiceProviderConfig";
-/// The most users one SCIM page returns, whatever `count` asks.
-const MAX_SCIM_PAGE: usize = 1000;
 
 impl Reply {
     pub(crate) fn scim(status: u16, body: &Value) -> Self {
@@ -52,7 +50,7 @@ impl State {
             "schemas": [CONFIG_SCHEMA],
             "patch": {"supported": self.patch},
             "bulk": {"supported": false, "maxOperations": 0, "maxPayloadSize": 0},
-            "filter": {"supported": self.filter, "maxResults": MAX_SCIM_PAGE},
+            "filter": {"supported": self.filter, "maxResults": self.max_results},
             "changePassword": {"supported": false},
             "sort": {"supported": false},
             "etag": {"supported": self.etag},
@@ -94,7 +92,7 @@ impl State {
             }),
         };
         let (start, count) = match (number("startIndex", 1), number("count", 100)) {
-            (Ok(s), Ok(c)) => (s.max(1), c.min(MAX_SCIM_PAGE)),
+            (Ok(s), Ok(c)) => (s.max(1), c.min(self.max_results)),
             (Err(r), _) | (_, Err(r)) => return r,
         };
         let agents = self.agents.lock().unwrap();

@@ -38,6 +38,10 @@ pub(crate) trait Sink: Send + Sync {
         Ok(None)
     }
 
+    /// The plan is made: of what the listing kept for the writes (versions,
+    /// resources), only what `changes` will write is needed from now on.
+    fn keep_for(&mut self, _changes: &[Change]) {}
+
     /// The version (SCIM `meta.version`) the last listing gave the agent
     /// `id`, where the directory has versions.
     fn version_of(&self, _id: &str) -> Option<String> {

@@ -38,7 +38,24 @@ impl ScimSink {
     }
 
     fn discover(&self) -> Result<Found> {
-        let url = join_url(&self.base_url, "/ServiceProviderConfig");
+        let config = match self.remembered() {
+            Some(config) => config,
+            None => {
+                let (config, lasting) = self.read_config()?;
+                if lasting {
+                    self.remember(&config);
+                }
+                config
+            }
+        };
+        self.found_in(&config)
+    }
+
+    /// `/ServiceProviderConfig` as the directory answers it now: the object,
+    /// or `Null` when it has none readable; and whether that answer may be
+    /// kept between runs (an object, or a 404/501: no such endpoint).
+    fn read_config(&self) -> Result<(Value, bool)> {
+        let url = self.config_url();
         let req = Request::get(url).header("Accept", SCIM_JSON);
         let resp = self
             .client
@@ -52,14 +69,26 @@ impl ScimSink {
             .then(|| serde_json::from_slice::<Value>(&resp.body).ok())
             .flatten()
             .filter(Value::is_object);
-        if config.is_none() {
-            progress::debug(&format!(
-                "{} answered HTTP {} without a ServiceProviderConfig: assuming PUT, no filter",
-                display_url(&req.url),
-                resp.status
-            ));
+        match config {
+            Some(config) => Ok((config, true)),
+            None => {
+                progress::debug(&format!(
+                    "{} answered HTTP {} without a ServiceProviderConfig: assuming PUT, no filter",
+                    display_url(&req.url),
+                    resp.status
+                ));
+                Ok((Value::Null, matches!(resp.status, 404 | 501)))
+            }
         }
-        let config = config.unwrap_or_default();
+    }
+
+    fn config_url(&self) -> url::Url {
+        join_url(&self.base_url, "/ServiceProviderConfig")
+    }
+
+    /// What the directory supports, by its `/ServiceProviderConfig` (`Null`:
+    /// none) and the `[sink]` options.
+    fn found_in(&self, config: &Value) -> Result<Found> {
         let supported = |name: &str| lenient_bool(&config[name]["supported"]);
         let patch = supported("patch");
         let put = match self.options.update {
@@ -68,7 +97,7 @@ impl ScimSink {
                 return Err(exit::usage(format!(
                     "[sink] update = \"patch\", but {} says the directory does not support PATCH; \
                      use update = \"auto\" or \"put\"",
-                    display_url(&req.url)
+                    display_url(&self.config_url())
                 )));
             }
             UpdateMode::Patch => false,
@@ -76,12 +105,19 @@ impl ScimSink {
         };
         let max_results = lenient_u64(&config["filter"]["maxResults"])
             .filter(|&n| n > 0)
-            .map_or(usize::MAX, |n| usize::try_from(n).unwrap_or(usize::MAX));
+            .map(|n| usize::try_from(n).unwrap_or(usize::MAX));
+        let page_size = match (self.options.page_size, max_results) {
+            (Some(asked), max) => asked.min(max.unwrap_or(usize::MAX)),
+            (None, Some(max)) => max.min(LARGEST_PAGE),
+            // Asked for a large page, the directory answers at most its
+            // largest (RFC 7644 §3.4.2.4), and the listing steps by that.
+            (None, None) => UNKNOWN_LARGEST,
+        };
         let found = Found {
             put,
             filter: supported("filter") == Some(true),
             etag: supported("etag"),
-            page_size: self.options.page_size.min(max_results),
+            page_size,
         };
         progress::debug(&format!(
             "directory: writes by {}, filter {}, versions {}, {} users per page",
@@ -95,6 +131,150 @@ impl ScimSink {
             found.page_size
         ));
         Ok(found)
+    }
+
+    /// The answer kept by an earlier run for this directory, if it is less
+    /// than a day old. A file that cannot be read, is not ours, is not what
+    /// we write or names another directory is ignored (and rewritten).
+    fn remembered(&self) -> Option<Value> {
+        let path = self.options.directory_cache.as_ref()?;
+        let kept = cache::read(path)?;
+        let now = cache::now();
+        let fresh = kept.base_url == self.base_url.as_str()
+            && kept.read_at <= now
+            && now - kept.read_at < CACHE_MAX_AGE_SECS;
+        if !fresh {
+            return None;
+        }
+        progress::debug(&format!(
+            "directory: its ServiceProviderConfig as read {} s ago ({})",
+            now - kept.read_at,
+            path.display()
+        ));
+        Some(kept.config)
+    }
+
+    /// Keep `config` for the next runs; a failure only costs a request then.
+    fn remember(&self, config: &Value) {
+        let Some(path) = self.options.directory_cache.as_ref() else {
+            return;
+        };
+        let kept = cache::Kept {
+            base_url: self.base_url.to_string(),
+            read_at: cache::now(),
+            config: config.clone(),
+        };
+        if let Err(e) = cache::write(path, &kept) {
+            progress::debug(&format!("not keeping the ServiceProviderConfig: {e:#}"));
+        }
+    }
+
+    /// A write was refused: what the directory said of itself may be out of
+    /// date, so the next run asks it again.
+    pub(super) fn forget_directory(&self) {
+        if let Some(path) = &self.options.directory_cache {
+            cache::forget(path);
+        }
+    }
+}
+
+/// How long a kept `/ServiceProviderConfig` answer is used: a day.
+const CACHE_MAX_AGE_SECS: u64 = 24 * 60 * 60;
+/// The largest listing page taken from `filter.maxResults` when `[sink]
+/// page_size` is not set: bounds the size of one response.
+const LARGEST_PAGE: usize = 10_000;
+/// The page asked for when neither `page_size` nor `maxResults` says.
+const UNKNOWN_LARGEST: usize = 1_000;
+
+/// The file that keeps the directory's answer between runs, in the state
+/// directory: private (0600), never followed through a symlink, replaced
+/// whole (written aside, then renamed).
+mod cache {
+    use std::fs::{File, OpenOptions};
+    use std::io::{Read, Write};
+    use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
+    use std::path::{Path, PathBuf};
+
+    use anyhow::{Context, Result};
+    use serde_json::Value;
+
+    /// The largest file read back.
+    const MAX_BYTES: u64 = 1 << 20;
+
+    #[derive(serde::Serialize, serde::Deserialize)]
+    pub(super) struct Kept {
+        pub(super) base_url: String,
+        /// Seconds since the Unix epoch.
+        pub(super) read_at: u64,
+        /// The answer, `null` when the directory has none.
+        pub(super) config: Value,
+    }
+
+    pub(super) fn now() -> u64 {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs())
+    }
+
+    pub(super) fn read(path: &Path) -> Option<Kept> {
+        let file = OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(path)
+            .ok()?;
+        let meta = file.metadata().ok()?;
+        let dir_owner = path
+            .parent()
+            .and_then(|d| std::fs::metadata(d).ok())
+            .map(|m| m.uid());
+        // Ours alone: a file others may write, or another user's, is ignored.
+        if !meta.is_file()
+            || meta.len() > MAX_BYTES
+            || meta.mode() & 0o022 != 0
+            || dir_owner != Some(meta.uid())
+        {
+            return None;
+        }
+        let mut text = Vec::new();
+        file.take(MAX_BYTES).read_to_end(&mut text).ok()?;
+        crate::mapping::check_depth(&text).ok()?;
+        serde_json::from_slice(&text).ok()
+    }
+
+    pub(super) fn write(path: &Path, kept: &Kept) -> Result<()> {
+        if let Some(dir) = path.parent()
+            && !dir.as_os_str().is_empty()
+            && !dir.is_dir()
+        {
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(dir)
+                .with_context(|| format!("creating {}", dir.display()))?;
+        }
+        let mut aside = path.as_os_str().to_owned();
+        aside.push(format!(".{}.tmp", std::process::id()));
+        let aside = PathBuf::from(aside);
+        let written = (|| -> Result<()> {
+            let mut file: File = OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .custom_flags(libc::O_NOFOLLOW)
+                .open(&aside)
+                .with_context(|| format!("creating {}", aside.display()))?;
+            file.write_all(&serde_json::to_vec(kept)?)?;
+            file.sync_all()?;
+            std::fs::rename(&aside, path).with_context(|| format!("replacing {}", path.display()))
+        })();
+        if written.is_err() {
+            let _ = std::fs::remove_file(&aside);
+        }
+        written
+    }
+
+    pub(super) fn forget(path: &Path) {
+        let _ = std::fs::remove_file(path);
     }
 }
 

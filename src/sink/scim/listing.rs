@@ -2,8 +2,6 @@
 //! each user read into an agent without building the whole resource, and what
 //! each later write needs of it kept aside.
 
-use std::collections::HashMap;
-
 use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Deserializer};
 use serde_json::Value;
@@ -22,8 +20,54 @@ use crate::sink::Agent;
 #[derive(Debug, Default)]
 pub(super) struct Listed {
     pub(super) version: Option<Box<str>>,
-    /// The resource as listed, kept only when writes are PUTs.
+    /// The resource as listed, kept only when writes are PUTs, without what
+    /// a PUT does not send back (`meta`, `groups`).
     pub(super) resource: Option<Box<RawValue>>,
+}
+
+/// What writes need of the listed users, by id: kept in a vector sorted by
+/// id once the listing is complete, and found by binary search. A hash map
+/// of a million ids takes about twice the memory.
+#[derive(Debug, Default)]
+pub(super) struct ListedUsers(Vec<(Box<str>, Listed)>);
+
+impl ListedUsers {
+    fn push(&mut self, id: &str, listed: Listed) {
+        self.0.push((id.into(), listed));
+    }
+
+    /// The listing is complete: sort for [`ListedUsers::get`] (ids are
+    /// distinct: the listing refuses one listed twice).
+    fn seal(&mut self) {
+        self.0.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        // Room was made for the announced total: give back what is left of
+        // it only when it is much (shrinking copies them all).
+        if self.0.capacity() > self.0.len() + self.0.len() / 4 {
+            self.0.shrink_to_fit();
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    fn reserve(&mut self, n: usize) {
+        self.0.reserve(n);
+    }
+
+    /// Keep only the users `changes` write.
+    pub(super) fn retain_for(&mut self, changes: &[crate::plan::Change]) {
+        let mut written: Vec<&str> = changes.iter().map(|c| c.agent_id.as_str()).collect();
+        written.sort_unstable();
+        self.0
+            .retain(|(id, _)| written.binary_search(&id.as_ref()).is_ok());
+        self.0.shrink_to_fit();
+    }
+
+    pub(super) fn get(&self, id: &str) -> Option<&Listed> {
+        let at = self.0.binary_search_by(|e| e.0.as_ref().cmp(id)).ok()?;
+        Some(&self.0[at].1)
+    }
 }
 
 impl ScimSink {
@@ -36,7 +80,7 @@ impl ScimSink {
             page_size: found.page_size,
             keep_versions: found.etag != Some(false),
             agents: Vec::new(),
-            listed: HashMap::new(),
+            listed: ListedUsers::default(),
             seen: Seen::default(),
             read: 0,
             total: None,
@@ -52,10 +96,11 @@ impl ScimSink {
         let DirectoryListing {
             agents,
             pages,
-            listed,
+            mut listed,
             ..
         } = listing;
         drop(stage);
+        listed.seal();
         self.listed = listed;
         progress.log(&format!(
             "directory: {} in {}",
@@ -111,7 +156,7 @@ impl ScimSink {
                     Ok(ListedUser {
                         agent,
                         version,
-                        resource: keep_resources.then(|| (*r).to_owned()),
+                        resource: keep_resources.then(|| for_put(r)),
                     })
                 })
                 .collect(),
@@ -184,7 +229,7 @@ struct DirectoryListing<'a> {
     page_size: usize,
     keep_versions: bool,
     agents: Vec<Agent>,
-    listed: HashMap<Box<str>, Listed>,
+    listed: ListedUsers,
     /// Which page each agent id came from.
     seen: Seen,
     /// Users read so far, also those skipped.
@@ -246,12 +291,20 @@ impl Listing for DirectoryListing<'_> {
                         resource,
                     };
                     if listed.version.is_some() || listed.resource.is_some() {
-                        self.listed.insert(agent.id.as_str().into(), listed);
+                        self.listed.push(&agent.id, listed);
                     }
                     self.agents.push(agent);
                 }
                 Err(why) => progress::warn(&format!("directory: skipping {why}")),
             }
+        }
+        if number == 1 && self.listed.len() > 0 {
+            // Versions or resources are kept: room for every user's.
+            self.listed.reserve(
+                total
+                    .min(MAX_RESERVED_AGENTS)
+                    .saturating_sub(self.listed.len()),
+            );
         }
         self.read += got;
         if self.read > total {
@@ -287,6 +340,54 @@ impl Listing for DirectoryListing<'_> {
             ScimSink::list_request(&users, (i + 1) * got + 1, page_size)
         })))
     }
+}
+
+/// What a PUT of `resource` sends back: the resource without `meta` and
+/// `groups` (the directory keeps those itself), as raw JSON. Taken apart
+/// without parsing the values; kept whole when it is not a plain object.
+fn for_put(resource: &RawValue) -> Box<RawValue> {
+    struct Members<'a>(Vec<(String, &'a RawValue)>);
+    impl<'de> Deserialize<'de> for Members<'de> {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            struct Visit;
+            impl<'de> serde::de::Visitor<'de> for Visit {
+                type Value = Members<'de>;
+                fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                    f.write_str("an object")
+                }
+                fn visit_map<A: serde::de::MapAccess<'de>>(
+                    self,
+                    mut map: A,
+                ) -> Result<Self::Value, A::Error> {
+                    let mut members = Vec::new();
+                    while let Some((name, value)) = map.next_entry::<String, &'de RawValue>()? {
+                        members.push((name, value));
+                    }
+                    Ok(Members(members))
+                }
+            }
+            d.deserialize_map(Visit)
+        }
+    }
+    let Ok(Members(members)) = serde_json::from_str::<Members<'_>>(resource.get()) else {
+        return resource.to_owned();
+    };
+    let mut text = String::with_capacity(resource.get().len());
+    text.push('{');
+    for (name, value) in members
+        .iter()
+        .filter(|(name, _)| name != "meta" && name != "groups")
+    {
+        if text.len() > 1 {
+            text.push(',');
+        }
+        // A name read from JSON is always written back as JSON.
+        text.push_str(&serde_json::to_string(name).unwrap_or_default());
+        text.push(':');
+        text.push_str(value.get());
+    }
+    text.push('}');
+    RawValue::from_string(text).unwrap_or_else(|_| resource.to_owned())
 }
 
 /// A listing page (RFC 7644 §3.4.2). `Resources` may be absent or null when
@@ -413,6 +514,53 @@ mod tests {
                 .contains("a3")
         );
         assert!(by_emails.agent_of(&raw(json!({"emails": []}))).is_err());
+    }
+
+    #[test]
+    fn a_put_keeps_the_resource_without_meta_and_groups() {
+        // An escaped name, nested values, and the attributes a PUT leaves out.
+        let text = r#"{"id": "a\"1", "userName": "a@x.com", "meta": {"version": "W/\"2\""},
+            "groups": [{"value": "g"}], "na\u00efve": [1, {"x": null}], "externalId": "7"}"#;
+        let user = RawValue::from_string(text.to_owned()).unwrap();
+        let kept: Value = serde_json::from_str(for_put(&user).get()).unwrap();
+        assert_eq!(
+            kept,
+            json!({"id": "a\"1", "userName": "a@x.com", "na\u{ef}ve": [1, {"x": null}], "externalId": "7"})
+        );
+        // Not an object: kept as it is.
+        assert_eq!(for_put(&raw(json!([1, 2]))).get(), "[1,2]");
+    }
+
+    #[test]
+    fn listed_users_are_found_by_id() {
+        let mut listed = ListedUsers::default();
+        for id in ["b", "a", "c"] {
+            listed.push(
+                id,
+                Listed {
+                    version: Some(format!("v{id}").into()),
+                    resource: None,
+                },
+            );
+        }
+        listed.seal();
+        assert_eq!(listed.get("a").unwrap().version.as_deref(), Some("va"));
+        assert_eq!(listed.get("c").unwrap().version.as_deref(), Some("vc"));
+        assert!(listed.get("d").is_none());
+        let change = |id: &str| {
+            crate::plan::Change::setting(
+                &Agent {
+                    id: id.into(),
+                    email: format!("{id}@x.com"),
+                    external_id: None,
+                },
+                Some("1".into()),
+            )
+        };
+        listed.retain_for(&[change("c"), change("a"), change("z")]);
+        assert!(listed.get("b").is_none());
+        assert_eq!(listed.get("a").unwrap().version.as_deref(), Some("va"));
+        assert_eq!(listed.get("c").unwrap().version.as_deref(), Some("vc"));
     }
 
     #[test]

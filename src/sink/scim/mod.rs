@@ -3,7 +3,6 @@
 //! one by email with a filter, and replace (PUT) or patch (PATCH) one user's
 //! `externalId` in one request, guarded by `If-Match` when users carry versions.
 
-use std::collections::HashMap;
 use std::sync::OnceLock;
 
 use anyhow::{Result, anyhow};
@@ -23,15 +22,18 @@ mod lookup;
 mod write;
 
 use discovery::Found;
-use listing::Listed;
+use listing::ListedUsers;
 
 const SCIM_JSON: &str = "application/scim+json";
 const PATCH_OP: &str = "urn:ietf:params:scim:api:messages:2.0:PatchOp";
 
 /// How the sink reads and writes, from `[sink]`.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub(crate) struct ScimOptions {
-    pub page_size: usize,
+    /// Users per listing page; `None`: the directory's largest.
+    pub page_size: Option<usize>,
+    /// Where the `/ServiceProviderConfig` answer is kept between runs.
+    pub directory_cache: Option<std::path::PathBuf>,
     /// Listing pages read at most; a listing with more is an error.
     pub max_pages: u64,
     /// Listing pages fetched at once once the first told the total, and
@@ -49,7 +51,7 @@ pub(crate) struct ScimSink {
     found: OnceLock<Found>,
     /// What a write needs of each listed user that the agent does not hold:
     /// its version, and for a PUT the resource itself.
-    listed: HashMap<Box<str>, Listed>,
+    listed: ListedUsers,
 }
 
 impl ScimSink {
@@ -58,13 +60,13 @@ impl ScimSink {
             client,
             base_url,
             options: ScimOptions {
-                page_size: options.page_size.max(1),
+                page_size: options.page_size.map(|n| n.max(1)),
                 max_pages: options.max_pages.max(1),
                 concurrency: options.concurrency.max(1),
                 ..options
             },
             found: OnceLock::new(),
-            listed: HashMap::new(),
+            listed: ListedUsers::default(),
         }
     }
 
@@ -103,6 +105,10 @@ impl Sink for ScimSink {
 
     fn agents_with_email(&mut self, email: &str) -> Result<Option<Vec<Agent>>> {
         self.find_by_email(email)
+    }
+
+    fn keep_for(&mut self, changes: &[Change]) {
+        self.listed.retain_for(changes);
     }
 
     fn version_of(&self, id: &str) -> Option<String> {
@@ -188,7 +194,8 @@ mod tests {
 
     pub(super) fn options(update: UpdateMode, email_attribute: EmailAttribute) -> ScimOptions {
         ScimOptions {
-            page_size: 10,
+            page_size: Some(10),
+            directory_cache: None,
             max_pages: 10_000,
             concurrency: 1,
             update,

@@ -272,6 +272,11 @@ impl ScimSink {
         if resp.status == 412 {
             return Sent::Moved;
         }
+        if matches!(resp.status, 400 | 401 | 403 | 405 | 501) {
+            // Refused: what the directory said of itself (PUT or PATCH, ...)
+            // may be out of date; the next run asks it again.
+            self.forget_directory();
+        }
         // 501 says the method is not there at all: a refusal, not a loss.
         let lost = matches!(resp.status, 408 | 500 | 502..=599);
         match refusing(expect_success(resp, &req.method, &req.url)) {
@@ -411,7 +416,7 @@ mod tests {
             client,
             base,
             ScimOptions {
-                page_size: 2,
+                page_size: Some(2),
                 concurrency: 2,
                 ..options(UpdateMode::Put, EmailAttribute::UserName)
             },
