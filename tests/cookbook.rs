@@ -23,8 +23,6 @@ mod okta;
 mod salesforce;
 #[path = "cookbook/scim.rs"]
 mod scim;
-#[path = "cookbook/tls.rs"]
-mod tls;
 #[path = "cookbook/ukg.rs"]
 mod ukg;
 #[path = "cookbook/workday.rs"]

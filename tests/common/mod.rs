@@ -5,6 +5,7 @@
 
 mod http;
 mod job;
+pub mod jwt;
 pub mod listen;
 pub mod tls;
 
@@ -298,6 +299,19 @@ pub struct Scim {
 impl Scim {
     pub fn start(agents: &[(&str, &str, Option<&str>)], fail_ids: &[&str]) -> Self {
         Self::start_slow(agents, fail_ids, Duration::ZERO)
+    }
+
+    /// Agents `a1` to `aN` (`u1@x.com` to `uN@x.com`), no external IDs yet,
+    /// every write taking `write_delay`.
+    pub fn numbered(n: usize, write_delay: Duration) -> Self {
+        let agents: Vec<(String, String)> = (1..=n)
+            .map(|i| (format!("a{i}"), format!("u{i}@x.com")))
+            .collect();
+        let list: Vec<(&str, &str, Option<&str>)> = agents
+            .iter()
+            .map(|(id, email)| (id.as_str(), email.as_str(), None))
+            .collect();
+        Self::start_slow(&list, &[], write_delay)
     }
 
     /// As `start`, with every write taking `write_delay`.

@@ -10,8 +10,8 @@ use std::path::Path;
 
 use serde_json::{Value, json};
 
+use super::common::tls::{Pki, TlsServer};
 use super::common::{Req, Resp};
-use super::tls::{MtlsServer, Pki};
 use super::{Recipe, assert_same_users, form_field, json_status, sorted, token_answer};
 
 pub const RECIPE: Recipe = Recipe {
@@ -25,7 +25,7 @@ pub const RECIPE: Recipe = Recipe {
 
 /// A certificate and key where the config names them.
 fn client_certificate(dir: &Path) {
-    let pki = Pki::new("acme data connector");
+    let pki = Pki::for_client("acme data connector");
     std::fs::write(dir.join("adp-client.pem"), &pki.client_cert_pem).unwrap();
     std::fs::write(dir.join("adp-client.key"), &pki.client_key_pem).unwrap();
 }
@@ -118,12 +118,12 @@ fn workers(req: &Req) -> Resp {
 
 #[test]
 fn adp_uses_the_client_certificate_everywhere_and_ends_on_204() {
-    let pki = Pki::new("acme data connector");
-    let accounts = MtlsServer::start(&pki, token);
-    let api = MtlsServer::start(&pki, workers);
+    let pki = Pki::for_client("acme data connector");
+    let accounts = TlsServer::mutual_http(&pki, token);
+    let api = TlsServer::mutual_http(&pki, workers);
     let job = RECIPE.pointed_at(
-        &api.base,
-        Some(&format!("{}/auth/oauth/v2/token", accounts.base)),
+        &api.base(),
+        Some(&format!("{}/auth/oauth/v2/token", accounts.base())),
     );
     job.write("adp-client.pem", &pki.client_cert_pem);
     job.write("adp-client.key", &pki.client_key_pem);
@@ -155,17 +155,17 @@ fn adp_uses_the_client_certificate_everywhere_and_ends_on_204() {
 
 #[test]
 fn adp_without_the_client_certificate_is_refused_at_the_handshake() {
-    let pki = Pki::new("acme data connector");
-    let accounts = MtlsServer::start(&pki, token);
-    let api = MtlsServer::start(&pki, workers);
+    let pki = Pki::for_client("acme data connector");
+    let accounts = TlsServer::mutual_http(&pki, token);
+    let api = TlsServer::mutual_http(&pki, workers);
     let text = super::with_value(
-        &super::with_value(&super::shipped(RECIPE.file), "base_url", &api.base),
+        &super::with_value(&super::shipped(RECIPE.file), "base_url", &api.base()),
         "token_url",
-        &format!("{}/auth/oauth/v2/token", accounts.base),
+        &format!("{}/auth/oauth/v2/token", accounts.base()),
     );
     // The same job with a certificate the replica's CA never signed.
     let job = super::common::Job::raw(text).write();
-    let stranger = Pki::new("someone else");
+    let stranger = Pki::for_client("someone else");
     job.write("adp-client.pem", &stranger.client_cert_pem);
     job.write("adp-client.key", &stranger.client_key_pem);
     let ca = job.write("replica-ca.pem", &pki.ca_pem);

@@ -10,10 +10,9 @@
 use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use base64::Engine as _;
 use serde_json::{Value, json};
 
-use super::common::{Req, Resp, Server, fixture};
+use super::common::{Req, Resp, Server, jwt};
 use super::{Recipe, assert_same_users, form_field, json_status, sorted, token_answer};
 
 pub const RECIPE: Recipe = Recipe {
@@ -31,57 +30,19 @@ const DELEGATED: &str = "ya29.delegated-token";
 const UNDELEGATED: &str = "ya29.service-account-only";
 const USERS: usize = 1234;
 
-/// The test key, PEM, without its first line of explanation.
-fn private_key_pem() -> String {
-    let text = fixture("jwt/test-rsa-key.pem");
-    let start = text.find("-----BEGIN").unwrap();
-    text[start..].to_owned()
-}
-
 /// A service-account key file as the Cloud console downloads it.
 fn write_key(dir: &Path, token_uri: &str) {
     let key = json!({
         "type": "service_account",
         "project_id": "acme-directory",
         "private_key_id": "4f1b2c3d4e5f60718293a4b5c6d7e8f901234567",
-        "private_key": private_key_pem(),
+        "private_key": jwt::private_key_pem(),
         "client_email": CLIENT_EMAIL,
         "client_id": "104857600000000000001",
         "auth_uri": "https://accounts.google.com/o/oauth2/auth",
         "token_uri": token_uri,
     });
     std::fs::write(dir.join("google-service-account.json"), key.to_string()).unwrap();
-}
-
-/// The public half of the key, as Google holds it (PKCS#1 DER).
-fn public_key() -> Vec<u8> {
-    let pem = private_key_pem();
-    let der: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
-    let der = base64::engine::general_purpose::STANDARD
-        .decode(der)
-        .unwrap();
-    let pair = ring::signature::RsaKeyPair::from_pkcs8(&der).unwrap();
-    ring::signature::KeyPair::public_key(&pair)
-        .as_ref()
-        .to_vec()
-}
-
-/// The header and claims of an RS256 JWT whose signature verifies.
-fn verified(jwt: &str, public_key: &[u8]) -> Option<(Value, Value)> {
-    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
-    let parts: Vec<&str> = jwt.split('.').collect();
-    let [header, claims, signature] = parts[..] else {
-        return None;
-    };
-    let signature = b64.decode(signature).ok()?;
-    ring::signature::UnparsedPublicKey::new(
-        &ring::signature::RSA_PKCS1_2048_8192_SHA256,
-        public_key,
-    )
-    .verify(format!("{header}.{claims}").as_bytes(), &signature)
-    .ok()?;
-    let json = |p: &str| serde_json::from_slice::<Value>(&b64.decode(p).ok()?).ok();
-    Some((json(header)?, json(claims)?))
 }
 
 fn now() -> u64 {
@@ -104,12 +65,13 @@ fn token(req: &Req, token_uri: &str, public_key: &[u8]) -> Resp {
     {
         return json_status(400, &json!({"error": "unsupported_grant_type"}));
     }
-    let Some((header, claims)) = verified(
+    let (header, claims, verified) = jwt::decode(
         &form_field(req, "assertion").unwrap_or_default(),
         public_key,
-    ) else {
+    );
+    if !verified || header.is_null() || claims.is_null() {
         return invalid("Invalid JWT Signature.");
-    };
+    }
     let t = now();
     let (iat, exp) = (
         claims["iat"].as_u64().unwrap_or(0),
@@ -197,7 +159,7 @@ fn users(req: &Req) -> Resp {
 pub fn replica() -> Server {
     let base = std::sync::Arc::new(std::sync::OnceLock::<String>::new());
     let seen = base.clone();
-    let public = public_key();
+    let public = jwt::public_key();
     let server = Server::start(move |req| match (req.method.as_str(), req.path()) {
         ("POST", "/token") => {
             let token_uri = format!("{}/token", seen.get().map_or("", String::as_str));
