@@ -79,7 +79,8 @@ free_port() {
   python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }
 
-# start_mock NAME FLAGS... : prints the mock's port.
+# start_mock NAME FLAGS... : sets mock_port (not in a subshell: the mock's pid
+# must reach the clean-up's list).
 start_mock() {
   local name=$1 port pid i try
   shift
@@ -91,7 +92,7 @@ start_mock() {
     for i in $(seq 1 200); do
       kill -0 "$pid" 2>/dev/null || break
       if curl -sf -o /dev/null "http://127.0.0.1:$port/_mock/stats"; then
-        echo "$port"
+        mock_port=$port
         return 0
       fi
       sleep 0.05
@@ -226,7 +227,8 @@ echo "   nproc: $(nproc)   $("$bin" --version) (git $revision)   senders: $sende
 
 echo
 echo "== set-up: a directory of $mock_users agents, linked by a sync"
-dir_port=$(start_mock directory --users "$mock_users" --agents "$mock_users" --page-size 1000)
+start_mock directory --users "$mock_users" --agents "$mock_users" --page-size 1000
+dir_port=$mock_port
 echo "   directory and fast time clock on 127.0.0.1:$dir_port"
 write_config "$tmp/sync.toml" "$dir_port" "$dir_port"
 AGENTSYNC_STATE_DIR=$tmp/state-sync "$bin" --config "$tmp/sync.toml" --quiet >/dev/null
@@ -264,7 +266,8 @@ shift_change() {
   local name=$1 workers=$2 port
   echo
   echo "== $name: shift change, $agents_linked logins from $senders senders, time clock at $latency_ms ms, workers = $workers"
-  port=$(start_mock "clock-$name" --users "$mock_users" --agents 0 --page-size 1000 --latency-ms "$latency_ms")
+  start_mock "clock-$name" --users "$mock_users" --agents 0 --page-size 1000 --latency-ms "$latency_ms"
+  port=$mock_port
   write_config "$tmp/$name.toml" "$dir_port" "$port" "$workers"
   start_listener "$name" "$tmp/$name.toml"
   "$load" "$listen_url/events" "$secret" "$tmp/emails.txt" "$agents_linked" "$senders" "$name" >"$tmp/$name.json"
