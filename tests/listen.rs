@@ -334,13 +334,15 @@ fn check_shows_the_listener_and_an_event_lines_id_fills_event_id() {
     agentsync(&["action", "punch", "--events", events.to_str().unwrap()])
         .config(&job)
         .expect(0);
-    let keys: Vec<_> = punches(&clock).into_iter().map(|p| (p.1, p.2)).collect();
-    assert_eq!(
-        keys,
-        [
-            ("evt-7".into(), "login".into()),
-            (String::new(), "logout".into())
-        ]
+    let keys: Vec<(String, String)> = punches(&clock).into_iter().map(|p| (p.1, p.2)).collect();
+    assert_eq!(keys.len(), 2, "{keys:?}");
+    assert_eq!(keys[0], ("evt-7".into(), "login".into()));
+    // A line without an "id" gets a fresh one: never an empty key.
+    let (fresh, event) = &keys[1];
+    assert_eq!(event, "logout");
+    assert!(
+        fresh.len() == 32 && fresh.chars().all(|c| c.is_ascii_hexdigit()),
+        "{keys:?}"
     );
 }
 

@@ -68,15 +68,6 @@ fn linked(scim: &Scim, n: usize) -> usize {
     ids(scim, n).iter().filter(|id| id.is_some()).count()
 }
 
-/// Wait until `scim` has received at least `n` writes.
-fn wait_for_writes(scim: &Scim, n: usize) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while scim.writes().len() < n {
-        assert!(Instant::now() < deadline, "the writes did not start");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 #[test]
 fn a_revert_killed_midway_is_completed_by_revert_last_never_inverted() {
     let src = Source::start(12);
@@ -89,7 +80,7 @@ fn a_revert_killed_midway_is_completed_by_revert_last_never_inverted() {
         .config(&job)
         .quiet()
         .spawn_captured();
-    wait_for_writes(&scim, 12 + 4);
+    scim.wait_for_writes(12 + 4);
     child.kill().unwrap();
     child.wait().unwrap();
     scim.server.wait_idle();
@@ -231,7 +222,7 @@ fn a_run_still_writing_shows_as_running_and_is_not_reverted() {
     let scim = Scim::numbered(20, Duration::from_millis(250));
     let job = job(&src, &scim).sink("concurrency", 1).write();
     let child = sync(&job).quiet().spawn_captured();
-    wait_for_writes(&scim, 1);
+    scim.wait_for_writes(1);
 
     let runs = job.journal();
     assert_eq!(runs[0]["ending"], "running", "{runs:?}");

@@ -6,7 +6,7 @@
 mod common;
 
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::{Job, JobDir, Resp, Scim, Server, agentsync, sync};
 use serde_json::{Value, json};
@@ -175,22 +175,13 @@ fn a_source_drop_over_the_limit_exits_4_with_nothing_written() {
     sync(&job).quiet().expect(0);
 }
 
-/// Wait until `scim` has received at least `n` writes.
-fn wait_for_writes(scim: &Scim, n: usize) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while scim.writes().len() < n {
-        assert!(Instant::now() < deadline, "the writes did not start");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 #[test]
 fn sigterm_mid_apply_finishes_the_write_in_flight_and_journals_the_run() {
     let src = Source::start(&people(12));
     let scim = Scim::numbered(12, Duration::from_millis(300));
     let job = job(&src, &scim).sink("concurrency", 2).write();
     let child = sync(&job).output_json().spawn_captured();
-    wait_for_writes(&scim, 3);
+    scim.wait_for_writes(3);
     unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
     let out = child.wait_with_output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -241,7 +232,7 @@ fn sigkill_mid_apply_leaves_a_journal_that_revert_can_undo() {
     let scim = Scim::numbered(12, Duration::from_millis(300));
     let job = job(&src, &scim).sink("concurrency", 3).write();
     let mut child = sync(&job).quiet().spawn_captured();
-    wait_for_writes(&scim, 5);
+    scim.wait_for_writes(5);
     child.kill().unwrap();
     child.wait().unwrap();
     // The writes the killed run had sent still land.

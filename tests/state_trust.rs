@@ -7,7 +7,7 @@
 mod common;
 
 use std::os::unix::fs::PermissionsExt;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::{Job, JobDir, Resp, Scim, Server, agentsync, sync};
 use serde_json::{Value, json};
@@ -178,15 +178,6 @@ fn configs_sharing_one_journal_do_not_see_each_others_runs() {
         .expect(0);
 }
 
-/// Wait until `scim` has received at least `n` writes.
-fn wait_for_writes(scim: &Scim, n: usize) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while scim.writes().len() < n {
-        assert!(Instant::now() < deadline, "the writes did not start");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 fn sync_as(job: &JobDir, config: &std::path::Path) -> common::Run {
     agentsync(&["--config", config.to_str().unwrap()]).state(job)
 }
@@ -202,7 +193,7 @@ fn every_name_of_one_config_shares_its_lock_and_journal_and_a_copy_does_not() {
     std::fs::hard_link(&job.config, &hard).unwrap();
 
     let first = sync(&job).quiet().spawn_captured();
-    wait_for_writes(&scim, 1);
+    scim.wait_for_writes(1);
     for name in [&symlink, &hard] {
         let out = sync_as(&job, name).quiet().expect(1);
         assert!(

@@ -459,6 +459,19 @@ impl Scim {
         user["externalId"] = serde_json::json!(external_id);
     }
 
+    /// Wait until the directory has received at least `n` writes.
+    #[track_caller]
+    pub fn wait_for_writes(&self, n: usize) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while self.writes().len() < n {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the writes did not start"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// Requests that wrote (PUT or PATCH).
     pub fn writes(&self) -> Vec<Req> {
         self.server
