@@ -21,6 +21,9 @@
 #       the directory's largest page 1 000, [sink] page_size unset; run twice (the
 #       second keeps /ServiceProviderConfig from the first), with the floor
 #       max(source pages / 4 x 150 ms, directory requests / 4 per s)
+#   L1, L2  agentsync listen: signed events acknowledged per second and the
+#       time to each 202, and a shift change until the last punch (bench/listen.sh,
+#       run last; BENCH_ONLY=listen runs it alone)
 #   apply  a sync of 40 writes at [sink] rate_limit = 4 against 300 ms latency,
 #       one of 2000 writes, and one `agentsync action punch` against 10000
 #       agents (plain SCIM and --talkdesk), with the mock's request counters
@@ -43,6 +46,12 @@
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
+if [[ ${BENCH_ONLY:-} == listen ]]; then
+  exec bash bench/listen.sh
+elif [[ -n ${BENCH_ONLY:-} ]]; then
+  echo "BENCH_ONLY must be 'listen' or unset, got '$BENCH_ONLY'" >&2
+  exit 2
+fi
 root=$PWD
 bench=$root/bench
 gnu_time=/usr/bin/time
@@ -700,6 +709,11 @@ for k in "${keys[@]}"; do
     failures=$((failures + 1))
   fi
 done
+
+echo
+echo "== agentsync listen (bench/listen.sh)"
+bash "$bench/listen.sh" || failures=$((failures + 1))
+
 if ((failures)); then
   echo "FAIL: $failures command failure(s) or output mismatch(es) above." >&2
   exit 1

@@ -194,6 +194,51 @@ fn an_events_batch_reports_each_line_and_exits_3_on_a_failure() {
 }
 
 #[test]
+fn every_punch_carries_an_idempotency_key_its_events_id_or_a_fresh_one() {
+    let clock = clock();
+    let job = action_job(&clock);
+    let config = std::fs::read_to_string(&job.config).unwrap();
+    std::fs::write(
+        &job.config,
+        format!("{config}\n[actions.punch.headers]\nIdempotency-Key = \"{{{{event_id}}}}\"\n"),
+    )
+    .unwrap();
+    let events = job.write(
+        "events.jsonl",
+        r#"{"id": "evt-1", "email": "ann@x.com", "vars": {"event": "login"}}
+{"email": "di@x.com", "vars": {"event": "login"}}
+"#,
+    );
+    agentsync(&["action", "punch"])
+        .config(&job)
+        .args(&["--events", events.to_str().unwrap()])
+        .run()
+        .expect(0);
+    for _ in 0..2 {
+        agentsync(&["action", "punch"])
+            .config(&job)
+            .args(&["--agent", "di@x.com", "--set", "event=logout"])
+            .run()
+            .expect(0);
+    }
+    let keys: Vec<String> = clock
+        .requests()
+        .iter()
+        .map(|r| r.header("idempotency-key").unwrap_or_default().to_owned())
+        .collect();
+    assert_eq!(keys.len(), 4, "{keys:?}");
+    assert_eq!(keys[0], "evt-1");
+    // The others had no ID: each got its own, never an empty one.
+    for key in &keys[1..] {
+        assert!(
+            key.len() == 32 && key.chars().all(|c| c.is_ascii_hexdigit()),
+            "{keys:?}"
+        );
+    }
+    assert!(keys[1] != keys[2] && keys[2] != keys[3], "{keys:?}");
+}
+
+#[test]
 fn a_bad_events_line_is_refused_before_anything_is_sent() {
     let clock = clock();
     let job = action_job(&clock);

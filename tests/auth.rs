@@ -7,7 +7,7 @@ mod common;
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use base64::Engine as _;
+use common::jwt;
 use common::tls::{Pki, TlsServer};
 use common::{Job, Req, Resp, Server, agentsync, fetch, fixture};
 
@@ -217,46 +217,6 @@ fn client_certificate_files_that_cannot_work_are_config_errors_naming_the_file()
     );
 }
 
-/// The fields of a JWT, decoded, and whether its RS256 signature verifies
-/// with `public_key` (PKCS#1 DER).
-fn decode_jwt(jwt: &str, public_key: &[u8]) -> (serde_json::Value, serde_json::Value, bool) {
-    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
-    let parts: Vec<&str> = jwt.split('.').collect();
-    if parts.len() != 3 {
-        return (serde_json::Value::Null, serde_json::Value::Null, false);
-    }
-    let json = |p: &str| {
-        b64.decode(p)
-            .ok()
-            .and_then(|b| serde_json::from_slice(&b).ok())
-            .unwrap_or(serde_json::Value::Null)
-    };
-    let signature = b64.decode(parts[2]).unwrap_or_default();
-    let verified = ring::signature::UnparsedPublicKey::new(
-        &ring::signature::RSA_PKCS1_2048_8192_SHA256,
-        public_key,
-    )
-    .verify(format!("{}.{}", parts[0], parts[1]).as_bytes(), &signature)
-    .is_ok();
-    (json(parts[0]), json(parts[1]), verified)
-}
-
-/// The public half of the test key, as the authorization server holds it.
-fn test_public_key() -> Vec<u8> {
-    let pem = fixture("jwt/test-rsa-key.pem");
-    let der = pem
-        .lines()
-        .filter(|l| !l.starts_with("-----") && !l.contains(' '))
-        .collect::<String>();
-    let der = base64::engine::general_purpose::STANDARD
-        .decode(der)
-        .unwrap();
-    let pair = ring::signature::RsaKeyPair::from_pkcs8(&der).unwrap();
-    ring::signature::KeyPair::public_key(&pair)
-        .as_ref()
-        .to_vec()
-}
-
 fn now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -267,7 +227,7 @@ fn now() -> u64 {
 /// A token endpoint that grants `granted` only for an assertion whose RS256
 /// signature verifies, and an API that wants that token.
 fn jwt_server(issuer: &'static str, audience_path: &'static str) -> Server {
-    let public = test_public_key();
+    let public = jwt::public_key();
     Server::start(move |req: &Req| {
         if req.path() == audience_path && req.method == "POST" {
             let form: Vec<(String, String)> = url::form_urlencoded::parse(req.body.as_bytes())
@@ -282,7 +242,7 @@ fn jwt_server(issuer: &'static str, audience_path: &'static str) -> Server {
                 );
             }
             let (header, claims, verified) =
-                decode_jwt(&get("assertion").unwrap_or_default(), &public);
+                jwt::decode(&get("assertion").unwrap_or_default(), &public);
             let t = now();
             let fresh = claims["iat"].as_u64().is_some_and(|iat| iat <= t + 5)
                 && claims["exp"]
@@ -331,7 +291,7 @@ fn the_jwt_bearer_grant_signs_an_rs256_assertion_the_token_endpoint_verifies() {
         .into_owned()
         .collect();
     let assertion = &form.iter().find(|(k, _)| k == "assertion").unwrap().1;
-    let (header, claims, verified) = decode_jwt(assertion, &test_public_key());
+    let (header, claims, verified) = jwt::decode(assertion, &jwt::public_key());
     assert!(verified, "the RS256 signature verifies with the public key");
     assert_eq!(header["alg"], "RS256");
     assert_eq!(claims["iss"], "sync@acme.example");
@@ -395,7 +355,7 @@ fn a_google_service_account_key_gives_issuer_audience_scope_and_token_url() {
             .into_owned()
             .collect();
     let assertion = &form.iter().find(|(k, _)| k == "assertion").unwrap().1;
-    let (header, claims, verified) = decode_jwt(assertion, &test_public_key());
+    let (header, claims, verified) = jwt::decode(assertion, &jwt::public_key());
     assert!(verified);
     assert_eq!(header["kid"], "0123abcd");
     assert_eq!(claims["aud"], format!("{}/token", server.base));

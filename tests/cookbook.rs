@@ -7,10 +7,14 @@
 
 mod common;
 
+#[path = "cookbook/adp.rs"]
+mod adp;
 #[path = "cookbook/bamboohr.rs"]
 mod bamboohr;
 #[path = "cookbook/deputy.rs"]
 mod deputy;
+#[path = "cookbook/google.rs"]
+mod google;
 #[path = "cookbook/graph.rs"]
 mod graph;
 #[path = "cookbook/okta.rs"]
@@ -46,12 +50,17 @@ const TALKDESK: [(&str, &str); 2] = [
 pub struct Recipe {
     pub file: &'static str,
     pub secrets: &'static [(&'static str, &'static str)],
+    /// Writes the files the config names beside itself (a client
+    /// certificate, a key), which `check` reads.
+    pub beside: Option<fn(&Path)>,
 }
 
 /// Every recipe, each tested against its replica in its module.
-const RECIPES: [&Recipe; 9] = [
+const RECIPES: [&Recipe; 11] = [
+    &adp::RECIPE,
     &bamboohr::RECIPE,
     &deputy::RECIPE,
+    &google::RECIPE,
     &graph::RECIPE,
     &okta::RECIPE,
     &salesforce::RECIPE,
@@ -117,9 +126,15 @@ impl Recipe {
     /// `fetch --output json` of `job` with the recipe's secrets: the users
     /// as (id, email), sorted, once the run succeeded and skipped nothing.
     pub fn fetch(&self, job: &JobDir) -> Vec<(String, String)> {
-        let out = self
-            .run(&["fetch", "--output", "json"])
-            .config(job)
+        self.fetch_with(job, &[])
+    }
+
+    /// `fetch` with more of the environment, e.g. `SSL_CERT_FILE`.
+    pub fn fetch_with(&self, job: &JobDir, env: &[(&str, &str)]) -> Vec<(String, String)> {
+        let run = self.run(&["fetch", "--output", "json"]).config(job);
+        let out = env
+            .iter()
+            .fold(run, |run, (name, value)| run.env(name, value))
             .expect(0);
         users(&out)
     }
@@ -237,7 +252,16 @@ fn every_recipe_names_the_schema_passes_it_and_check() {
             .map(|e| e.to_string())
             .collect();
         assert!(errors.is_empty(), "{}: {errors:#?}", recipe.file);
-        let path = shipped_path(recipe.file);
+        // The file as shipped; where it names files beside itself, a copy
+        // of it, unchanged, in a folder that has them.
+        let copy = recipe.beside.map(|write| {
+            let job = Job::raw(text.clone()).write();
+            write(job.dir.path());
+            job
+        });
+        let path = copy
+            .as_ref()
+            .map_or_else(|| shipped_path(recipe.file), |job| job.config().to_owned());
         let out = recipe.run(&["check", "--config", &path]).run();
         assert_eq!(out.code, 0, "{}: {}", recipe.file, out.stderr);
     }

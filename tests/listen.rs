@@ -334,13 +334,15 @@ fn check_shows_the_listener_and_an_event_lines_id_fills_event_id() {
     agentsync(&["action", "punch", "--events", events.to_str().unwrap()])
         .config(&job)
         .expect(0);
-    let keys: Vec<_> = punches(&clock).into_iter().map(|p| (p.1, p.2)).collect();
-    assert_eq!(
-        keys,
-        [
-            ("evt-7".into(), "login".into()),
-            (String::new(), "logout".into())
-        ]
+    let keys: Vec<(String, String)> = punches(&clock).into_iter().map(|p| (p.1, p.2)).collect();
+    assert_eq!(keys.len(), 2, "{keys:?}");
+    assert_eq!(keys[0], ("evt-7".into(), "login".into()));
+    // A line without an "id" gets a fresh one: never an empty key.
+    let (fresh, event) = &keys[1];
+    assert_eq!(event, "logout");
+    assert!(
+        fresh.len() == 32 && fresh.chars().all(|c| c.is_ascii_hexdigit()),
+        "{keys:?}"
     );
 }
 
@@ -381,4 +383,30 @@ fn a_slow_sender_holds_nothing_and_is_cut_off() {
         listener.metric("agentsync_listen_events_rejected_total{reason=\"timeout\"}"),
         1.0
     );
+}
+
+#[test]
+fn a_chunked_body_over_64_kib_is_refused_as_it_arrives() {
+    use std::io::{Read, Write};
+
+    let clock = clock();
+    let job = listen_job(&clock.base, &[("ann@x.com", Some("1"))], HMAC_AUTH);
+    let listener = Listener::start(Run::listen(&job));
+    let addr = listener.base.trim_start_matches("http://");
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(std::time::Duration::from_secs(30)))
+        .unwrap();
+    let head = "POST /events HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n";
+    let chunk = format!("{:x}\r\n{}\r\n", 8192, "x".repeat(8192));
+    let mut request = head.to_owned();
+    for _ in 0..9 {
+        request.push_str(&chunk);
+    }
+    request.push_str("0\r\n\r\n");
+    // The server may answer and close before it read everything.
+    let _ = s.write_all(request.as_bytes());
+    let mut answer = String::new();
+    let _ = s.read_to_string(&mut answer);
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    assert_eq!(clock.request_count(), 0);
 }

@@ -1,7 +1,8 @@
 //! `agentsync listen`, the delivering side: in order per agent with a slow
 //! time clock, through kill -9 and restarts, a clock that answers 503 or 429
 //! for a while, SIGTERM with actions in flight, a queue that cannot be
-//! written, and agents the directory does not know.
+//! written or whose directory was removed, and agents the directory does not
+//! know.
 
 mod common;
 
@@ -211,6 +212,21 @@ fn a_queue_that_cannot_be_written_answers_503() {
     let keys: Vec<_> = clock.requests().iter().map(key).collect();
     assert!(accepted.iter().all(|id| keys.contains(id)));
     assert!(!keys.contains(&refused));
+}
+
+#[test]
+fn a_removed_state_directory_answers_503() {
+    let clock = Server::start(|_| Resp::status(201, "application/json", "{}"));
+    let job = listen_job(&clock.base, &AGENTS, HMAC_AUTH);
+    let listener = Listener::start(Run::listen(&job));
+    assert_eq!(listener.send(&event("e1", "login", "a@x.com")), 202);
+    wait_for("the punch", || clock.request_count() == 1);
+    std::fs::remove_dir_all(job.state_dir()).unwrap();
+    // Nothing written where no start will find it: the sender keeps the event.
+    assert_eq!(listener.send(&event("e2", "logout", "a@x.com")), 503);
+    assert_eq!(listener.get("/healthz").0, 503);
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(clock.request_count(), 1);
 }
 
 #[test]

@@ -3,13 +3,7 @@
 
 mod common;
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::thread::JoinHandle;
-use std::time::Duration;
-
+use common::tls::{Pki, TlsServer};
 use common::{Job, Resp, Server, agentsync, fetch};
 
 /// The subcommands `--help` lists (but `help`).
@@ -115,118 +109,12 @@ mod container {
     }
 }
 
-/// A certificate authority made for one test, and a server certificate for
-/// 127.0.0.1 it signed.
-struct TestCa {
-    ca_pem: String,
-    server_chain: Vec<rustls::pki_types::CertificateDer<'static>>,
-    server_key: rustls::pki_types::PrivateKeyDer<'static>,
-}
-
-impl TestCa {
-    fn new() -> Self {
-        let ca_key = rcgen::KeyPair::generate().unwrap();
-        let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-        ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-        ca_params
-            .distinguished_name
-            .push(rcgen::DnType::CommonName, "agentsync test CA");
-        let ca = rcgen::CertifiedIssuer::self_signed(ca_params, ca_key).unwrap();
-        let key = rcgen::KeyPair::generate().unwrap();
-        let params =
-            rcgen::CertificateParams::new(vec!["127.0.0.1".to_owned(), "localhost".to_owned()])
-                .unwrap();
-        let cert = params.signed_by(&key, &ca).unwrap();
-        TestCa {
-            ca_pem: ca.pem(),
-            server_chain: vec![cert.der().clone()],
-            server_key: rustls::pki_types::PrivatePkcs8KeyDer::from(key.serialize_der()).into(),
-        }
-    }
-}
-
-/// An HTTPS server on 127.0.0.1 answering every request with `body`, one
-/// connection at a time; stopped when dropped.
-struct TlsServer {
-    addr: SocketAddr,
-    stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
-}
-
-impl TlsServer {
-    fn start(ca: &TestCa, body: &'static str) -> Self {
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let config = rustls::ServerConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .unwrap()
-            .with_no_client_auth()
-            .with_single_cert(ca.server_chain.clone(), ca.server_key.clone_key())
-            .unwrap();
-        let config = Arc::new(config);
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = listener.local_addr().unwrap();
-        let stop = Arc::new(AtomicBool::new(false));
-        let stopped = stop.clone();
-        let thread = std::thread::spawn(move || {
-            for tcp in listener.incoming() {
-                if stopped.load(Ordering::SeqCst) {
-                    break;
-                }
-                let Ok(tcp) = tcp else { continue };
-                // A failed handshake (an untrusted CA) ends that connection only.
-                let _ = serve(&config, tcp, body);
-            }
-        });
-        TlsServer {
-            addr,
-            stop,
-            thread: Some(thread),
-        }
-    }
-
-    fn base(&self) -> String {
-        format!("https://{}", self.addr)
-    }
-}
-
-fn serve(config: &Arc<rustls::ServerConfig>, tcp: TcpStream, body: &str) -> std::io::Result<()> {
-    tcp.set_read_timeout(Some(Duration::from_secs(10)))?;
-    let conn = rustls::ServerConnection::new(config.clone()).map_err(std::io::Error::other)?;
-    let mut tls = rustls::StreamOwned::new(conn, tcp);
-    let mut request = Vec::new();
-    let mut buf = [0; 4096];
-    while !request.windows(4).any(|w| w == b"\r\n\r\n") && request.len() < 64 * 1024 {
-        let n = tls.read(&mut buf)?;
-        if n == 0 {
-            return Ok(());
-        }
-        request.extend_from_slice(&buf[..n]);
-    }
-    write!(
-        tls,
-        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    )?;
-    tls.conn.send_close_notify();
-    tls.flush()
-}
-
-impl Drop for TlsServer {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        let _ = TcpStream::connect(self.addr);
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
-    }
-}
-
 const USERS: &str = r#"{"users": [{"id": "7", "email": "a@x.com"}]}"#;
 
 #[test]
 fn a_private_ca_is_trusted_only_through_ca_file() {
-    let ca = TestCa::new();
-    let server = TlsServer::start(&ca, USERS);
+    let ca = Pki::new();
+    let server = TlsServer::plain(&ca, Box::new(|_, _| (200, USERS.to_owned())));
     let job = Job::source(&server.base())
         .path("/users")
         .records(".users")

@@ -272,15 +272,6 @@ fn a_revert_that_leaves_an_agent_changed_is_no_success() {
     assert_eq!(runs[1]["ending"], "writes_failed");
 }
 
-/// Wait until `scim` has received at least `n` writes.
-fn wait_for_writes(scim: &Scim, n: usize) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while scim.writes().len() < n {
-        assert!(Instant::now() < deadline, "the writes did not start");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 /// A directory of `n` unlinked agents `u{i}@x.com`, each write taking `delay`.
 fn slow_directory(n: usize, delay: Duration) -> Scim {
     let ids: Vec<String> = (0..n).map(|i| format!("a{i}")).collect();
@@ -316,7 +307,7 @@ fn after_sigterm_during_the_writes_the_summary_counts_what_was_applied() {
             sync(&job)
         };
         let child = run.spawn_captured();
-        wait_for_writes(&scim, 3);
+        scim.wait_for_writes(3);
         sigterm(&child);
         let out = child.wait_with_output().unwrap();
         let stdout = String::from_utf8_lossy(&out.stdout);

@@ -49,17 +49,6 @@ impl Source {
     }
 }
 
-fn directory(n: usize, write_delay: Duration) -> Scim {
-    let agents: Vec<(String, String)> = (1..=n)
-        .map(|i| (format!("a{i}"), format!("u{i}@x.com")))
-        .collect();
-    let list: Vec<(&str, &str, Option<&str>)> = agents
-        .iter()
-        .map(|(id, email)| (id.as_str(), email.as_str(), None))
-        .collect();
-    Scim::start_slow(&list, &[], write_delay)
-}
-
 fn job(src: &Source, scim: &Scim) -> Job {
     Job::source(&src.server.base)
         .name("nightly")
@@ -79,19 +68,10 @@ fn linked(scim: &Scim, n: usize) -> usize {
     ids(scim, n).iter().filter(|id| id.is_some()).count()
 }
 
-/// Wait until `scim` has received at least `n` writes.
-fn wait_for_writes(scim: &Scim, n: usize) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while scim.writes().len() < n {
-        assert!(Instant::now() < deadline, "the writes did not start");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 #[test]
 fn a_revert_killed_midway_is_completed_by_revert_last_never_inverted() {
     let src = Source::start(12);
-    let scim = directory(12, Duration::from_millis(150));
+    let scim = Scim::numbered(12, Duration::from_millis(150));
     let job = job(&src, &scim).sink("concurrency", 2).write();
     sync(&job).quiet().expect(0);
     assert_eq!(linked(&scim, 12), 12);
@@ -100,7 +80,7 @@ fn a_revert_killed_midway_is_completed_by_revert_last_never_inverted() {
         .config(&job)
         .quiet()
         .spawn_captured();
-    wait_for_writes(&scim, 12 + 4);
+    scim.wait_for_writes(12 + 4);
     child.kill().unwrap();
     child.wait().unwrap();
     scim.server.wait_idle();
@@ -146,7 +126,7 @@ fn a_revert_killed_midway_is_completed_by_revert_last_never_inverted() {
 #[test]
 fn a_sync_killed_before_writing_is_no_revert_target() {
     let src = Source::start(10);
-    let scim = directory(10, Duration::ZERO);
+    let scim = Scim::numbered(10, Duration::ZERO);
     let job = job(&src, &scim).write();
     // No run at all yet: nothing to revert either.
     let out = agentsync(&["revert", "last"]).config(&job).expect(0);
@@ -199,7 +179,7 @@ fn a_sync_killed_before_writing_is_no_revert_target() {
 #[test]
 fn a_revert_that_fails_on_a_full_state_directory_is_completed_by_revert_last() {
     let src = Source::start(20);
-    let scim = directory(20, Duration::ZERO);
+    let scim = Scim::numbered(20, Duration::ZERO);
     let job = job(&src, &scim).write();
     sync(&job).quiet().expect(0);
     assert_eq!(linked(&scim, 20), 20);
@@ -239,10 +219,10 @@ fn a_revert_that_fails_on_a_full_state_directory_is_completed_by_revert_last() {
 #[test]
 fn a_run_still_writing_shows_as_running_and_is_not_reverted() {
     let src = Source::start(20);
-    let scim = directory(20, Duration::from_millis(250));
+    let scim = Scim::numbered(20, Duration::from_millis(250));
     let job = job(&src, &scim).sink("concurrency", 1).write();
     let child = sync(&job).quiet().spawn_captured();
-    wait_for_writes(&scim, 1);
+    scim.wait_for_writes(1);
 
     let runs = job.journal();
     assert_eq!(runs[0]["ending"], "running", "{runs:?}");
@@ -265,7 +245,7 @@ fn a_run_still_writing_shows_as_running_and_is_not_reverted() {
 #[test]
 fn a_revert_is_not_held_to_the_safety_limits_by_any_path() {
     let src = Source::start(4);
-    let scim = directory(4, Duration::ZERO);
+    let scim = Scim::numbered(4, Duration::ZERO);
     let job = job(&src, &scim).sync("max_changes", 3).write();
     let sync_forced = |job: &JobDir| {
         sync(job).quiet().expect(4);

@@ -6,7 +6,7 @@
 mod common;
 
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::{Job, JobDir, Resp, Scim, Server, agentsync, sync};
 use serde_json::{Value, json};
@@ -44,21 +44,6 @@ fn people(n: usize) -> Vec<(String, String)> {
         .collect()
 }
 
-fn agents(n: usize) -> Vec<(String, String)> {
-    (1..=n)
-        .map(|i| (format!("a{i}"), format!("u{i}@x.com")))
-        .collect()
-}
-
-fn directory(n: usize, write_delay: Duration) -> Scim {
-    let agents = agents(n);
-    let list: Vec<(&str, &str, Option<&str>)> = agents
-        .iter()
-        .map(|(id, email)| (id.as_str(), email.as_str(), None))
-        .collect();
-    Scim::start_slow(&list, &[], write_delay)
-}
-
 fn job(src: &Source, scim: &Scim) -> Job {
     Job::source(&src.server.base)
         .name("nightly")
@@ -86,7 +71,7 @@ fn linked(scim: &Scim, n: usize) -> usize {
 #[test]
 fn a_mapping_that_skips_everything_exits_1_with_the_reason() {
     let src = Source::start(&people(25));
-    let scim = directory(5, Duration::ZERO);
+    let scim = Scim::numbered(5, Duration::ZERO);
     let job = job(&src, &scim)
         .mapping("{id: .punch_clock_id, email: .email}")
         .write();
@@ -123,7 +108,7 @@ fn too_many_skipped_records_are_refused_and_a_dry_run_says_so() {
     users[3].1 = "not an email".into();
     users[7].1 = "neither".into();
     let src = Source::start(&users);
-    let scim = directory(10, Duration::ZERO);
+    let scim = Scim::numbered(10, Duration::ZERO);
     let job = job(&src, &scim).write();
 
     let dry = sync(&job).dry_run().expect(0);
@@ -159,7 +144,7 @@ fn too_many_skipped_records_are_refused_and_a_dry_run_says_so() {
 #[test]
 fn a_source_drop_over_the_limit_exits_4_with_nothing_written() {
     let src = Source::start(&people(10));
-    let scim = directory(10, Duration::ZERO);
+    let scim = Scim::numbered(10, Duration::ZERO);
     let job = job(&src, &scim).sync("unlink_missing", true).write();
     sync(&job).quiet().expect(0);
     let writes = scim.writes().len();
@@ -190,22 +175,13 @@ fn a_source_drop_over_the_limit_exits_4_with_nothing_written() {
     sync(&job).quiet().expect(0);
 }
 
-/// Wait until `scim` has received at least `n` writes.
-fn wait_for_writes(scim: &Scim, n: usize) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while scim.writes().len() < n {
-        assert!(Instant::now() < deadline, "the writes did not start");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 #[test]
 fn sigterm_mid_apply_finishes_the_write_in_flight_and_journals_the_run() {
     let src = Source::start(&people(12));
-    let scim = directory(12, Duration::from_millis(300));
+    let scim = Scim::numbered(12, Duration::from_millis(300));
     let job = job(&src, &scim).sink("concurrency", 2).write();
     let child = sync(&job).output_json().spawn_captured();
-    wait_for_writes(&scim, 3);
+    scim.wait_for_writes(3);
     unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
     let out = child.wait_with_output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -253,10 +229,10 @@ fn sigterm_mid_apply_finishes_the_write_in_flight_and_journals_the_run() {
 #[test]
 fn sigkill_mid_apply_leaves_a_journal_that_revert_can_undo() {
     let src = Source::start(&people(12));
-    let scim = directory(12, Duration::from_millis(300));
+    let scim = Scim::numbered(12, Duration::from_millis(300));
     let job = job(&src, &scim).sink("concurrency", 3).write();
     let mut child = sync(&job).quiet().spawn_captured();
-    wait_for_writes(&scim, 5);
+    scim.wait_for_writes(5);
     child.kill().unwrap();
     child.wait().unwrap();
     // The writes the killed run had sent still land.
@@ -289,7 +265,7 @@ fn sigkill_mid_apply_leaves_a_journal_that_revert_can_undo() {
 #[test]
 fn a_journal_that_cannot_be_written_writes_nothing() {
     let src = Source::start(&people(3));
-    let scim = directory(3, Duration::ZERO);
+    let scim = Scim::numbered(3, Duration::ZERO);
     // A full disk.
     let full = job(&src, &scim).sync("journal", "/dev/full").write();
     let out = sync(&full).quiet().expect(1);
@@ -322,7 +298,7 @@ fn a_journal_that_cannot_be_written_writes_nothing() {
 #[test]
 fn a_torn_journal_line_does_not_break_history() {
     let src = Source::start(&people(3));
-    let scim = directory(3, Duration::ZERO);
+    let scim = Scim::numbered(3, Duration::ZERO);
     let job = job(&src, &scim).write();
     sync(&job).quiet().expect(0);
     let path = job.journal_path().unwrap();
@@ -350,7 +326,7 @@ fn a_torn_journal_line_does_not_break_history() {
 fn the_journal_is_private_in_the_state_directory() {
     use std::os::unix::fs::PermissionsExt;
     let src = Source::start(&people(2));
-    let scim = directory(2, Duration::ZERO);
+    let scim = Scim::numbered(2, Duration::ZERO);
     let job = job(&src, &scim).write();
     // A config folder nobody may write to and no temp dir are no obstacle.
     let before: Vec<_> = std::fs::read_dir(job.dir.path()).unwrap().collect();
@@ -425,7 +401,7 @@ fn a_csv_sink_converges_on_a_padded_id() {
 #[test]
 fn metrics_and_pings_tell_how_each_run_ended() {
     let src = Source::start(&people(3));
-    let scim = directory(3, Duration::ZERO);
+    let scim = Scim::numbered(3, Duration::ZERO);
     let hc = Server::start(|_| Resp::status(200, "text/plain", "OK"));
     let job = job(&src, &scim)
         .sync("metrics_file", "agentsync.prom")
@@ -493,7 +469,7 @@ fn a_pagination_value_that_is_null_is_an_error() {
     let src = Server::start(|_| {
         Resp::json(r#"{"users": [{"id": "1", "email": "u1@x.com"}], "total": null}"#)
     });
-    let scim = directory(1, Duration::ZERO);
+    let scim = Scim::numbered(1, Duration::ZERO);
     let job = Job::source(&src.base)
         .records(".users")
         .query("page", "{{page}}")

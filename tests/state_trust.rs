@@ -7,7 +7,7 @@
 mod common;
 
 use std::os::unix::fs::PermissionsExt;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::{Job, JobDir, Resp, Scim, Server, agentsync, sync};
 use serde_json::{Value, json};
@@ -17,17 +17,6 @@ fn source(n: usize, prefix: &str) -> Server {
         .map(|i| json!({"id": format!("{prefix}{i}"), "email": format!("u{i}@x.com")}))
         .collect();
     Server::start(move |_| Resp::value(&json!({ "users": users })))
-}
-
-fn directory(n: usize, write_delay: Duration) -> Scim {
-    let agents: Vec<(String, String)> = (1..=n)
-        .map(|i| (format!("a{i}"), format!("u{i}@x.com")))
-        .collect();
-    let list: Vec<(&str, &str, Option<&str>)> = agents
-        .iter()
-        .map(|(id, email)| (id.as_str(), email.as_str(), None))
-        .collect();
-    Scim::start_slow(&list, &[], write_delay)
 }
 
 fn job(src: &Server, scim: &Scim) -> Job {
@@ -40,7 +29,7 @@ fn job(src: &Server, scim: &Scim) -> Job {
 #[test]
 fn a_metrics_file_over_the_journal_the_config_or_the_sink_file_is_a_config_error() {
     let src = source(1, "");
-    let scim = directory(1, Duration::ZERO);
+    let scim = Scim::numbered(1, Duration::ZERO);
     let cases = [
         ("job.toml", "the config"),
         ("agents.json", "the sink's file"),
@@ -93,7 +82,7 @@ fn a_metrics_file_over_the_journal_the_config_or_the_sink_file_is_a_config_error
 #[test]
 fn a_symlink_planted_in_place_of_the_journal_is_refused() {
     let src = source(3, "");
-    let scim = directory(3, Duration::ZERO);
+    let scim = Scim::numbered(3, Duration::ZERO);
     let job = job(&src, &scim).sync("journal", "planted.jsonl").write();
     let target = job.write("precious", "keep\n");
     std::fs::set_permissions(&target, std::fs::Permissions::from_mode(0o644)).unwrap();
@@ -111,7 +100,7 @@ fn a_symlink_planted_in_place_of_the_journal_is_refused() {
 #[test]
 fn a_journal_another_user_owns_is_refused() {
     let src = source(3, "");
-    let scim = directory(3, Duration::ZERO);
+    let scim = Scim::numbered(3, Duration::ZERO);
     // Root makes one for another user; anyone else has root's files.
     let theirs = if unsafe { libc::geteuid() } == 0 {
         let job = job(&src, &scim).sync("journal", "theirs.jsonl").write();
@@ -132,7 +121,7 @@ fn a_journal_another_user_owns_is_refused() {
 #[test]
 fn a_state_directory_others_can_write_is_refused() {
     let src = source(3, "");
-    let scim = directory(3, Duration::ZERO);
+    let scim = Scim::numbered(3, Duration::ZERO);
     let job = job(&src, &scim).write();
     std::fs::create_dir(job.state_dir()).unwrap();
     for mode in [0o770, 0o1777] {
@@ -155,7 +144,7 @@ fn a_state_directory_others_can_write_is_refused() {
 
 #[test]
 fn configs_sharing_one_journal_do_not_see_each_others_runs() {
-    let scim = directory(10, Duration::ZERO);
+    let scim = Scim::numbered(10, Duration::ZERO);
     let (src_a, src_b) = (source(10, "A"), source(2, "B"));
     let shared = tempfile::tempdir().unwrap();
     let journal = shared.path().join("shared.jsonl");
@@ -189,15 +178,6 @@ fn configs_sharing_one_journal_do_not_see_each_others_runs() {
         .expect(0);
 }
 
-/// Wait until `scim` has received at least `n` writes.
-fn wait_for_writes(scim: &Scim, n: usize) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while scim.writes().len() < n {
-        assert!(Instant::now() < deadline, "the writes did not start");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 fn sync_as(job: &JobDir, config: &std::path::Path) -> common::Run {
     agentsync(&["--config", config.to_str().unwrap()]).state(job)
 }
@@ -205,7 +185,7 @@ fn sync_as(job: &JobDir, config: &std::path::Path) -> common::Run {
 #[test]
 fn every_name_of_one_config_shares_its_lock_and_journal_and_a_copy_does_not() {
     let src = source(8, "");
-    let scim = directory(8, Duration::from_millis(300));
+    let scim = Scim::numbered(8, Duration::from_millis(300));
     let job = job(&src, &scim).sink("concurrency", 1).write();
     let symlink = job.path("other-name.toml");
     std::os::unix::fs::symlink(&job.config, &symlink).unwrap();
@@ -213,7 +193,7 @@ fn every_name_of_one_config_shares_its_lock_and_journal_and_a_copy_does_not() {
     std::fs::hard_link(&job.config, &hard).unwrap();
 
     let first = sync(&job).quiet().spawn_captured();
-    wait_for_writes(&scim, 1);
+    scim.wait_for_writes(1);
     for name in [&symlink, &hard] {
         let out = sync_as(&job, name).quiet().expect(1);
         assert!(
@@ -273,7 +253,7 @@ fn every_name_of_one_config_shares_its_lock_and_journal_and_a_copy_does_not() {
 #[test]
 fn a_journal_named_by_an_older_version_after_a_link_is_taken_over() {
     let src = source(3, "");
-    let scim = directory(3, Duration::ZERO);
+    let scim = Scim::numbered(3, Duration::ZERO);
     let job = job(&src, &scim).write();
     let link = job.path("other-name.toml");
     std::os::unix::fs::symlink(&job.config, &link).unwrap();

@@ -489,7 +489,7 @@ fn punch_config_syncs_the_bundled_mock() {
 fn demo_runs_plan_apply_plan() {
     let out = agentsync(&["demo"]).expect(0);
     let runs: Vec<&str> = out.stdout.split("=== ").skip(1).collect();
-    assert_eq!(runs.len(), 3, "{}", out.stdout);
+    assert_eq!(runs.len(), 4, "{}", out.stdout);
     assert!(
         runs[0].contains("link (") && runs[0].contains("update (") && runs[0].contains("unmatched"),
         "{}",
@@ -498,6 +498,35 @@ fn demo_runs_plan_apply_plan() {
     assert!(runs[0].contains("Plan: "), "{}", runs[0]);
     assert!(runs[1].contains("Applied: "), "{}", runs[1]);
     assert!(runs[2].contains("No changes"), "{}", runs[2]);
+    // The listener of the same config, sent a signed login and logout: both
+    // acknowledged, and punched once each, in order, with the event's ID.
+    let listen = runs[3];
+    assert!(listen.starts_with("4. agentsync listen"), "{listen}");
+    assert!(
+        listen.contains("sent user.login  id evt-demo-login   -> 202"),
+        "{listen}"
+    );
+    assert!(
+        listen.contains("sent user.logout id evt-demo-logout  -> 202"),
+        "{listen}"
+    );
+    let punches: Vec<&str> = listen
+        .lines()
+        .filter(|l| l.starts_with("  user "))
+        .map(|l| l.split(" at ").next().unwrap())
+        .collect();
+    assert_eq!(
+        punches,
+        [
+            "  user 1 login  Idempotency-Key evt-demo-login",
+            "  user 1 logout Idempotency-Key evt-demo-logout",
+        ],
+        "{listen}"
+    );
+    assert!(
+        listen.ends_with("listener stopped with SIGTERM: exit 0\n"),
+        "{listen}"
+    );
 }
 
 #[test]

@@ -180,8 +180,16 @@ pub(crate) fn run(
     Ok(Ending::Success)
 }
 
+/// The `{{event_id}}` of a request that came with none (`--agent`, or an
+/// event line without `"id"`): 128 random bits in hex, new for each request,
+/// so that an `Idempotency-Key` made of it is never empty and never shared by
+/// two punches, while every retry of one request carries the same key.
+fn fresh_event_id() -> String {
+    format!("{:032x}", fastrand::u128(..))
+}
+
 /// One request of a batch: the agent's email, the variables, and the
-/// event's ID (`{{event_id}}`) when its line has one.
+/// event's ID (`{{event_id}}`): its line's `"id"`, or a fresh one.
 pub(crate) struct BatchItem {
     pub email: String,
     pub vars: BTreeMap<String, String>,
@@ -234,7 +242,7 @@ fn batch(
             Ok(vec![BatchItem {
                 email: email.to_owned(),
                 vars: defaults,
-                event_id: None,
+                event_id: Some(fresh_event_id()),
             }])
         }
         (None, Some(path)) => {
@@ -258,7 +266,7 @@ fn batch(
                 .map(|e| BatchItem {
                     email: e.email,
                     vars: e.vars,
-                    event_id: e.id,
+                    event_id: Some(e.id.unwrap_or_else(fresh_event_id)),
                 })
                 .collect())
         }

@@ -131,6 +131,20 @@ pub(crate) fn apply(
                     // attempted, skipped below like the writes never taken.
                     continue;
                 }
+                Err(e)
+                    if e.downcast_ref::<crate::http::TokenRefused>()
+                        .is_some_and(|t| !t.asked) =>
+                {
+                    // The client no longer asks for a token: nothing was
+                    // sent, so the change was not attempted. The refusals
+                    // that locked it out have stopped the writes already,
+                    // unless this write was handed out just before.
+                    if applied.stopped.is_none() {
+                        applied.stopped = Some(format!("{e:#}"));
+                        halt.store(true, Ordering::SeqCst);
+                    }
+                    continue;
+                }
                 Err(e) if crate::sink::is_unknown(&e) => {
                     change.unknown(&e);
                     applied.unknown += 1;

@@ -2,7 +2,9 @@
 //! and `OAuth2` tokens (client credentials or a JWT bearer assertion), fetched
 //! once and cached until they near their expiry or are rejected. A token
 //! endpoint that refuses the client is asked at most [`TOKEN_REFUSALS_MAX`]
-//! times in a row: after that the refusal is the answer, not another request.
+//! times in a row: after that the refusal is the answer, not another request,
+//! until [`TOKEN_LOCKOUT`] has passed (a long-running listener asks again
+//! then; a batch run has stopped its writes long before).
 
 use std::fmt::Write as _;
 use std::time::{Duration, Instant};
@@ -18,6 +20,10 @@ use crate::redact;
 /// Refused token requests in a row after which a client stops asking.
 pub(crate) const TOKEN_REFUSALS_MAX: u32 = 3;
 
+/// How long a client that was refused [`TOKEN_REFUSALS_MAX`] times in a row
+/// answers with the last refusal instead of asking again.
+const TOKEN_LOCKOUT: Duration = Duration::from_secs(300);
+
 /// The longest a token is kept without asking again, whatever its
 /// `expires_in` says: a day.
 const MAX_TOKEN_LIFETIME: Duration = Duration::from_secs(24 * 3600);
@@ -28,6 +34,9 @@ const MAX_TOKEN_LIFETIME: Duration = Duration::from_secs(24 * 3600);
 #[derive(Debug, Clone)]
 pub(crate) struct TokenRefused {
     pub message: String,
+    /// A token request was sent and refused; false when the client did not
+    /// ask again (the refusals before it stand): nothing was sent at all.
+    pub asked: bool,
 }
 
 impl std::fmt::Display for TokenRefused {
@@ -104,7 +113,7 @@ pub(super) struct CachedToken {
 pub(super) struct TokenState {
     cached: Option<CachedToken>,
     refusals: u32,
-    last_refusal: Option<TokenRefused>,
+    last_refusal: Option<(TokenRefused, Instant)>,
 }
 
 impl Client {
@@ -163,13 +172,15 @@ impl Client {
             return Ok(tok.token.clone());
         }
         if state.refusals >= TOKEN_REFUSALS_MAX
-            && let Some(refused) = &state.last_refusal
+            && let Some((refused, at)) = &state.last_refusal
+            && at.elapsed() < TOKEN_LOCKOUT
         {
             return Err(anyhow::Error::new(TokenRefused {
                 message: format!(
                     "{} (not asked again after {} refusals in a row)",
                     refused.message, state.refusals
                 ),
+                asked: false,
             }));
         }
         match fetch_token(&self.agent, oauth) {
@@ -183,7 +194,7 @@ impl Client {
             Err(e) => {
                 if let Some(refused) = e.downcast_ref::<TokenRefused>() {
                     state.refusals += 1;
-                    state.last_refusal = Some(refused.clone());
+                    state.last_refusal = Some((refused.clone(), Instant::now()));
                 }
                 Err(e)
             }
@@ -286,6 +297,7 @@ fn fetch_token(agent: &ureq::Agent, oauth: &OAuth2) -> Result<CachedToken> {
                 "OAuth2 token request to {url} was refused, HTTP {status}: {}",
                 shown_start(&body)
             ),
+            asked: true,
         }));
     }
     if !(200..300).contains(&status) {
@@ -309,11 +321,15 @@ fn fetch_token(agent: &ureq::Agent, oauth: &OAuth2) -> Result<CachedToken> {
     let expires = json
         .get("expires_in")
         .and_then(serde_json::Value::as_u64)
-        // Renew a little early so a token never expires mid-request; a
-        // lifetime past a day (or past what a clock can count) is a day.
+        // Renew early so a token never expires on its way: 30 s before its
+        // end, or half way through a lifetime shorter than a minute (a
+        // token that lives one second is used for half a second, never at
+        // its last instant); a lifetime past a day (or past what a clock can
+        // count) is a day.
         .map(|secs| {
-            let life = Duration::from_secs(secs.saturating_sub(30).max(1)).min(MAX_TOKEN_LIFETIME);
-            started.checked_add(life).unwrap_or(started)
+            let lifetime = Duration::from_secs(secs).min(MAX_TOKEN_LIFETIME);
+            let early = (lifetime / 2).min(Duration::from_secs(30));
+            started.checked_add(lifetime - early).unwrap_or(started)
         });
     Ok(CachedToken {
         token: token.to_owned().into(),

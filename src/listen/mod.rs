@@ -114,7 +114,7 @@ pub(crate) fn run(
         );
     }
     sched.push(pending);
-    let (queue, _writer) = queue::Queue::start(conn, sched.clone())?;
+    let (queue, _writer) = queue::Queue::start(conn, &queue_path, sched.clone())?;
     let (directory, _lister) = directory::Directory::start(sink, spec.refresh)?;
     let metrics = Arc::new(metrics::Metrics::default());
     let workers = Arc::new(deliver::Workers {

@@ -179,13 +179,19 @@ fn load_pending(conn: &Connection) -> rusqlite::Result<Vec<Queued>> {
 
 impl Queue {
     /// Start the writer thread on `conn`; queued events go to `sched`.
-    pub(crate) fn start(conn: Connection, sched: Arc<Sched>) -> Result<(Queue, JoinHandle<()>)> {
+    pub(crate) fn start(
+        conn: Connection,
+        path: &Path,
+        sched: Arc<Sched>,
+    ) -> Result<(Queue, JoinHandle<()>)> {
+        let file = File::of(path)
+            .with_context(|| format!("reading the event queue {}", path.display()))?;
         let (tx, rx) = mpsc::channel();
         let failed_at = Arc::new(AtomicI64::new(0));
         let flag = failed_at.clone();
         let handle = std::thread::Builder::new()
             .name("queue-writer".into())
-            .spawn(move || writer(&conn, &rx, &sched, &flag))
+            .spawn(move || writer(&conn, &file, &rx, &sched, &flag))
             .context("starting the queue writer")?;
         Ok((Queue { tx, failed_at }, handle))
     }
@@ -234,7 +240,40 @@ impl Queue {
 
 /// The writer thread: take what is waiting, commit it in one transaction,
 /// answer each. Ends when every sender is gone.
-fn writer(conn: &Connection, rx: &mpsc::Receiver<Command>, sched: &Sched, failed_at: &AtomicI64) {
+/// The queue's file as it was opened: SQLite goes on writing to a file
+/// whose directory was removed (or replaced), and none of it would be found
+/// at the next start — so every commit first checks it is still there.
+struct File {
+    path: std::path::PathBuf,
+    id: (u64, u64),
+}
+
+impl File {
+    fn of(path: &Path) -> std::io::Result<File> {
+        use std::os::unix::fs::MetadataExt;
+        let meta = std::fs::metadata(path)?;
+        Ok(File {
+            path: path.to_owned(),
+            id: (meta.dev(), meta.ino()),
+        })
+    }
+
+    fn check(&self) -> Result<(), String> {
+        match File::of(&self.path) {
+            Ok(now) if now.id == self.id => Ok(()),
+            Ok(_) => Err(format!("{} was replaced", self.path.display())),
+            Err(e) => Err(format!("{} is gone: {e}", self.path.display())),
+        }
+    }
+}
+
+fn writer(
+    conn: &Connection,
+    file: &File,
+    rx: &mpsc::Receiver<Command>,
+    sched: &Sched,
+    failed_at: &AtomicI64,
+) {
     while let Ok(first) = rx.recv() {
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
@@ -243,7 +282,10 @@ fn writer(conn: &Connection, rx: &mpsc::Receiver<Command>, sched: &Sched, failed
                 Err(_) => break,
             }
         }
-        match commit(conn, &batch) {
+        let committed = file
+            .check()
+            .and_then(|()| commit(conn, &batch).map_err(|e| e.to_string()));
+        match committed {
             Ok((now, results)) => {
                 // Updates alone need less room than an event: only events
                 // and probes say the queue is writable again.

@@ -1,5 +1,7 @@
 //! `agentsync demo`: the bundled punch-clock job against the mock, three runs
-//! in a row (a dry run, the sync, a dry run again), the reports on stdout.
+//! in a row (a dry run, the sync, a dry run again), the reports on stdout;
+//! then its listener, sent a signed login and logout ([`super::demo_listen`]),
+//! and the punches the time clock recorded.
 
 use std::io::Write;
 use std::path::Path;
@@ -25,6 +27,8 @@ pub(crate) fn demo(mut opts: MockOptions) -> Result<Ending> {
     if opts.addr == "127.0.0.1:8787" {
         opts.addr = "127.0.0.1:0".into();
     }
+    // Agent 1 exists and is linked by the sync when there is a user and an agent.
+    let agent = (opts.users >= 1 && opts.agents >= 1).then(|| super::email(1));
     let server = super::start(opts)?;
     // The demo's journal and lock stay in its own folder: it leaves nothing in
     // the user's state directory.
@@ -69,6 +73,17 @@ pub(crate) fn demo(mut opts: MockOptions) -> Result<Ending> {
     let applied = sync(job_for(&path)?, apply)?;
     say("3. agentsync --config configs/punch.toml --dry-run (again)")?;
     sync(job_for(&path)?, dry)?;
+    say("4. agentsync listen --config configs/punch.toml: a login and a logout, signed")?;
+    let step = match agent {
+        Some(email) => {
+            let state = dir.path().join("listen");
+            let done = super::demo_listen::run(&path, &state, &server.base_url(), &email)?;
+            done.render()
+        }
+        None => "no agent to punch: the mock has no users or no agents\n".to_owned(),
+    };
+    let mut out = output::stdout();
+    exit::stdout(out.write_all(step.as_bytes()).and_then(|()| out.flush()))?;
     Ok(applied)
 }
 

@@ -2,7 +2,8 @@
 //!
 //! - `GET /users/formatted?page=N`: time-clock users already shaped `{id, email}`;
 //! - `GET /users/not-formatted?page=N`: the same users with the time clock's own keys;
-//! - `POST /users/{id}/punch-clock`: records a punch (201), `GET /punches` lists them;
+//! - `POST /users/{id}/punch-clock`: records a punch (201) with its `Idempotency-Key`,
+//!   a repeated key answered as the first time; `GET /_mock/punches` (or `/punches`) lists them;
 //! - `/scim/v2/Users`: a SCIM 2.0 directory (list, get, PUT, PATCH);
 //! - `GET /scim/v2/ServiceProviderConfig`: what the directory supports (RFC 7643 §5);
 //! - `GET /scim/v2/Users?filter=userName eq "x"` (or `emails.value eq`, `emails eq`):
@@ -20,6 +21,7 @@
 //! do: agents to link, stale IDs to update, agents already linked, source users
 //! without an agent and agents without a source user.
 
+mod punches;
 mod resource;
 mod scim;
 pub(crate) mod server;
@@ -28,6 +30,7 @@ mod stats;
 mod sts;
 
 mod demo;
+mod demo_listen;
 pub(crate) use demo::demo;
 
 use std::net::SocketAddr;
@@ -146,7 +149,7 @@ pub(crate) fn serve(opts: MockOptions) -> Result<()> {
     eprintln!("agentsync mock listening on {}", server.base_url());
     eprintln!("  {users} source users ({page_size} per page), {agents} directory agents");
     eprintln!("  GET  /users/formatted?page=N   GET /users/not-formatted?page=N");
-    eprintln!("  POST /users/{{id}}/punch-clock   GET /punches");
+    eprintln!("  POST /users/{{id}}/punch-clock   GET /_mock/punches");
     eprintln!("  GET|PUT|PATCH /scim/v2/Users[/{{id}}]   GET /scim/v2/ServiceProviderConfig");
     eprintln!("  GET  /_mock/stats   POST /_mock/stats/reset");
     if let Some(id) = talkdesk {
@@ -178,7 +181,7 @@ struct State {
     sts: Option<Sts>,
     stats: Stats,
     agents: Mutex<Directory>,
-    punches: Mutex<Vec<Value>>,
+    punches: punches::Punches,
 }
 
 impl Reply {
@@ -237,7 +240,7 @@ impl State {
             sts: opts.talkdesk.map(Sts::new),
             stats: Stats::default(),
             agents: Mutex::new(Directory::new(&agents)),
-            punches: Mutex::new(Vec::new()),
+            punches: punches::Punches::default(),
         }
     }
 
@@ -264,10 +267,10 @@ impl State {
         match (method, segments.as_slice()) {
             ("GET", ["users", "formatted"]) => self.users_page(query, false),
             ("GET", ["users", "not-formatted"]) => self.users_page(query, true),
-            ("POST", ["users", id, "punch-clock"]) => self.punch(id, body),
-            ("GET", ["punches"]) => {
-                Reply::json(200, &json!({"punches": *self.punches.lock().unwrap()}))
+            ("POST", ["users", id, "punch-clock"]) => {
+                self.punch(id, body, req.header("idempotency-key"))
             }
+            ("GET", ["punches"] | ["_mock", "punches"]) => Reply::json(200, &self.punches.read()),
             ("POST", ["oauth", "token"]) if self.sts.is_some() => {
                 self.stats.count(Kind::Token);
                 let sts = self.sts.as_ref().expect("checked by the guard");
@@ -284,10 +287,12 @@ impl State {
                 let id = percent_encoding::percent_decode_str(id).decode_utf8_lossy();
                 self.scim_user(method, &id, req.header("if-match"), body)
             }
-            (_, ["users" | "scim", ..] | ["punches"] | ["_mock", "stats", ..]) => Reply::json(
-                405,
-                &json!({"error": format!("{method} is not allowed on {path}")}),
-            ),
+            (_, ["users" | "scim", ..] | ["punches"] | ["_mock", "stats" | "punches", ..]) => {
+                Reply::json(
+                    405,
+                    &json!({"error": format!("{method} is not allowed on {path}")}),
+                )
+            }
             _ => Reply::not_found(path),
         }
     }

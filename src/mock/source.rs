@@ -5,9 +5,10 @@ use std::fmt::Write as _;
 
 use serde_json::{Value, json};
 
+use super::punches::Punch;
 use super::server::Reply;
 use super::stats::Kind;
-use super::{State, email, now, param};
+use super::{State, email, param};
 
 impl State {
     pub(crate) fn users_page(&self, query: &str, raw: bool) -> Reply {
@@ -50,7 +51,7 @@ impl State {
         Reply::new(200, "application/json", body)
     }
 
-    pub(crate) fn punch(&self, id: &str, body: &str) -> Reply {
+    pub(crate) fn punch(&self, id: &str, body: &str, key: Option<&str>) -> Reply {
         self.stats.count(Kind::Punches);
         let known = id
             .parse::<usize>()
@@ -58,25 +59,55 @@ impl State {
         if !known {
             return Reply::not_found(&format!("user {id}"));
         }
-        let event = match serde_json::from_str::<Value>(body) {
-            Ok(v) => v
-                .get("event")
-                .and_then(Value::as_str)
-                .unwrap_or("punch")
-                .to_owned(),
-            Err(_) if body.trim().is_empty() => "punch".to_owned(),
-            Err(e) => {
-                return Reply::json(400, &json!({"error": format!("the body is not JSON: {e}")}));
+        let body = if body.trim().is_empty() {
+            Value::Null
+        } else {
+            match serde_json::from_str::<Value>(body) {
+                Ok(v) => v,
+                Err(e) => {
+                    return Reply::json(
+                        400,
+                        &json!({"error": format!("the body is not JSON: {e}")}),
+                    );
+                }
             }
         };
+        let event = body
+            .get("event")
+            .and_then(Value::as_str)
+            .unwrap_or("punch")
+            .to_owned();
+        // An empty key (a template whose `{{event_id}}` was empty) names no event.
+        let key = key.filter(|k| !k.is_empty());
+        let punch = Punch {
+            user_id: id,
+            event: &event,
+            body,
+            key,
+            at: now_millis(),
+        };
+        let (recorded, new) = self.punches.record(punch);
         if self.log {
-            eprintln!("mock: punch-clock user={id} event={event}");
+            // A client's text is escaped before it reaches the terminal.
+            let key = key
+                .map(|k| format!(" key={}", k.escape_debug()))
+                .unwrap_or_default();
+            let repeat = if new {
+                ""
+            } else {
+                " (repeated key: not recorded)"
+            };
+            eprintln!(
+                "mock: punch-clock user={id} event={}{key}{repeat}",
+                event.escape_debug()
+            );
         }
-        let punch = json!({"user_id": id, "event": event, "at": now()});
-        let reply = Reply::json(201, &punch);
-        self.punches.lock().unwrap().push(punch);
-        reply
+        Reply::json(201, &recorded)
     }
+}
+
+fn now_millis() -> String {
+    humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string()
 }
 
 #[cfg(test)]

@@ -5,6 +5,7 @@
 
 mod http;
 mod job;
+pub mod jwt;
 pub mod listen;
 pub mod tls;
 
@@ -300,6 +301,19 @@ impl Scim {
         Self::start_slow(agents, fail_ids, Duration::ZERO)
     }
 
+    /// Agents `a1` to `aN` (`u1@x.com` to `uN@x.com`), no external IDs yet,
+    /// every write taking `write_delay`.
+    pub fn numbered(n: usize, write_delay: Duration) -> Self {
+        let agents: Vec<(String, String)> = (1..=n)
+            .map(|i| (format!("a{i}"), format!("u{i}@x.com")))
+            .collect();
+        let list: Vec<(&str, &str, Option<&str>)> = agents
+            .iter()
+            .map(|(id, email)| (id.as_str(), email.as_str(), None))
+            .collect();
+        Self::start_slow(&list, &[], write_delay)
+    }
+
     /// As `start`, with every write taking `write_delay`.
     pub fn start_slow(
         agents: &[(&str, &str, Option<&str>)],
@@ -443,6 +457,19 @@ impl Scim {
             .find(|u| u["id"] == id)
             .expect("agent exists");
         user["externalId"] = serde_json::json!(external_id);
+    }
+
+    /// Wait until the directory has received at least `n` writes.
+    #[track_caller]
+    pub fn wait_for_writes(&self, n: usize) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while self.writes().len() < n {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the writes did not start"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     /// Requests that wrote (PUT or PATCH).

@@ -1,13 +1,18 @@
 //! TLS servers for tests: a CA made for one test with a server certificate
 //! for 127.0.0.1 and a client certificate it signed, and an HTTPS server on
-//! 127.0.0.1 that may require a client certificate. Stopped on drop.
+//! 127.0.0.1 (one thread and one request per connection, as [`Server`]) that
+//! may require a client certificate. Stopped on drop.
+//!
+//! [`Server`]: super::Server
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+use super::{Req, Resp};
 
 /// A CA made for one test, a server certificate for 127.0.0.1, and a client
 /// certificate it signed (with a second key that belongs to nothing).
@@ -23,6 +28,11 @@ pub struct Pki {
 
 impl Pki {
     pub fn new() -> Self {
+        Self::for_client("agentsync client")
+    }
+
+    /// As `new`, the client certificate's common name `client_name`.
+    pub fn for_client(client_name: &str) -> Self {
         let ca_key = rcgen::KeyPair::generate().unwrap();
         let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
         ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
@@ -39,7 +49,7 @@ impl Pki {
         let mut client_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
         client_params
             .distinguished_name
-            .push(rcgen::DnType::CommonName, "agentsync client");
+            .push(rcgen::DnType::CommonName, client_name);
         let client = client_params.signed_by(&client_key, &ca).unwrap();
         Pki {
             ca_pem: ca.pem(),
@@ -56,27 +66,41 @@ impl Pki {
 
 pub type TlsHandler = dyn Fn(&str, &str) -> (u16, String) + Send + Sync;
 
-/// An HTTPS server on 127.0.0.1; `handler(request head, body)` answers.
-/// Stopped on drop.
+type ReqHandler = dyn Fn(&Req) -> Resp + Send + Sync;
+
+/// How a server answers: `handler(request head, body)` with a JSON body, or
+/// a [`Resp`] to a [`Req`] as [`super::Server`] does.
+enum Answer {
+    Text(Box<TlsHandler>),
+    Http(Box<ReqHandler>),
+}
+
+/// An HTTPS server on 127.0.0.1; its handler answers. Stopped on drop.
 pub struct TlsServer {
     addr: SocketAddr,
     stop: Arc<AtomicBool>,
-    served: Arc<Mutex<Vec<String>>>,
+    served: Arc<Mutex<Vec<(String, Req)>>>,
     thread: Option<JoinHandle<()>>,
 }
 
 impl TlsServer {
     /// A server that requires a client certificate signed by the test CA.
     pub fn mutual(pki: &Pki, handler: Box<TlsHandler>) -> Self {
-        Self::start(pki, true, handler)
+        Self::start(pki, true, Answer::Text(handler))
+    }
+
+    /// A server that requires a client certificate signed by the test CA and
+    /// answers as [`super::Server`] does: a [`Resp`] to each [`Req`].
+    pub fn mutual_http(pki: &Pki, handler: impl Fn(&Req) -> Resp + Send + Sync + 'static) -> Self {
+        Self::start(pki, true, Answer::Http(Box::new(handler)))
     }
 
     /// A server that asks for no client certificate.
     pub fn plain(pki: &Pki, handler: Box<TlsHandler>) -> Self {
-        Self::start(pki, false, handler)
+        Self::start(pki, false, Answer::Text(handler))
     }
 
-    fn start(pki: &Pki, client_auth: bool, handler: Box<TlsHandler>) -> Self {
+    fn start(pki: &Pki, client_auth: bool, handler: Answer) -> Self {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
             .with_safe_default_protocol_versions()
@@ -100,7 +124,7 @@ impl TlsServer {
         let addr = listener.local_addr().unwrap();
         let stop = Arc::new(AtomicBool::new(false));
         let served = Arc::new(Mutex::new(Vec::new()));
-        let handler: Arc<TlsHandler> = Arc::from(handler);
+        let handler = Arc::new(handler);
         let thread = {
             let (stop, served) = (stop.clone(), served.clone());
             std::thread::spawn(move || {
@@ -109,11 +133,12 @@ impl TlsServer {
                         break;
                     }
                     let Ok(tcp) = tcp else { continue };
+                    let at = Instant::now();
                     let (config, served, handler) =
                         (config.clone(), served.clone(), handler.clone());
                     std::thread::spawn(move || {
                         // A refused handshake ends that connection only.
-                        let _ = serve(&config, tcp, &*handler, &served);
+                        let _ = serve(&config, tcp, at, &handler, &served);
                     });
                 }
             })
@@ -132,15 +157,24 @@ impl TlsServer {
 
     /// The request lines answered (after a completed handshake).
     pub fn served(&self) -> Vec<String> {
-        self.served.lock().unwrap().clone()
+        let served = self.served.lock().unwrap();
+        served.iter().map(|(line, _)| line.clone()).collect()
+    }
+
+    /// The requests answered (after a completed handshake), in the order
+    /// they arrived.
+    pub fn requests(&self) -> Vec<Req> {
+        let served = self.served.lock().unwrap();
+        served.iter().map(|(_, req)| req.clone()).collect()
     }
 }
 
 fn serve(
     config: &Arc<rustls::ServerConfig>,
     tcp: TcpStream,
-    handler: &TlsHandler,
-    served: &Mutex<Vec<String>>,
+    at: Instant,
+    handler: &Answer,
+    served: &Mutex<Vec<(String, Req)>>,
 ) -> std::io::Result<()> {
     tcp.set_read_timeout(Some(Duration::from_secs(10)))?;
     let conn = rustls::ServerConnection::new(config.clone()).map_err(std::io::Error::other)?;
@@ -161,13 +195,29 @@ fn serve(
         request.extend_from_slice(&buf[..n]);
     };
     let head = String::from_utf8_lossy(&request[..head_end]).into_owned();
-    let length = head
-        .lines()
-        .find_map(|l| {
+    let mut lines = head.lines();
+    let line = lines.next().unwrap_or("").to_owned();
+    let mut words = line.split_whitespace();
+    let (method, url) = (
+        words.next().unwrap_or("").to_owned(),
+        words.next().unwrap_or("").to_owned(),
+    );
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| {
             let (name, value) = l.split_once(':')?;
-            name.eq_ignore_ascii_case("content-length")
-                .then(|| value.trim().parse::<usize>().ok())?
+            Some((name.trim().to_owned(), value.trim().to_owned()))
         })
+        .collect();
+    let mut req = Req {
+        method,
+        url,
+        headers,
+        body: String::new(),
+        at,
+    };
+    let length = req
+        .header("content-length")
+        .and_then(|n| n.parse::<usize>().ok())
         .unwrap_or(0)
         .min(1024 * 1024);
     while request.len() < head_end + length {
@@ -177,17 +227,32 @@ fn serve(
         }
         request.extend_from_slice(&buf[..n]);
     }
-    let body = String::from_utf8_lossy(&request[head_end..]).into_owned();
-    served
-        .lock()
-        .unwrap()
-        .push(head.lines().next().unwrap_or("").to_owned());
-    let (status, answer) = handler(&head, &body);
-    write!(
-        tls,
-        "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{answer}",
-        answer.len()
-    )?;
+    req.body = String::from_utf8_lossy(&request[head_end..]).into_owned();
+    served.lock().unwrap().push((line, req.clone()));
+    match handler {
+        Answer::Text(handler) => {
+            let (status, answer) = handler(&head, &req.body);
+            write!(
+                tls,
+                "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{answer}",
+                answer.len()
+            )?;
+        }
+        Answer::Http(handler) => {
+            let resp = handler(&req);
+            let mut out = format!("HTTP/1.1 {} Status\r\n", resp.status);
+            for (name, value) in &resp.headers {
+                out.push_str(&format!("{name}: {value}\r\n"));
+            }
+            // A 204 has no body and no Content-Length (RFC 9110 §8.6).
+            if resp.status != 204 {
+                out.push_str(&format!("Content-Length: {}\r\n", resp.body.len()));
+            }
+            out.push_str("Connection: close\r\n\r\n");
+            tls.write_all(out.as_bytes())?;
+            tls.write_all(&resp.body)?;
+        }
+    }
     tls.conn.send_close_notify();
     tls.flush()
 }

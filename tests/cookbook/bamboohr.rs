@@ -11,10 +11,8 @@ use super::{Recipe, assert_same_users, basic_user, sorted};
 
 pub const RECIPE: Recipe = Recipe {
     file: "bamboohr.toml",
-    secrets: &[
-        ("BAMBOOHR_API_KEY", "b1a2m3b4o5o6h7r8api9key"),
-        ("BAMBOOHR_PASSWORD", "x"),
-    ],
+    secrets: &[("BAMBOOHR_API_KEY", "b1a2m3b4o5o6h7r8api9key")],
+    beside: None,
 };
 
 const EMPLOYEES: usize = 75;

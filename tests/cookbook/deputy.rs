@@ -2,7 +2,9 @@
 //! documents the Resource API: a bearer token, a JSON body with `search`,
 //! `join`, `start` and `max`, at most 500 records an answer, the answer a bare
 //! array of Employee objects (`Id`, `DisplayName`, `Active`, `Contact`), the
-//! contact's fields only when `ContactObject` is joined.
+//! contact's fields only when `ContactObject` is joined. And a page that
+//! fails in passing (503 with `Retry-After`): the POST only reads, so it may
+//! be sent again.
 
 use serde_json::{Value, json};
 
@@ -12,6 +14,7 @@ use super::{Recipe, assert_same_users, json_status, sorted};
 pub const RECIPE: Recipe = Recipe {
     file: "deputy.toml",
     secrets: &[("DEPUTY_TOKEN", "deputy-permanent-token-6f1e")],
+    beside: None,
 };
 
 const EMPLOYEES: usize = 1234;
@@ -44,7 +47,8 @@ fn error(status: u16, message: &str) -> Resp {
 }
 
 pub fn replica() -> Server {
-    Server::start(|req| {
+    let unavailable_once = std::sync::atomic::AtomicBool::new(true);
+    Server::start(move |req| {
         if (req.method.as_str(), req.path()) != ("POST", "/api/v1/resource/Employee/QUERY") {
             return error(404, "Not found");
         }
@@ -56,6 +60,9 @@ pub fn replica() -> Server {
             return error(400, "The request body is not JSON");
         };
         let start = query["start"].as_u64().unwrap_or(0) as usize;
+        if start == 500 && unavailable_once.swap(false, std::sync::atomic::Ordering::SeqCst) {
+            return error(503, "Service temporarily unavailable").with_header("Retry-After", "1");
+        }
         // At most 500 records an answer, whatever `max` asks.
         let max = query["max"].as_u64().unwrap_or(500).min(500) as usize;
         let joined = query["join"]
@@ -94,6 +101,7 @@ fn deputy_posts_the_query_page_by_page() {
         .iter()
         .map(|r| serde_json::from_str::<Value>(&r.body).unwrap()["start"].clone())
         .collect();
-    // 1184 active employees: two full pages and a short last one.
-    assert_eq!(starts, [json!(0), json!(500), json!(1000)]);
+    // 1184 active employees: two full pages (the second asked again after
+    // its 503) and a short last one.
+    assert_eq!(starts, [json!(0), json!(500), json!(500), json!(1000)]);
 }

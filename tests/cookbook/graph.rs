@@ -15,6 +15,7 @@ pub const RECIPE: Recipe = Recipe {
         ("GRAPH_CLIENT_ID", "7f3c0a52-graph-client"),
         ("GRAPH_CLIENT_SECRET", "graph~secret.value"),
     ],
+    beside: None,
 };
 
 const TOKEN: &str = "eyJ0eXAiOiJKV1QiLCJub25jZSI6ImdyYXBoIn0.app-only";
@@ -163,12 +164,21 @@ fn graph_reads_every_page_past_an_empty_one() {
         })
         .collect();
     assert_same_users(&RECIPE.fetch(&job), &sorted(expected));
-    let skiptokens: Vec<_> = server
+    let listing: Vec<_> = server
         .requests()
-        .iter()
+        .into_iter()
         .filter(|r| r.path() == "/v1.0/users")
-        .map(|r| r.query("$skiptoken"))
         .collect();
+    // The query options as the documentation writes them: `$` and `,` are
+    // allowed in a query (RFC 3986) and sent as they are.
+    assert!(
+        listing[0]
+            .url
+            .ends_with("?$select=id,mail,userPrincipalName,accountEnabled&$top=999"),
+        "{}",
+        listing[0].url
+    );
+    let skiptokens: Vec<_> = listing.iter().map(|r| r.query("$skiptoken")).collect();
     // Page 1, the empty page, page 2: the empty page did not end the listing.
     assert_eq!(
         skiptokens,

@@ -3,7 +3,8 @@
 //! `filter` on status, the page as a bare array, the next page in a
 //! `Link: <…>; rel="next"` header (beside `rel="self"`) with an `after`
 //! cursor, and the rate-limit headers on every answer (`X-Rate-Limit-Reset` in
-//! UTC epoch seconds).
+//! UTC epoch seconds). Quirk: a used-up window is answered 429 with
+//! `X-Rate-Limit-Reset` and no `Retry-After`.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -15,6 +16,7 @@ use super::{Recipe, assert_same_users, json_status, sorted};
 pub const RECIPE: Recipe = Recipe {
     file: "okta.toml",
     secrets: &[("OKTA_API_TOKEN", "00aBcD-okta-api-token")],
+    beside: None,
 };
 
 const USERS: usize = 450;
@@ -48,11 +50,7 @@ fn error(status: u16, code: &str, summary: &str) -> Resp {
 
 /// The rate-limit headers Okta sends on every answer.
 fn rate_headers(resp: Resp, remaining: usize) -> Resp {
-    let reset = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-        + 60;
+    let reset = epoch_seconds() + 60;
     resp.with_header("X-Rate-Limit-Limit", "600")
         .with_header("X-Rate-Limit-Remaining", &remaining.to_string())
         .with_header("X-Rate-Limit-Reset", &reset.to_string())
@@ -112,12 +110,37 @@ fn users(base: &str, req: &Req, served: usize) -> Resp {
     rate_headers(resp, 600 - served)
 }
 
-pub fn replica() -> Server {
+fn epoch_seconds() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+/// The replica; with `window`, the org's rate-limit window is used up after
+/// that many requests and resets two seconds later: until then every request
+/// is answered 429 with the reset time, as Okta does (no `Retry-After`).
+pub fn replica(window: Option<usize>) -> Server {
     let base = std::sync::Arc::new(std::sync::OnceLock::<String>::new());
     let seen = base.clone();
     let count = std::sync::atomic::AtomicUsize::new(0);
+    let reset_at = std::sync::Mutex::new(None::<u64>);
     let server = Server::start(move |req| {
         let served = count.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+        if let Some(window) = window.filter(|w| served > *w) {
+            let mut reset_at = reset_at.lock().unwrap();
+            let reset = *reset_at.get_or_insert(epoch_seconds() + 2);
+            if epoch_seconds() < reset {
+                return error(
+                    429,
+                    "E0000047",
+                    "API call exceeded rate limit due to too many requests.",
+                )
+                .with_header("X-Rate-Limit-Limit", &window.to_string())
+                .with_header("X-Rate-Limit-Remaining", "0")
+                .with_header("X-Rate-Limit-Reset", &reset.to_string());
+            }
+        }
         match (req.method.as_str(), req.path()) {
             ("GET", "/api/v1/users") => users(seen.get().map_or("", String::as_str), req, served),
             _ => error(404, "E0000007", "Not found"),
@@ -127,9 +150,28 @@ pub fn replica() -> Server {
     server
 }
 
+fn active_users() -> Vec<(String, String)> {
+    let active = (0..USERS).map(user).filter(|u| u["status"] == "ACTIVE");
+    let pairs = active.map(|u| {
+        let id = u["id"].as_str().unwrap().to_owned();
+        (id, u["profile"]["email"].as_str().unwrap().to_owned())
+    });
+    sorted(pairs.collect())
+}
+
+#[test]
+fn okta_waits_for_the_rate_limit_reset() {
+    let server = replica(Some(1));
+    let job = RECIPE.pointed_at(&server.base, None);
+    assert_same_users(&RECIPE.fetch(&job), &active_users());
+    // Three pages, and one 429 between the first two: then a wait until
+    // the reset it named, no request in between.
+    assert_eq!(server.request_count(), 4);
+}
+
 #[test]
 fn okta_follows_the_link_header_with_the_ssws_token() {
-    let server = replica();
+    let server = replica(None);
     let job = RECIPE.pointed_at(&server.base, None);
     let expected: Vec<_> = (0..USERS)
         .map(user)

@@ -16,6 +16,7 @@ pub const RECIPE: Recipe = Recipe {
         ("SALESFORCE_CLIENT_ID", "3MVG9consumer.key"),
         ("SALESFORCE_CLIENT_SECRET", "sf-consumer-secret"),
     ],
+    beside: None,
 };
 
 const TOKEN: &str = "00Dxx0000001gPL!AQ4AQFake.Access.Token";

@@ -12,6 +12,7 @@ use super::{Recipe, assert_same_users, sorted};
 pub const RECIPE: Recipe = Recipe {
     file: "scim.toml",
     secrets: &[("SCIM_TOKEN", "scim-bearer-token-77")],
+    beside: None,
 };
 
 const USERS: usize = 180;

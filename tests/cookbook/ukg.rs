@@ -17,6 +17,7 @@ pub const RECIPE: Recipe = Recipe {
         ("UKG_PASSWORD", "ukg service password"),
         ("UKG_CUSTOMER_API_KEY", "A1B2C"),
     ],
+    beside: None,
 };
 
 const PEOPLE: usize = 2345;

@@ -15,6 +15,7 @@ pub const RECIPE: Recipe = Recipe {
         ("WORKDAY_USER", "ISU_agentsync@acme"),
         ("WORKDAY_PASSWORD", "workday isu password"),
     ],
+    beside: None,
 };
 
 const WORKERS: usize = 3000;
@@ -24,6 +25,12 @@ fn entry(i: usize) -> Value {
         "Employee_ID": format!("{:06}", 21000 + i),
         "Worker": format!("Agent N{i}"),
     });
+    // The other columns of a typical worker report.
+    for column in 0..20 {
+        e[format!("Column_{column:02}")] = json!(format!(
+            "value of report column {column} for worker {i}, padded to width ........"
+        ));
+    }
     // A worker without a work email has no such key in the row.
     if i % 100 != 42 {
         e["Work_Email"] = json!(format!("agent.n{i}@acme.com"));
@@ -31,8 +38,14 @@ fn entry(i: usize) -> Value {
     e
 }
 
-pub fn replica() -> Server {
-    Server::start(|req| {
+/// The report as JSON, made once.
+fn report() -> String {
+    let entries: Vec<Value> = (0..WORKERS).map(entry).collect();
+    json!({"Report_Entry": entries}).to_string()
+}
+
+pub fn replica(report: String) -> Server {
+    Server::start(move |req| {
         if req.path() != "/ccx/service/customreport2/acme/ISU_agentsync/Agent_Emails" {
             return Resp::status(404, "text/plain", "Not Found");
         }
@@ -46,14 +59,13 @@ pub fn replica() -> Server {
                 "<wd:Report_Data xmlns:wd=\"urn:com.workday.report/Agent_Emails\"/>",
             );
         }
-        let entries: Vec<Value> = (0..WORKERS).map(entry).collect();
-        Resp::value(&json!({"Report_Entry": entries}))
+        Resp::json(report.clone())
     })
 }
 
 #[test]
 fn workday_reads_the_whole_report_as_json_in_one_request() {
-    let server = replica();
+    let server = replica(report());
     let job = RECIPE.pointed_at(
         &format!("{}/ccx/service/customreport2/acme", server.base),
         None,

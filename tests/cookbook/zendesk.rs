@@ -16,6 +16,7 @@ pub const RECIPE: Recipe = Recipe {
         ("ZENDESK_USER", "ops@acme.com/token"),
         ("ZENDESK_API_TOKEN", "zd-api-token-9a8b7c"),
     ],
+    beside: None,
 };
 
 const USERS: usize = 260;

@@ -63,13 +63,13 @@ class Process:
     """A background server with its output in a log file, in its own process
     group so that stopping it also stops anything it started."""
 
-    def __init__(self, name, argv, log_path, cwd=None):
+    def __init__(self, name, argv, log_path, cwd=None, env=None):
         self.name = name
         self.log_path = log_path
         self.log = open(log_path, "wb")
         self.proc = subprocess.Popen(
             argv, stdin=subprocess.DEVNULL, stdout=self.log, stderr=subprocess.STDOUT,
-            cwd=cwd, start_new_session=True,
+            cwd=cwd, env=env, start_new_session=True,
         )
         LIVE.append(self)
 

@@ -7,6 +7,7 @@ the last line is "N passed, N failed" and the exit status is 1 when any failed.
 import os
 import pathlib
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -20,6 +21,8 @@ KUBERNETES_VERSIONS = ["1.30.0", "1.37.0"]
 MANIFESTS = pathlib.Path("deploy/kubernetes")
 DOCKERFILE = pathlib.Path("Dockerfile")
 HADOLINT = pathlib.Path(sys.executable).parent / "hadolint"
+PROMETHEUS = pathlib.Path("deploy/prometheus")
+SYSTEMD = pathlib.Path("deploy/systemd")
 
 results = {"passed": 0, "failed": 0}
 
@@ -128,6 +131,31 @@ def config_problems(docs):
     return problems
 
 
+def promtool_problems(command, path):
+    """`promtool check rules FILE` or `promtool test rules FILE`."""
+    run = subprocess.run([os.environ["PROMTOOL"], command, "rules", str(path)],
+                         capture_output=True, text=True)
+    return [] if run.returncode == 0 else [(run.stdout + run.stderr).strip()]
+
+
+def systemd_problems(units):
+    """`systemd-analyze verify` of the units, with their ExecStart= binary
+    replaced by this build of agentsync (or /bin/true): verify refuses a unit
+    whose program is missing. Any warning it prints is a problem too."""
+    binary = os.environ.get("AGENTSYNC_BIN")
+    program = str(pathlib.Path(binary).resolve()) if binary else "/bin/true"
+    with tempfile.TemporaryDirectory() as tmp:
+        copies = []
+        for unit in units:
+            copy = pathlib.Path(tmp) / unit.name
+            copy.write_text(unit.read_text().replace("/usr/local/bin/agentsync", program))
+            copies.append(str(copy))
+        run = subprocess.run(["systemd-analyze", "verify", "--man=no", *copies],
+                             capture_output=True, text=True)
+    output = (run.stdout + run.stderr).strip()
+    return [output or f"exit {run.returncode}"] if run.returncode != 0 or output else []
+
+
 def main():
     manifests = sorted(p for p in MANIFESTS.glob("*.yaml") if p.name != "kustomization.yaml")
     for path in manifests:
@@ -147,6 +175,24 @@ def main():
 
     lint = subprocess.run([str(HADOLINT), "--no-color", str(DOCKERFILE)], capture_output=True, text=True)
     report(f"{DOCKERFILE} (hadolint)", [] if lint.returncode == 0 else [lint.stdout + lint.stderr])
+
+    rules = sorted(p for p in PROMETHEUS.glob("*.yaml") if not p.name.endswith(".test.yaml"))
+    if not rules:
+        report(f"{PROMETHEUS} (alert rules)", ["no rule file"])
+    for path in rules:
+        report(f"{path} (promtool check rules)", promtool_problems("check", path))
+    for path in sorted(PROMETHEUS.glob("*.test.yaml")):
+        report(f"{path} (promtool test rules)", promtool_problems("test", path))
+
+    units = sorted(p for p in SYSTEMD.iterdir() if p.suffix in (".service", ".timer"))
+    if not units:
+        report(f"{SYSTEMD} (units)", ["no unit file"])
+    elif shutil.which("systemd-analyze"):
+        for unit in units:
+            report(f"{unit} (systemd-analyze verify)", systemd_problems([unit] + [
+                u for u in units if u.stem == unit.stem and u != unit]))
+    else:
+        print(f"skip {SYSTEMD}: systemd-analyze is not installed")
 
     print(f"{results['passed']} passed, {results['failed']} failed")
     return 1 if results["failed"] else 0
