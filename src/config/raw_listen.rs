@@ -63,7 +63,7 @@ pub(super) struct RawListen {
     /// Seconds between two listings of the agent directory held in memory, 1 to 86400; an unknown email also refreshes it, at most every 30 seconds (default 300).
     #[schemars(with = "Option<u64>", range(min = 1, max = 86400))]
     pub refresh_secs: Option<Spanned<u64>>,
-    /// Actions sent at once, each agent's in order (default 8).
+    /// Actions sent at once, each agent's in order (default 32).
     #[schemars(with = "Option<usize>")]
     pub workers: Option<Spanned<usize>>,
     /// The routes, tried in order: the first whose `when` is true runs its action; an event no route takes is acknowledged and dropped.
