@@ -135,16 +135,13 @@ impl ListenSpec {
             )
             .map(|t| Duration::from_secs(t.unwrap_or(300))),
         );
-        let workers = errors.keep(match &l.workers {
-            Some(w) if !(1..=256).contains(w.get_ref()) => {
-                Err(ctx.err_at(w, "[listen] workers must be between 1 and 256"))
-            }
-            Some(w) => Ok(*w.get_ref()),
-            // Deliveries wait on the network, not the CPU: a shift change of
-            // 2 000 logins against a time clock answering in 20 ms needs more
-            // than 8 in flight to be punched within 5 s (docs/performance.md).
-            None => Ok(32),
-        });
+        // Deliveries wait on the network, not the CPU: a shift change of
+        // 2 000 logins against a time clock answering in 20 ms needs more
+        // than 8 in flight to be punched within 5 s (docs/performance.md).
+        let workers = errors.keep(
+            super::endpoint::bounded("[listen] workers", l.workers.as_ref(), 1..=256, ctx)
+                .map(|w| w.unwrap_or(32)),
+        );
         let routes: Vec<_> =
             l.on.iter()
                 .enumerate()
