@@ -14,25 +14,16 @@ set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 root="$(cd "$here/../.." && pwd)"
+# shellcheck source=tests/interop/common.sh
+source "$here/common.sh"
 
 for tool in python3 node npm; do
     command -v "$tool" >/dev/null || { echo "interop: needs $tool on PATH" >&2; exit 2; }
 done
 
-modules="$here/webhooks/node_modules"
-if ! cmp -s "$here/webhooks/package-lock.json" "$modules/.interop-package-lock.json" 2>/dev/null; then
-    echo "interop: installing standardwebhooks into $modules" >&2
-    (cd "$here/webhooks" && npm ci --no-audit --no-fund --ignore-scripts --loglevel=error)
-    cp "$here/webhooks/package-lock.json" "$modules/.interop-package-lock.json"
-fi
+npm_install_once "$here/webhooks" standardwebhooks
 
-if [[ -n "${AGENTSYNC_BIN:-}" ]]; then
-    bin="$(cd "$root" && realpath "$AGENTSYNC_BIN")"
-else
-    (cd "$root" && cargo build --locked --release --quiet)
-    bin="$root/target/release/agentsync"
-fi
-[[ -x "$bin" ]] || { echo "interop: no agentsync binary at $bin" >&2; exit 2; }
+agentsync_bin
 
 work="$here/.work/events"
 rm -rf "$work"

@@ -14,6 +14,8 @@ set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 root="$(cd "$here/../.." && pwd)"
+# shellcheck source=tests/interop/common.sh
+source "$here/common.sh"
 
 for tool in python3 node npm; do
     command -v "$tool" >/dev/null || { echo "interop: needs $tool on PATH" >&2; exit 2; }
@@ -40,20 +42,9 @@ if ! cmp -s "$here/requirements.txt" "$venv/.interop-requirements.txt" 2>/dev/nu
 fi
 
 # scimmy, scimmy-routers and express from package-lock.json.
-modules="$here/scimmy/node_modules"
-if ! cmp -s "$here/scimmy/package-lock.json" "$modules/.interop-package-lock.json" 2>/dev/null; then
-    echo "interop: installing scimmy into $modules" >&2
-    (cd "$here/scimmy" && npm ci --no-audit --no-fund --ignore-scripts --loglevel=error)
-    cp "$here/scimmy/package-lock.json" "$modules/.interop-package-lock.json"
-fi
+npm_install_once "$here/scimmy" scimmy
 
-if [[ -n "${AGENTSYNC_BIN:-}" ]]; then
-    bin="$(cd "$root" && realpath "$AGENTSYNC_BIN")"
-else
-    (cd "$root" && cargo build --locked --release --quiet)
-    bin="$root/target/release/agentsync"
-fi
-[[ -x "$bin" ]] || { echo "interop: no agentsync binary at $bin" >&2; exit 2; }
+agentsync_bin
 
 work="$here/.work"
 rm -rf "$work"
